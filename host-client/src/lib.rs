@@ -1,0 +1,1 @@
+//! The chatroom client (work in progress).

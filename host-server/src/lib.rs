@@ -1,0 +1,1 @@
+//! The chatroom server (work in progress).

@@ -1,0 +1,476 @@
+//! Frames in their typed form: parsing a body, emitting a whole frame.
+
+use core::fmt;
+
+use super::{FrameKind, PeerAddr, FRAME_HEADER_LEN, NONCE_LEN, NOTICE_FIXED_LEN, SEQ_LEN};
+use crate::error::{DecodeError, EncodeError};
+use crate::MAX_MESSAGE;
+
+/// One frame of protocol v1, borrowing its text from the bytes it was decoded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Frame<'a> {
+    /// Client to server: a message for the room.
+    Chat {
+        /// The message, at most [`MAX_MESSAGE`] bytes.
+        text: &'a str,
+    },
+    /// Server to client: a message relayed from another peer.
+    Broadcast {
+        /// The server's sequence number: one total order for the whole room.
+        seq: u64,
+        /// Who sent the message.
+        peer: PeerAddr,
+        /// The message, at most [`MAX_MESSAGE`] bytes, exactly as its sender wrote it.
+        text: &'a str,
+    },
+    /// Server to client: something happened in the room or to this connection.
+    Notice(Notice<'a>),
+    /// A liveness probe; the receiver answers with a [`Frame::Pong`] of the same nonce.
+    Ping {
+        /// Opaque value echoed in the pong.
+        nonce: u64,
+    },
+    /// The answer to a [`Frame::Ping`].
+    Pong {
+        /// The nonce of the ping being answered.
+        nonce: u64,
+    },
+    /// The sender is leaving and will close the connection.
+    Bye,
+}
+
+/// A server notice: what happened, to whom, and a human-readable text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Notice<'a> {
+    /// What the notice is about.
+    pub kind: NoticeKind,
+    /// The peer concerned, if any (the newcomer in a welcome, the peer joining or leaving).
+    pub peer: Option<PeerAddr>,
+    /// The text to show, at most [`MAX_MESSAGE`] bytes.
+    pub text: &'a str,
+}
+
+/// The kinds of notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum NoticeKind {
+    /// Sent once to a newcomer: its own address and who else is in the room.
+    Welcome,
+    /// A peer joined the room.
+    Join,
+    /// A peer left the room (the text says why).
+    Leave,
+    /// The server is shutting down; the connection closes after this notice.
+    Shutdown,
+    /// Something went wrong with this connection.
+    Error(ErrorCode),
+}
+
+impl NoticeKind {
+    fn to_bytes(self) -> [u8; 2] {
+        match self {
+            NoticeKind::Welcome => [1, 0],
+            NoticeKind::Join => [2, 0],
+            NoticeKind::Leave => [3, 0],
+            NoticeKind::Shutdown => [4, 0],
+            NoticeKind::Error(code) => [5, code.0],
+        }
+    }
+
+    fn from_bytes(kind: u8, code: u8) -> Option<Self> {
+        Some(match (kind, code) {
+            (1, 0) => NoticeKind::Welcome,
+            (2, 0) => NoticeKind::Join,
+            (3, 0) => NoticeKind::Leave,
+            (4, 0) => NoticeKind::Shutdown,
+            (5, code) => NoticeKind::Error(ErrorCode(code)),
+            _ => return None,
+        })
+    }
+}
+
+/// The code of an error notice. Codes this version does not know are kept as they
+/// are, so a newer server's errors still reach the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ErrorCode(pub u8);
+
+impl ErrorCode {
+    /// A message was longer than [`MAX_MESSAGE`] bytes; it was discarded.
+    pub const TOO_LONG: Self = Self(1);
+    /// A frame's body was malformed; it was discarded.
+    pub const MALFORMED: Self = Self(2);
+    /// A frame's kind is not one this server handles; it was discarded.
+    pub const UNKNOWN_FRAME: Self = Self(3);
+    /// A message was not valid UTF-8; it was discarded.
+    pub const INVALID_UTF8: Self = Self(4);
+    /// The client asked for a protocol version the server does not speak.
+    pub const UNSUPPORTED_VERSION: Self = Self(5);
+    /// The room is at its client limit; the connection is closed.
+    pub const SERVER_FULL: Self = Self(6);
+    /// The client did not read fast enough and its backlog overflowed; it is dropped.
+    pub const SLOW_CONSUMER: Self = Self(7);
+    /// The client stopped answering; it is dropped.
+    pub const TIMEOUT: Self = Self(8);
+    /// The request was refused (for example an HTTP request); the connection is closed.
+    pub const REFUSED: Self = Self(9);
+
+    /// A short description of the code, or `"error"` for a code this version does not know.
+    pub const fn description(self) -> &'static str {
+        match self.0 {
+            1 => "message too long",
+            2 => "malformed frame",
+            3 => "unknown frame",
+            4 => "invalid UTF-8",
+            5 => "unsupported protocol version",
+            6 => "server full",
+            7 => "too slow to keep up",
+            8 => "timed out",
+            9 => "refused",
+            _ => "error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+fn utf8(kind: FrameKind, bytes: &[u8]) -> Result<&str, DecodeError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(DecodeError::TextTooLong {
+            kind,
+            len: bytes.len(),
+        });
+    }
+    core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { kind })
+}
+
+fn u64_at(kind: FrameKind, body: &[u8]) -> Result<u64, DecodeError> {
+    let bytes: [u8; 8] =
+        body.get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(DecodeError::BadLength {
+                kind,
+                len: body.len(),
+            })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn nonce(kind: FrameKind, body: &[u8]) -> Result<u64, DecodeError> {
+    if body.len() != NONCE_LEN {
+        return Err(DecodeError::BadLength {
+            kind,
+            len: body.len(),
+        });
+    }
+    u64_at(kind, body)
+}
+
+impl<'a> Frame<'a> {
+    /// The frame's kind.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Chat { .. } => FrameKind::Chat,
+            Frame::Broadcast { .. } => FrameKind::Broadcast,
+            Frame::Notice(_) => FrameKind::Notice,
+            Frame::Ping { .. } => FrameKind::Ping,
+            Frame::Pong { .. } => FrameKind::Pong,
+            Frame::Bye => FrameKind::Bye,
+        }
+    }
+
+    /// Parses the body of a frame of the given kind. The body's length has already
+    /// been checked against [`FrameKind::max_body`] by the decoder, but this checks
+    /// every field again, so it is safe on any input.
+    pub fn parse(kind: FrameKind, body: &'a [u8]) -> Result<Self, DecodeError> {
+        match kind {
+            FrameKind::Chat => Ok(Frame::Chat {
+                text: utf8(kind, body)?,
+            }),
+            FrameKind::Broadcast => {
+                let seq = u64_at(kind, body)?;
+                let (peer, text) =
+                    PeerAddr::decode(&body[SEQ_LEN..]).ok_or(DecodeError::BadPeer { kind })?;
+                Ok(Frame::Broadcast {
+                    seq,
+                    peer,
+                    text: utf8(kind, text)?,
+                })
+            }
+            FrameKind::Notice => {
+                let [k, code, rest @ ..] = body else {
+                    return Err(DecodeError::BadLength {
+                        kind,
+                        len: body.len(),
+                    });
+                };
+                let notice_kind =
+                    NoticeKind::from_bytes(*k, *code).ok_or(DecodeError::BadNotice {
+                        kind: *k,
+                        code: *code,
+                    })?;
+                let (peer, text) = decode_optional_peer(rest)?;
+                Ok(Frame::Notice(Notice {
+                    kind: notice_kind,
+                    peer,
+                    text: utf8(kind, text)?,
+                }))
+            }
+            FrameKind::Ping => Ok(Frame::Ping {
+                nonce: nonce(kind, body)?,
+            }),
+            FrameKind::Pong => Ok(Frame::Pong {
+                nonce: nonce(kind, body)?,
+            }),
+            FrameKind::Bye if body.is_empty() => Ok(Frame::Bye),
+            FrameKind::Bye => Err(DecodeError::BadLength {
+                kind,
+                len: body.len(),
+            }),
+        }
+    }
+
+    /// The number of bytes [`Frame::encode`] writes, header included.
+    pub fn encoded_len(&self) -> usize {
+        FRAME_HEADER_LEN + self.body_len()
+    }
+
+    fn body_len(&self) -> usize {
+        let mut scratch = [0u8; super::PEER_MAX_LEN];
+        let peer_len = |p: &PeerAddr, s: &mut [u8]| p.encode(s).unwrap_or(0);
+        match self {
+            Frame::Chat { text } => text.len(),
+            Frame::Broadcast { peer, text, .. } => {
+                SEQ_LEN + peer_len(peer, &mut scratch) + text.len()
+            }
+            Frame::Notice(n) => {
+                let peer = n.peer.as_ref().map_or(0, |p| peer_len(p, &mut scratch));
+                NOTICE_FIXED_LEN + 1 + peer + n.text.len()
+            }
+            Frame::Ping { .. } | Frame::Pong { .. } => NONCE_LEN,
+            Frame::Bye => 0,
+        }
+    }
+
+    /// Writes the whole frame, header and body, to the front of `out` and returns the
+    /// number of bytes written.
+    ///
+    /// # Errors
+    /// [`EncodeError::TextTooLong`] if a text exceeds [`MAX_MESSAGE`];
+    /// [`EncodeError::BufferTooSmall`] if `out` cannot hold the frame (a buffer of
+    /// [`MAX_FRAME`](crate::MAX_FRAME) bytes always can).
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        let text_len = match self {
+            Frame::Chat { text } | Frame::Broadcast { text, .. } => text.len(),
+            Frame::Notice(n) => n.text.len(),
+            _ => 0,
+        };
+        if text_len > MAX_MESSAGE {
+            return Err(EncodeError::TextTooLong { len: text_len });
+        }
+        let needed = self.encoded_len();
+        if out.len() < needed {
+            return Err(EncodeError::BufferTooSmall { needed });
+        }
+        let body_len = needed - FRAME_HEADER_LEN;
+        out[0] = self.kind() as u8;
+        out[1..3].copy_from_slice(&(body_len as u16).to_be_bytes());
+        let mut w = Cursor {
+            out: &mut out[FRAME_HEADER_LEN..needed],
+            at: 0,
+        };
+        match self {
+            Frame::Chat { text } => w.put(text.as_bytes()),
+            Frame::Broadcast { seq, peer, text } => {
+                w.put(&seq.to_be_bytes());
+                w.peer(peer);
+                w.put(text.as_bytes());
+            }
+            Frame::Notice(n) => {
+                w.put(&n.kind.to_bytes());
+                match &n.peer {
+                    Some(peer) => {
+                        w.put(&[1]);
+                        w.peer(peer);
+                    }
+                    None => w.put(&[0]),
+                }
+                w.put(n.text.as_bytes());
+            }
+            Frame::Ping { nonce } | Frame::Pong { nonce } => w.put(&nonce.to_be_bytes()),
+            Frame::Bye => {}
+        }
+        Ok(needed)
+    }
+}
+
+/// Reads postcard's `Option<PeerAddr>`: a 0 or 1 tag, then the peer if 1.
+fn decode_optional_peer(bytes: &[u8]) -> Result<(Option<PeerAddr>, &[u8]), DecodeError> {
+    let bad = DecodeError::BadPeer {
+        kind: FrameKind::Notice,
+    };
+    match bytes.split_first() {
+        Some((0, rest)) => Ok((None, rest)),
+        Some((1, rest)) => PeerAddr::decode(rest).map(|(p, r)| (Some(p), r)).ok_or(bad),
+        _ => Err(bad),
+    }
+}
+
+/// A write position in an output slice already checked to be long enough.
+struct Cursor<'o> {
+    out: &'o mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    fn peer(&mut self, peer: &PeerAddr) {
+        self.at += peer.encode(&mut self.out[self.at..]).unwrap_or(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MAX_FRAME;
+
+    fn encode(frame: &Frame) -> std::vec::Vec<u8> {
+        let mut buf = [0u8; MAX_FRAME];
+        let n = frame.encode(&mut buf).unwrap();
+        assert_eq!(n, frame.encoded_len());
+        buf[..n].to_vec()
+    }
+
+    fn reparse(bytes: &[u8]) -> Frame<'_> {
+        let kind = FrameKind::from_byte(bytes[0]).unwrap();
+        let len = u16::from_be_bytes([bytes[1], bytes[2]]) as usize;
+        assert_eq!(len, bytes.len() - 3);
+        Frame::parse(kind, &bytes[3..]).unwrap()
+    }
+
+    #[test]
+    fn chat_golden() {
+        let f = Frame::Chat { text: "hi" };
+        assert_eq!(encode(&f), [0x01, 0x00, 0x02, b'h', b'i']);
+    }
+
+    #[test]
+    fn broadcast_golden() {
+        let f = Frame::Broadcast {
+            seq: 7,
+            peer: PeerAddr::V4 {
+                ip: [127, 0, 0, 1],
+                port: 9000,
+            },
+            text: "yo",
+        };
+        let bytes = encode(&f);
+        // 9000 = 0x2328 → varint 0xA8 0x46
+        let want = [
+            0x02, 0x00, 0x11, 0, 0, 0, 0, 0, 0, 0, 7, 0x00, 127, 0, 0, 1, 0xA8, 0x46, b'y', b'o',
+        ];
+        assert_eq!(bytes, want);
+        assert_eq!(reparse(&bytes), f);
+    }
+
+    #[test]
+    fn notice_round_trip_with_and_without_peer() {
+        let with = Frame::Notice(Notice {
+            kind: NoticeKind::Join,
+            peer: Some(PeerAddr::V6 {
+                ip: [0; 16],
+                port: 1,
+            }),
+            text: "joined",
+        });
+        let without = Frame::Notice(Notice {
+            kind: NoticeKind::Error(ErrorCode::TOO_LONG),
+            peer: None,
+            text: "too long",
+        });
+        for f in [with, without] {
+            assert_eq!(reparse(&encode(&f)), f);
+        }
+        assert_eq!(&encode(&without)[..6], &[0x03, 0x00, 0x0b, 5, 1, 0]);
+    }
+
+    #[test]
+    fn fixed_size_kinds() {
+        assert_eq!(
+            encode(&Frame::Ping { nonce: 0x0102 }),
+            [4, 0, 8, 0, 0, 0, 0, 0, 0, 1, 2]
+        );
+        assert_eq!(encode(&Frame::Bye), [6, 0, 0]);
+        assert_eq!(
+            Frame::parse(FrameKind::Pong, &[1, 2, 3]),
+            Err(DecodeError::BadLength {
+                kind: FrameKind::Pong,
+                len: 3
+            })
+        );
+        assert_eq!(
+            Frame::parse(FrameKind::Bye, &[1]),
+            Err(DecodeError::BadLength {
+                kind: FrameKind::Bye,
+                len: 1
+            })
+        );
+    }
+
+    #[test]
+    fn encode_refuses_long_text_and_short_buffers() {
+        let long = "x".repeat(MAX_MESSAGE + 1);
+        let mut buf = [0u8; MAX_FRAME];
+        assert_eq!(
+            Frame::Chat { text: &long }.encode(&mut buf),
+            Err(EncodeError::TextTooLong {
+                len: MAX_MESSAGE + 1
+            })
+        );
+        let max = "x".repeat(MAX_MESSAGE);
+        assert_eq!(
+            Frame::Chat { text: &max }.encode(&mut buf),
+            Ok(MAX_MESSAGE + 3)
+        );
+        assert_eq!(
+            Frame::Chat { text: "abc" }.encode(&mut buf[..5]),
+            Err(EncodeError::BufferTooSmall { needed: 6 })
+        );
+    }
+
+    #[test]
+    fn parse_rejects_bad_bodies() {
+        assert_eq!(
+            Frame::parse(FrameKind::Chat, &[0xff]),
+            Err(DecodeError::InvalidUtf8 {
+                kind: FrameKind::Chat
+            })
+        );
+        assert_eq!(
+            Frame::parse(FrameKind::Notice, &[9, 0, 0]),
+            Err(DecodeError::BadNotice { kind: 9, code: 0 })
+        );
+        assert_eq!(
+            Frame::parse(FrameKind::Notice, &[1, 0, 2]),
+            Err(DecodeError::BadPeer {
+                kind: FrameKind::Notice
+            })
+        );
+        assert_eq!(
+            Frame::parse(FrameKind::Broadcast, &[0; 7]),
+            Err(DecodeError::BadLength {
+                kind: FrameKind::Broadcast,
+                len: 7
+            })
+        );
+    }
+}
