@@ -38,6 +38,13 @@ pub enum Frame<'a> {
     },
     /// The sender is leaving and will close the connection.
     Bye,
+    /// Server to client: the client's own chat message was given sequence number
+    /// `seq`. With it, the broadcasts a client receives and the acks of its own
+    /// messages together cover every sequence number, so a gap means a lost message.
+    Ack {
+        /// The sequence number of the client's message.
+        seq: u64,
+    },
 }
 
 /// A server notice: what happened, to whom, and a human-readable text.
@@ -161,6 +168,7 @@ fn u64_at(kind: FrameKind, body: &[u8]) -> Result<u64, DecodeError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// Reads the body of a kind that is exactly one u64 (ping, pong, ack).
 fn nonce(kind: FrameKind, body: &[u8]) -> Result<u64, DecodeError> {
     if body.len() != NONCE_LEN {
         return Err(DecodeError::BadLength {
@@ -181,6 +189,7 @@ impl<'a> Frame<'a> {
             Frame::Ping { .. } => FrameKind::Ping,
             Frame::Pong { .. } => FrameKind::Pong,
             Frame::Bye => FrameKind::Bye,
+            Frame::Ack { .. } => FrameKind::Ack,
         }
     }
 
@@ -227,6 +236,9 @@ impl<'a> Frame<'a> {
             FrameKind::Pong => Ok(Frame::Pong {
                 nonce: nonce(kind, body)?,
             }),
+            FrameKind::Ack => Ok(Frame::Ack {
+                seq: nonce(kind, body)?,
+            }),
             FrameKind::Bye if body.is_empty() => Ok(Frame::Bye),
             FrameKind::Bye => Err(DecodeError::BadLength {
                 kind,
@@ -252,7 +264,7 @@ impl<'a> Frame<'a> {
                 let peer = n.peer.as_ref().map_or(0, |p| peer_len(p, &mut scratch));
                 NOTICE_FIXED_LEN + 1 + peer + n.text.len()
             }
-            Frame::Ping { .. } | Frame::Pong { .. } => NONCE_LEN,
+            Frame::Ping { .. } | Frame::Pong { .. } | Frame::Ack { .. } => NONCE_LEN,
             Frame::Bye => 0,
         }
     }
@@ -302,7 +314,9 @@ impl<'a> Frame<'a> {
                 }
                 w.put(n.text.as_bytes());
             }
-            Frame::Ping { nonce } | Frame::Pong { nonce } => w.put(&nonce.to_be_bytes()),
+            Frame::Ping { nonce: n } | Frame::Pong { nonce: n } | Frame::Ack { seq: n } => {
+                w.put(&n.to_be_bytes())
+            }
             Frame::Bye => {}
         }
         Ok(needed)
@@ -410,6 +424,14 @@ mod tests {
             [4, 0, 8, 0, 0, 0, 0, 0, 0, 1, 2]
         );
         assert_eq!(encode(&Frame::Bye), [6, 0, 0]);
+        assert_eq!(
+            encode(&Frame::Ack { seq: 3 }),
+            [7, 0, 8, 0, 0, 0, 0, 0, 0, 0, 3]
+        );
+        assert_eq!(
+            reparse(&encode(&Frame::Ack { seq: u64::MAX })),
+            Frame::Ack { seq: u64::MAX }
+        );
         assert_eq!(
             Frame::parse(FrameKind::Pong, &[1, 2, 3]),
             Err(DecodeError::BadLength {

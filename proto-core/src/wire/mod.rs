@@ -72,6 +72,9 @@ pub enum FrameKind {
     Pong = 0x05,
     /// Either direction: the sender is leaving; the connection closes after it.
     Bye = 0x06,
+    /// Server to client: the sequence number the server gave the client's own chat
+    /// message, which the client does not receive back as a broadcast.
+    Ack = 0x07,
 }
 
 impl FrameKind {
@@ -84,6 +87,7 @@ impl FrameKind {
             0x04 => Self::Ping,
             0x05 => Self::Pong,
             0x06 => Self::Bye,
+            0x07 => Self::Ack,
             _ => return None,
         })
     }
@@ -95,6 +99,7 @@ impl FrameKind {
             Self::Broadcast => MAX_BODY,
             Self::Notice => NOTICE_FIXED_LEN + 1 + PEER_MAX_LEN + MAX_MESSAGE,
             Self::Ping | Self::Pong => NONCE_LEN,
+            Self::Ack => SEQ_LEN,
             Self::Bye => 0,
         }
     }
@@ -156,7 +161,7 @@ mod tests {
             }
         }
         assert_eq!(FrameKind::from_byte(0), None);
-        assert_eq!(FrameKind::from_byte(7), None);
+        assert_eq!(FrameKind::from_byte(8), None);
     }
 
     #[test]
