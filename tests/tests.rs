@@ -1,1 +1,10 @@
-//! End-to-end tests of the chatroom binaries.
+//! End-to-end tests: the real `host-server` and `host-client` binaries on ephemeral
+//! loopback ports, with raw `TcpStream`s standing in for `nc`.
+
+mod util;
+
+mod chat;
+mod client_cli;
+mod reliability;
+mod shutdown;
+mod text_mode;

@@ -1,0 +1,89 @@
+//! Binary clients chatting through the server.
+
+use std::time::Duration;
+
+use crate::util::{Client, Server, TextClient};
+
+#[test]
+fn three_clients_each_see_exactly_the_others_messages() {
+    let server = Server::start(&[]);
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::join(server.addr)).collect();
+    // Wait until everyone has seen the later joiners, so no message races a join.
+    clients[0]
+        .proc
+        .out
+        .expect("join of the third", |l| l.contains(&clients[2].peer));
+    clients[1]
+        .proc
+        .out
+        .expect("join of the third", |l| l.contains(&clients[2].peer));
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.say(&format!("message from client {i}"));
+    }
+    for (i, receiver) in clients.iter().enumerate() {
+        for (j, sender) in clients.iter().enumerate() {
+            if i != j {
+                receiver.expect_chat(&sender.peer, &format!("message from client {j}"));
+            }
+        }
+    }
+    for (i, c) in clients.iter().enumerate() {
+        let own = format!("message from client {i}");
+        let chat: Vec<String> = c
+            .proc
+            .out
+            .all()
+            .into_iter()
+            .filter(|l| l.starts_with('['))
+            .collect();
+        assert_eq!(chat.len(), 2, "client {i} got {chat:?}");
+        assert!(
+            !chat.iter().any(|l| l.ends_with(&own)),
+            "client {i} got its own message back"
+        );
+    }
+}
+
+#[test]
+fn leave_is_announced_to_the_others() {
+    let server = Server::start(&[]);
+    let mut a = Client::join(server.addr);
+    let b = Client::join(server.addr);
+    b.proc.out.expect("nothing yet", |l| l.starts_with("*** "));
+    a.proc.send("exit");
+    let status = a.proc.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "exit gave {status:?}");
+    b.proc.out.expect("leave notice", |l| {
+        l.starts_with("*** ") && l.contains(&a.peer)
+    });
+}
+
+#[test]
+fn text_client_and_binary_client_talk_both_ways() {
+    let server = Server::start(&[]);
+    let mut bin = Client::join(server.addr);
+    let mut text = TextClient::connect(server.addr);
+    bin.proc
+        .out
+        .expect("join of the text client", |l| l.contains(&text.peer()));
+    text.write(b"hello from nc\n");
+    bin.expect_chat(&text.peer(), "hello from nc");
+    bin.say("hello from the console client");
+    let want = format!("[{}] hello from the console client", bin.peer);
+    text.expect(|l| l == want);
+}
+
+#[test]
+fn ipv6_loopback_where_available() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine; skipping");
+        return;
+    }
+    let server = Server::start_on("[::1]:0", &[]);
+    let mut a = Client::join(server.addr);
+    let b = Client::join(server.addr);
+    assert!(a.peer.starts_with("[::1]:"), "peer {}", a.peer);
+    a.proc.out.expect("join of b", |l| l.contains(&b.peer));
+    a.say("over six");
+    b.expect_chat(&a.peer, "over six");
+}
