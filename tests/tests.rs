@@ -7,4 +7,5 @@ mod chat;
 mod client_cli;
 mod reliability;
 mod shutdown;
+mod soak;
 mod text_mode;
