@@ -1,0 +1,238 @@
+//! Running one vector through the decoder it names and comparing the events.
+
+use core::fmt::{self, Write as _};
+
+use chatroom_firmware::{say, stack};
+use heapless::String;
+use proto_core::{
+    encode_text_line, sniff, FrameDecoder, LineDecoder, PeerAddr, MAX_FRAME, TEXT_LINE_MAX,
+};
+
+use crate::vectors_format::{decode_input, events, matches, Decoder, Vector};
+
+/// The largest INPUT the vector file allows.
+const INPUT_MAX: usize = 4096;
+/// Room for the longest formatted event: a text of 1024 escaped controls (`\u{1b}`
+/// is six characters) or a fully escaped text-mode line in `{:?}` form.
+const OUT_MAX: usize = 8192;
+
+/// Buffers for one vector at a time, kept in static RAM rather than on the stack.
+pub struct Scratch {
+    input: [u8; INPUT_MAX],
+    out: String<OUT_MAX>,
+    encoded: [u8; MAX_FRAME],
+    text: [u8; TEXT_LINE_MAX],
+    /// The most stack, in bytes, one `FrameDecoder::feed` call has used so far.
+    pub max_feed_stack: usize,
+}
+
+impl Scratch {
+    /// Empty buffers.
+    pub const fn new() -> Self {
+        Self {
+            input: [0; INPUT_MAX],
+            out: String::new(),
+            encoded: [0; MAX_FRAME],
+            text: [0; TEXT_LINE_MAX],
+            max_feed_stack: 0,
+        }
+    }
+}
+
+/// Counts of passed and failed vectors.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Vectors that passed.
+    pub passed: usize,
+    /// Vectors that failed (or lines of the file that could not be read).
+    pub failed: usize,
+}
+
+impl Tally {
+    /// Counts one vector.
+    pub fn record(&mut self, passed: bool) {
+        if passed {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
+/// Runs `vector`, prints why it fails if it does, and returns whether it passed.
+pub fn vector(vector: &Vector<'_>, scratch: &mut Scratch) -> bool {
+    let len = match decode_input(vector.input, &mut scratch.input) {
+        Ok(len) => len,
+        Err(e) => {
+            say!(
+                "FAIL line {} ({}): INPUT: {:?}",
+                vector.line,
+                vector.name,
+                e
+            );
+            return false;
+        }
+    };
+    let input = &scratch.input[..len];
+    let mut checker = Checker {
+        vector,
+        expected: events(vector.expected),
+        index: 0,
+        ok: true,
+        out: &mut scratch.out,
+    };
+    match vector.decoder {
+        Decoder::Frame => {
+            let (all_ok, idle, depth) = frames(input, &mut checker);
+            scratch.max_feed_stack = scratch.max_feed_stack.max(depth);
+            if all_ok && idle && !reencodes(input, &mut scratch.encoded) {
+                checker.fail(format_args!("its frames do not re-encode to INPUT"));
+            }
+        }
+        Decoder::Line => lines(input, &mut checker),
+        Decoder::Peer => match PeerAddr::decode(input) {
+            Some((peer, rest)) => checker.event(format_args!("{} rest={}", peer, rest.len())),
+            None => checker.event(format_args!("None")),
+        },
+        Decoder::Sniff => checker.event(format_args!("{:?}", sniff(input))),
+        Decoder::Text => text_line(input, &mut scratch.text, &mut checker),
+    }
+    checker.finish()
+}
+
+/// Feeds `input` to a frame decoder, checking each event. Returns whether every
+/// event was `Ok`, whether the decoder ended between frames, and the most stack one
+/// `feed` call used.
+fn frames<'v>(
+    input: &[u8],
+    checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>,
+) -> (bool, bool, usize) {
+    let mut decoder = FrameDecoder::new();
+    let (mut rest, mut all_ok, mut depth) = (input, true, 0);
+    while !rest.is_empty() {
+        let d = &mut decoder;
+        // The closure moves `d` in, so the event it returns may borrow the decoder.
+        let ((used, event), used_stack) = stack::measure(move || {
+            let d = d;
+            d.feed(rest)
+        });
+        depth = depth.max(used_stack);
+        if let Some(result) = event {
+            #[cfg(feature = "defmt")]
+            defmt::debug!("{=str}: {}", checker.vector.name, result);
+            all_ok &= result.is_ok();
+            checker.event(format_args!("{:?}", result));
+        }
+        rest = &rest[used..];
+    }
+    (all_ok, decoder.is_idle(), depth)
+}
+
+/// True if the frames decoded from `input`, encoded again one after the other, give
+/// exactly `input`. Called only when every event was `Ok` and no partial frame was
+/// left over, as the host test does.
+fn reencodes(input: &[u8], buf: &mut [u8; MAX_FRAME]) -> bool {
+    let mut decoder = FrameDecoder::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let (used, event) = decoder.feed(rest);
+        let Some(Ok(frame)) = event else {
+            return false;
+        };
+        match frame.encode(buf) {
+            Ok(n) if buf[..n] == rest[..used] => rest = &rest[used..],
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Feeds `input` to a line decoder, then ends the stream, checking each event.
+fn lines<'v>(input: &[u8], checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>) {
+    let mut decoder = LineDecoder::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let (used, event) = decoder.feed(rest);
+        if let Some(result) = event {
+            checker.event(format_args!("{:?}", result));
+        }
+        rest = &rest[used..];
+    }
+    if let Some(result) = decoder.finish() {
+        checker.event(format_args!("{:?}", result));
+    }
+}
+
+/// Decodes the one frame in `input` and checks the text-mode line written for it.
+fn text_line<'v>(
+    input: &[u8],
+    out: &mut [u8],
+    checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>,
+) {
+    let mut decoder = FrameDecoder::new();
+    let (used, event) = decoder.feed(input);
+    let Some(Ok(frame)) = event.filter(|_| used == input.len()) else {
+        return checker.fail(format_args!("INPUT is not exactly one valid frame"));
+    };
+    match encode_text_line(out, &frame).map(|n| core::str::from_utf8(&out[..n])) {
+        Ok(Ok(line)) => checker.event(format_args!("{:?}", line)),
+        Ok(Err(_)) => checker.fail(format_args!("the line written is not UTF-8")),
+        Err(e) => checker.fail(format_args!("encode_text_line: {}", e)),
+    }
+}
+
+/// Compares the events of one vector, in order, with its EXPECTED field.
+struct Checker<'v, 'o, E> {
+    vector: &'v Vector<'v>,
+    expected: E,
+    index: usize,
+    ok: bool,
+    out: &'o mut String<OUT_MAX>,
+}
+
+impl<'v, E: Iterator<Item = &'v str>> Checker<'v, '_, E> {
+    /// Checks the next event, formatted from `actual`, against the next expected one.
+    fn event(&mut self, actual: fmt::Arguments<'_>) {
+        self.index += 1;
+        self.out.clear();
+        let fits = self.out.write_fmt(actual).is_ok();
+        let cut = if fits {
+            ""
+        } else {
+            "... (cut: longer than the buffer)"
+        };
+        match self.expected.next() {
+            Some(want) if fits && matches(want, format_args!("{}", self.out)) => {}
+            Some(want) => {
+                self.ok = false;
+                let (line, name, index, out) = self.place();
+                say!("FAIL line {line} ({name}): event {index}: expected {want}, got {out}{cut}");
+            }
+            None => {
+                self.ok = false;
+                let (line, name, index, out) = self.place();
+                say!("FAIL line {line} ({name}): unexpected event {index}: {out}{cut}");
+            }
+        }
+    }
+
+    /// The vector's line and name, the event's number and its formatted text.
+    fn place(&self) -> (usize, &str, usize, &str) {
+        (self.vector.line, self.vector.name, self.index, self.out)
+    }
+
+    /// Fails the vector for a reason other than a mismatched event.
+    fn fail(&mut self, why: fmt::Arguments<'_>) {
+        self.ok = false;
+        let Vector { line, name, .. } = *self.vector;
+        say!("FAIL line {} ({}): {}", line, name, why);
+    }
+
+    /// Checks that no expected event is missing; returns whether the vector passed.
+    fn finish(mut self) -> bool {
+        while let Some(want) = self.expected.next() {
+            self.fail(format_args!("missing event: {want}"));
+        }
+        self.ok
+    }
+}
