@@ -1,1 +1,59 @@
-fn main() {}
+//! `host-client`: the chatroom's console client. See `host-client --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use host_client::cli::Args;
+use host_client::sink::DIAG_PREFIX;
+use host_client::terminal::{self, TerminalMode};
+use host_client::{
+    attempt_message, connect, LineSource, ReaderInput, Session, Sink, WriterSink, EXIT_FAILURE,
+    EXIT_OK,
+};
+
+fn main() -> ExitCode {
+    let config = Args::parse().config();
+    let connected = connect(&config, |f| {
+        if let Some(message) = attempt_message(f) {
+            eprintln!("{DIAG_PREFIX}{message}");
+        }
+    });
+    let stream = match connected {
+        Ok((stream, _)) => stream,
+        Err(e) => return fail(&e),
+    };
+    let session = Session::new(stream, config.linger);
+    let interrupter = session.interrupter();
+    if let Err(e) = ctrlc::set_handler(move || interrupter.interrupt()) {
+        eprintln!("{DIAG_PREFIX}warning: Ctrl-C will not say goodbye: {e}");
+    }
+    let mode = TerminalMode::save();
+    let (input, sink) = io_halves();
+    let outcome = session.run(input, sink);
+    // The editor may still hold the terminal raw in the blocked input thread.
+    mode.restore();
+    // Returning from main ends the process, input thread included.
+    match outcome {
+        Ok(_) => ExitCode::from(EXIT_OK),
+        Err(e) => fail(&e),
+    }
+}
+
+/// The line editor on a terminal, else plain standard input and output.
+fn io_halves() -> (Box<dyn LineSource>, Box<dyn Sink>) {
+    if terminal::is_interactive() {
+        match terminal::editor() {
+            Ok((input, sink)) => return (Box::new(input), sink),
+            Err(e) => eprintln!("{DIAG_PREFIX}warning: no line editor ({e}); reading plain lines"),
+        }
+    }
+    (
+        Box::new(ReaderInput::new(std::io::stdin())),
+        Box::new(WriterSink::stdio()),
+    )
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{DIAG_PREFIX}error: {e}");
+    ExitCode::from(EXIT_FAILURE)
+}

@@ -1,0 +1,110 @@
+//! The command line, parsed by clap and turned into a validated [`Config`].
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{Config, DEFAULT_ADDR, DEFAULT_ATTEMPTS};
+
+const AFTER_HELP: &str = "\
+Each line typed is sent to the room; a line longer than 1024 bytes is refused, not
+cut. `exit` alone on a line, end of input (Ctrl-D) or Ctrl-C leaves the room.
+
+Standard output carries only chat: `[PEER] TEXT` for a message, `*** TEXT` for a
+notice. Errors go to standard error, prefixed `host-client: `.
+
+Exit status:
+  0  left the room (exit, end of input, Ctrl-C)
+  1  could not connect, or the connection was lost
+  2  usage error";
+
+/// Command-line arguments. The duration defaults repeat those of [`crate::config`]
+/// (clap needs them as text); a test checks that they agree.
+#[derive(Debug, Parser)]
+#[command(
+    name = "host-client",
+    version,
+    about = "Console client of the chatroom",
+    after_help = AFTER_HELP
+)]
+pub struct Args {
+    /// Server address: HOST:PORT, IP:PORT or [IPV6]:PORT (port 9000 if left out).
+    #[arg(default_value = DEFAULT_ADDR)]
+    pub addr: String,
+
+    /// Connection attempts in all before giving up.
+    #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(DEFAULT_ATTEMPTS).unwrap_or(NonZeroU32::MIN))]
+    pub attempts: NonZeroU32,
+
+    /// Pause between two connection attempts (e.g. 100ms, 2s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          default_value = "100ms")]
+    pub retry_delay: Duration,
+
+    /// Limit on one TCP connect, and on waiting for the server's preamble.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          default_value = "5s")]
+    pub connect_timeout: Duration,
+
+    /// After leaving, how long to wait for the server to close the connection.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          default_value = "1s")]
+    pub linger: Duration,
+}
+
+impl Args {
+    /// The settings these arguments ask for.
+    pub fn config(&self) -> Config {
+        Config {
+            addr: self.addr.clone(),
+            attempts: self.attempts,
+            retry_delay: self.retry_delay,
+            connect_timeout: self.connect_timeout,
+            linger: self.linger,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let argv = std::iter::once("host-client").chain(args.iter().copied());
+        Args::try_parse_from(argv).map(|a| a.config())
+    }
+
+    #[test]
+    fn defaults_match_the_config_defaults() {
+        assert_eq!(parse(&[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn flags_are_parsed() {
+        let c = parse(&["[::1]:9001", "--attempts", "5", "--retry-delay", "250ms"]).unwrap();
+        assert_eq!(c.addr, "[::1]:9001");
+        assert_eq!(c.attempts.get(), 5);
+        assert_eq!(c.retry_delay, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for bad in [
+            &["--attempts", "0"][..],
+            &["--attempts", "x"],
+            &["--retry-delay", "soon"],
+            &["--bogus"],
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn help_documents_exit_statuses() {
+        let e = parse(&["--help"]).unwrap_err();
+        let help = e.to_string();
+        assert!(help.contains("Exit status") && help.contains("usage error"));
+    }
+}

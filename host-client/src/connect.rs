@@ -1,0 +1,316 @@
+//! Reaching the server: resolving the address, connecting with retries, and
+//! exchanging the protocol preamble.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use embedded_io_adapters::std::FromStd;
+use proto_core::{read_preamble, write_preamble, ReadError};
+
+use crate::config::{Config, DEFAULT_PORT};
+use crate::retry::{retry, verdict_for, Failure, RetryError, RetryPolicy, Verdict};
+
+/// Why one connection attempt failed.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// The TCP connection could not be made to any of the server's addresses; one
+    /// error per address tried, in order.
+    Tcp(Vec<(SocketAddr, io::Error)>),
+    /// The TCP connection was made but the preamble exchange failed.
+    Handshake {
+        /// The server's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        error: HandshakeError,
+    },
+}
+
+/// Why the preamble exchange with a connected server failed.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// Sending our preamble or reading the server's failed (a timeout included).
+    Io(io::Error),
+    /// The server closed the connection before its preamble was complete.
+    Closed,
+    /// The server's first bytes are not the protocol's magic: it is not a chat server.
+    NotChatServer,
+    /// The server speaks another protocol version.
+    UnsupportedVersion(u8),
+}
+
+/// Why the client could not connect.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The address is malformed or names no host that could be resolved.
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// The parser's or resolver's error.
+        source: io::Error,
+    },
+    /// Every attempt failed with a transient error.
+    GaveUp {
+        /// The address as given.
+        addr: String,
+        /// The attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: AttemptError,
+    },
+    /// An attempt failed with an error that retrying cannot fix.
+    Stopped {
+        /// The address as given.
+        addr: String,
+        /// The attempt's error.
+        error: AttemptError,
+    },
+}
+
+impl AttemptError {
+    /// Whether another attempt may succeed.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            AttemptError::Tcp(failures) => failures
+                .last()
+                .map_or(Verdict::Stop, |(_, e)| verdict_for(e.kind())),
+            AttemptError::Handshake { error, .. } => match error {
+                HandshakeError::Io(e) => verdict_for(e.kind()),
+                HandshakeError::Closed => Verdict::Retry,
+                HandshakeError::NotChatServer | HandshakeError::UnsupportedVersion(_) => {
+                    Verdict::Stop
+                }
+            },
+        }
+    }
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Tcp(failures) => {
+                for (i, (addr, e)) in failures.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    write!(f, "{sep}{addr}: {e}")?;
+                }
+                Ok(())
+            }
+            AttemptError::Handshake { peer, error } => write!(f, "{peer}: {error}"),
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Io(e) if is_timeout(e) => {
+                f.write_str("no protocol preamble from the server in time")
+            }
+            HandshakeError::Io(e) => write!(f, "preamble exchange failed: {e}"),
+            HandshakeError::Closed => f.write_str("the server closed the connection at once"),
+            HandshakeError::NotChatServer => {
+                f.write_str("not a chat server (its first bytes are not the protocol's magic)")
+            }
+            HandshakeError::UnsupportedVersion(v) => write!(
+                f,
+                "the server speaks protocol version {v}, this client speaks {}",
+                proto_core::VERSION
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::InvalidAddress { addr, source } => {
+                write!(f, "invalid server address '{addr}': {source}")
+            }
+            ConnectError::GaveUp { addr, attempts, .. } => {
+                let s = if *attempts == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "could not connect to {addr}: gave up after {attempts} attempt{s}"
+                )
+            }
+            ConnectError::Stopped { addr, error } => {
+                write!(f, "could not connect to {addr}: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AttemptError {}
+impl std::error::Error for HandshakeError {}
+impl std::error::Error for ConnectError {}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Resolves `addr` (`host:port`, `ip:port`, `[ipv6]:port`, or any of them without
+/// the port, which then defaults to [`DEFAULT_PORT`]) to the addresses to try.
+///
+/// # Errors
+/// [`ConnectError::InvalidAddress`] if it does not parse or resolves to nothing.
+pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ConnectError> {
+    let invalid = |source| ConnectError::InvalidAddress {
+        addr: addr.to_string(),
+        source,
+    };
+    let bare = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']'));
+    let resolved = if let Ok(ip) = bare.unwrap_or(addr).parse::<IpAddr>() {
+        Ok(vec![SocketAddr::new(ip, DEFAULT_PORT)])
+    } else if !addr.contains(':') && !addr.is_empty() {
+        (addr, DEFAULT_PORT)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+    } else {
+        addr.to_socket_addrs().map(Iterator::collect)
+    };
+    match resolved {
+        Ok(addrs) if Vec::is_empty(&addrs) => Err(invalid(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the name resolves to no address",
+        ))),
+        Ok(addrs) => Ok(addrs),
+        Err(e) => Err(invalid(e)),
+    }
+}
+
+/// Connects to the server in `config`, retrying as its policy says, and exchanges
+/// preambles. Each failed attempt is passed to `report`.
+///
+/// # Errors
+/// See [`ConnectError`].
+pub fn connect(
+    config: &Config,
+    report: impl FnMut(&Failure<'_, AttemptError>),
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    connect_with(
+        config,
+        TcpStream::connect_timeout,
+        std::thread::sleep,
+        report,
+    )
+}
+
+/// [`connect`], with the TCP connect and the pause supplied by the caller (tests
+/// count attempts this way).
+///
+/// # Errors
+/// See [`ConnectError`].
+pub fn connect_with(
+    config: &Config,
+    mut tcp: impl FnMut(&SocketAddr, Duration) -> io::Result<TcpStream>,
+    sleep: impl FnMut(Duration),
+    report: impl FnMut(&Failure<'_, AttemptError>),
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let addrs = resolve(&config.addr)?;
+    let policy = RetryPolicy {
+        attempts: config.attempts,
+        delay: config.retry_delay,
+    };
+    let timeout = config.connect_timeout;
+    let attempt = |_| attempt(&addrs, timeout, &mut tcp);
+    retry(policy, attempt, AttemptError::verdict, report, sleep).map_err(|e| {
+        let addr = config.addr.clone();
+        match e {
+            RetryError::GaveUp { attempts, last } => ConnectError::GaveUp {
+                addr,
+                attempts,
+                last,
+            },
+            RetryError::Stopped { error, .. } => ConnectError::Stopped { addr, error },
+        }
+    })
+}
+
+/// One attempt: each address in turn until a TCP connection is made, then the
+/// preamble exchange on that connection.
+fn attempt(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    tcp: &mut impl FnMut(&SocketAddr, Duration) -> io::Result<TcpStream>,
+) -> Result<(TcpStream, SocketAddr), AttemptError> {
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match tcp(addr, timeout) {
+            Ok(stream) => {
+                return handshake(&stream, timeout)
+                    .map(|()| (stream, *addr))
+                    .map_err(|error| AttemptError::Handshake { peer: *addr, error });
+            }
+            Err(e) => failures.push((*addr, e)),
+        }
+    }
+    Err(AttemptError::Tcp(failures))
+}
+
+/// Sends our preamble and checks the server's, waiting at most `timeout` for it.
+fn handshake(stream: &TcpStream, timeout: Duration) -> Result<(), HandshakeError> {
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(HandshakeError::Io)?;
+    let mut io = FromStd::new(stream);
+    write_preamble(&mut io).map_err(HandshakeError::Io)?;
+    read_preamble(&mut io).map_err(|e| match e {
+        ReadError::Transport(e) => HandshakeError::Io(e),
+        ReadError::BadMagic => HandshakeError::NotChatServer,
+        ReadError::UnsupportedVersion { version } => HandshakeError::UnsupportedVersion(version),
+        _ => HandshakeError::Closed,
+    })?;
+    stream.set_read_timeout(None).map_err(HandshakeError::Io)?;
+    // Chat lines are small and interactive: send each at once.
+    stream.set_nodelay(true).map_err(HandshakeError::Io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_with_and_without_port() {
+        let one = |a: &str| resolve(a).unwrap()[0].to_string();
+        assert_eq!(one("127.0.0.1:9001"), "127.0.0.1:9001");
+        assert_eq!(one("[::1]:9001"), "[::1]:9001");
+        assert_eq!(one("127.0.0.1"), "127.0.0.1:9000");
+        assert_eq!(one("::1"), "[::1]:9000");
+        assert_eq!(one("[::1]"), "[::1]:9000");
+        assert!(resolve("localhost:9001")
+            .unwrap()
+            .iter()
+            .all(|a| a.port() == 9001 && a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn malformed_addresses_are_invalid() {
+        for bad in ["", "127.0.0.1:notaport", "127.0.0.1:70000", "[::1:9000"] {
+            assert!(
+                matches!(resolve(bad), Err(ConnectError::InvalidAddress { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn handshake_verdicts() {
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let hs = |error| AttemptError::Handshake { peer, error };
+        assert_eq!(hs(HandshakeError::NotChatServer).verdict(), Verdict::Stop);
+        assert_eq!(
+            hs(HandshakeError::UnsupportedVersion(2)).verdict(),
+            Verdict::Stop
+        );
+        assert_eq!(hs(HandshakeError::Closed).verdict(), Verdict::Retry);
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            AttemptError::Tcp(vec![(peer, refused)]).verdict(),
+            Verdict::Retry
+        );
+    }
+}

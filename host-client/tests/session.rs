@@ -1,0 +1,422 @@
+//! The client against a tiny fake server on 127.0.0.1 that speaks proto-core:
+//! what it sends for typed lines, how it shows what arrives, how it ends.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroU32;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use embedded_io_adapters::std::FromStd;
+use host_client::connect::HandshakeError;
+use host_client::session::Lost;
+use host_client::{
+    AttemptError, ClientError, Config, ConnectError, Ending, InputEvent, LineSource, ReaderInput,
+    Session, SessionError, Sink,
+};
+use proto_core::{
+    read_preamble, write_frame, write_preamble, Frame, FrameReader, Notice, NoticeKind, PeerAddr,
+    ReadError,
+};
+
+/// Bound on every wait, so a broken client fails the test instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// What the client printed, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Out {
+    Chat(String),
+    Diag(String),
+}
+
+struct Capture(Sender<Out>);
+
+impl Sink for Capture {
+    fn chat(&mut self, line: &str) -> std::io::Result<()> {
+        let _ = self.0.send(Out::Chat(line.to_string()));
+        Ok(())
+    }
+    fn diag(&mut self, message: &str) {
+        let _ = self.0.send(Out::Diag(message.to_string()));
+    }
+}
+
+/// Typed lines fed by the test; the input ends when the sender is dropped, and
+/// blocks (like a terminal nobody types at) while it is held.
+struct Typed(Receiver<String>);
+
+impl LineSource for Typed {
+    fn next_event(&mut self) -> InputEvent {
+        match self.0.recv() {
+            Ok(line) => InputEvent::Line(line),
+            Err(_) => InputEvent::End,
+        }
+    }
+}
+
+fn config(addr: SocketAddr) -> Config {
+    Config {
+        addr: addr.to_string(),
+        attempts: NonZeroU32::new(1).unwrap(),
+        retry_delay: Duration::from_millis(10),
+        connect_timeout: Duration::from_secs(5),
+        linger: Duration::from_millis(500),
+    }
+}
+
+/// A client running on its own thread, with its output captured.
+struct Client {
+    out: Receiver<Out>,
+    done: Receiver<Result<Ending, ClientError>>,
+    _thread: JoinHandle<()>,
+}
+
+impl Client {
+    fn start(config: Config, input: Box<dyn LineSource>) -> Self {
+        let (out_tx, out) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            let result = host_client::run(&config, input, Box::new(Capture(out_tx)));
+            let _ = done_tx.send(result);
+        });
+        Self {
+            out,
+            done,
+            _thread: thread,
+        }
+    }
+
+    fn result(&self) -> Result<Ending, ClientError> {
+        self.done
+            .recv_timeout(LIMIT)
+            .expect("client did not end in time")
+    }
+
+    /// Waits for output matching `pred`, returning it; earlier output is skipped.
+    fn expect(&self, what: &str, pred: impl Fn(&Out) -> bool) -> Out {
+        loop {
+            match self.out.recv_timeout(LIMIT) {
+                Ok(out) if pred(&out) => return out,
+                Ok(_) => {}
+                Err(_) => panic!("no {what} from the client"),
+            }
+        }
+    }
+
+    fn expect_chat(&self, line: &str) {
+        self.expect(line, |o| *o == Out::Chat(line.to_string()));
+    }
+
+    fn printed(&self) -> Vec<Out> {
+        self.out.try_iter().collect()
+    }
+}
+
+/// The server's side of one accepted client.
+struct Peer {
+    reader: FrameReader<FromStd<TcpStream>>,
+    writer: FromStd<TcpStream>,
+    /// The client's address, as a server would name it.
+    addr: PeerAddr,
+}
+
+impl Peer {
+    fn accept(listener: &TcpListener) -> Self {
+        let (stream, addr) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut reader = FromStd::new(stream.try_clone().unwrap());
+        read_preamble(&mut reader).unwrap();
+        let mut writer = FromStd::new(stream);
+        write_preamble(&mut writer).unwrap();
+        Self {
+            reader: FrameReader::new(reader),
+            writer,
+            addr: PeerAddr::from(addr),
+        }
+    }
+
+    fn send(&mut self, frame: &Frame<'_>) {
+        write_frame(&mut self.writer, frame).unwrap();
+    }
+
+    /// The next frame from the client, in the owned form the tests compare.
+    fn next(&mut self) -> Result<String, ReadError<std::io::Error>> {
+        self.reader.next_frame().map(|f| format!("{f:?}"))
+    }
+
+    fn broadcast(&mut self, seq: u64, text: &str) {
+        let peer = self.addr;
+        self.send(&Frame::Broadcast { seq, peer, text });
+    }
+
+    fn notice(&mut self, kind: NoticeKind, text: &str) {
+        self.send(&Frame::Notice(Notice {
+            kind,
+            peer: None,
+            text,
+        }));
+    }
+}
+
+fn chat(text: &str) -> String {
+    format!("{:?}", Frame::Chat { text })
+}
+
+fn bye() -> String {
+    format!("{:?}", Frame::Bye)
+}
+
+/// A listener, a client connected to it fed by the returned sender, and the
+/// server's side of the connection.
+fn connected() -> (Client, Sender<String>, Peer) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (typed, rx) = mpsc::channel();
+    let client = Client::start(config(listener.local_addr().unwrap()), Box::new(Typed(rx)));
+    let peer = Peer::accept(&listener);
+    (client, typed, peer)
+}
+
+#[test]
+fn typed_lines_become_chat_frames_and_exit_says_bye() {
+    let (client, typed, mut peer) = connected();
+    for line in ["hello", "", "   ", "  spaced  ", " exit "] {
+        typed.send(line.to_string()).unwrap();
+    }
+    assert_eq!(peer.next().unwrap(), chat("hello"));
+    assert_eq!(peer.next().unwrap(), chat("  spaced  "));
+    assert_eq!(peer.next().unwrap(), bye());
+    assert!(matches!(client.result(), Ok(Ending::Exit)));
+    assert!(matches!(peer.next(), Err(ReadError::Closed)));
+}
+
+#[test]
+fn end_of_input_says_bye() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let input = ReaderInput::new(&b"one\r\ntwo"[..]);
+    let client = Client::start(config(listener.local_addr().unwrap()), Box::new(input));
+    let mut peer = Peer::accept(&listener);
+    assert_eq!(peer.next().unwrap(), chat("one"));
+    assert_eq!(peer.next().unwrap(), chat("two"));
+    assert_eq!(peer.next().unwrap(), bye());
+    assert!(matches!(client.result(), Ok(Ending::EndOfInput)));
+}
+
+#[test]
+fn over_long_line_is_refused_and_not_sent() {
+    let (client, typed, mut peer) = connected();
+    typed.send("x".repeat(1025)).unwrap();
+    typed.send("y".repeat(1024)).unwrap();
+    drop(typed);
+    let refusal = client.expect("refusal", |o| matches!(o, Out::Diag(_)));
+    let Out::Diag(refusal) = refusal else {
+        unreachable!()
+    };
+    assert!(
+        refusal.contains("1025") && refusal.contains("1024"),
+        "{refusal}"
+    );
+    assert_eq!(peer.next().unwrap(), chat(&"y".repeat(1024)));
+    assert_eq!(peer.next().unwrap(), bye());
+    assert!(matches!(client.result(), Ok(Ending::EndOfInput)));
+}
+
+#[test]
+fn over_long_piped_line_is_refused_and_not_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut bytes = vec![b'x'; 1025];
+    bytes.extend(b"\nok\nexit\n");
+    let input = ReaderInput::new(std::io::Cursor::new(bytes));
+    let client = Client::start(config(listener.local_addr().unwrap()), Box::new(input));
+    let mut peer = Peer::accept(&listener);
+    assert_eq!(peer.next().unwrap(), chat("ok"));
+    assert_eq!(peer.next().unwrap(), bye());
+    assert!(matches!(client.result(), Ok(Ending::Exit)));
+    let diags: Vec<_> = client
+        .printed()
+        .into_iter()
+        .filter(|o| matches!(o, Out::Diag(d) if d.contains("1024")))
+        .collect();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+}
+
+#[test]
+fn broadcasts_and_notices_are_printed_sanitised() {
+    let (client, typed, mut peer) = connected();
+    let port = peer.addr.socket_addr().port();
+    peer.notice(NoticeKind::Welcome, "welcome");
+    peer.broadcast(7, "hi there");
+    peer.broadcast(8, "evil\x1b[2J\u{202e}");
+    client.expect_chat("*** welcome");
+    client.expect_chat(&format!("[127.0.0.1:{port}] hi there"));
+    client.expect_chat(&format!("[127.0.0.1:{port}] evil\\x1b[2J\\u{{202e}}"));
+    drop(typed);
+    assert!(matches!(client.result(), Ok(Ending::EndOfInput)));
+    assert!(
+        !client.printed().iter().any(|o| matches!(o, Out::Diag(_))),
+        "no diagnostics expected"
+    );
+}
+
+#[test]
+fn a_sequence_gap_is_reported_and_reading_goes_on() {
+    let (client, _typed, mut peer) = connected();
+    peer.broadcast(1, "a");
+    peer.broadcast(3, "c");
+    peer.broadcast(4, "d");
+    let gap = client.expect("gap report", |o| matches!(o, Out::Diag(_)));
+    assert_eq!(
+        gap,
+        Out::Diag("error: broadcast sequence gap: expected 2, got 3".into())
+    );
+    client.expect_chat(&format!("[{}] d", peer.addr));
+}
+
+#[test]
+fn a_bad_frame_is_reported_and_reading_goes_on() {
+    let (client, _typed, mut peer) = connected();
+    // A frame of a kind protocol v1 does not define, with a one-byte body.
+    peer.writer.inner_mut().write_all(&[0x42, 0, 1, 0]).unwrap();
+    peer.broadcast(1, "after");
+    let bad = client.expect("bad frame report", |o| matches!(o, Out::Diag(_)));
+    assert!(
+        matches!(&bad, Out::Diag(d) if d.contains("0x42")),
+        "{bad:?}"
+    );
+    client.expect_chat(&format!("[{}] after", peer.addr));
+}
+
+#[test]
+fn pings_are_answered() {
+    let (_client, _typed, mut peer) = connected();
+    peer.send(&Frame::Ping { nonce: 0xfeed });
+    assert_eq!(
+        peer.next().unwrap(),
+        format!("{:?}", Frame::Pong { nonce: 0xfeed })
+    );
+}
+
+#[test]
+fn the_server_closing_ends_the_client_in_failure_while_input_waits() {
+    let (client, _typed, peer) = connected();
+    drop(peer);
+    match client.result() {
+        Err(ClientError::Session(SessionError::ConnectionLost {
+            how: Lost::Closed | Lost::Io(_),
+            server_shut_down: false,
+        })) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_shutdown_notice_then_close_is_reported_as_shutdown() {
+    let (client, _typed, mut peer) = connected();
+    peer.notice(NoticeKind::Shutdown, "server shutting down");
+    client.expect_chat("*** server shutting down");
+    drop(peer);
+    let e = client.result().unwrap_err();
+    assert!(e.to_string().contains("shut down"), "{e}");
+}
+
+#[test]
+fn the_interrupter_says_bye() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = config(listener.local_addr().unwrap());
+    let accepting = thread::spawn(move || Peer::accept(&listener));
+    let (stream, _) = host_client::connect(&cfg, |_| {}).unwrap();
+    let mut peer = accepting.join().unwrap();
+    let session = Session::new(stream, cfg.linger);
+    let interrupter = session.interrupter();
+    let (out_tx, _out) = mpsc::channel();
+    let (_typed, rx) = mpsc::channel();
+    let running =
+        thread::spawn(move || session.run(Box::new(Typed(rx)), Box::new(Capture(out_tx))));
+    interrupter.interrupt();
+    assert_eq!(peer.next().unwrap(), bye());
+    drop(peer);
+    assert!(matches!(running.join().unwrap(), Ok(Ending::Interrupted)));
+}
+
+/// A port nothing listens on: bound, then released.
+fn refusing_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn a_refused_connection_is_tried_exactly_attempts_times() {
+    for attempts in [1, 3, 4] {
+        let mut cfg = config(refusing_addr());
+        cfg.attempts = NonZeroU32::new(attempts).unwrap();
+        let (mut tried, mut reported, mut slept) = (0, 0, 0);
+        let result = host_client::connect_with(
+            &cfg,
+            |addr, timeout| {
+                tried += 1;
+                TcpStream::connect_timeout(addr, timeout)
+            },
+            |_| slept += 1,
+            |f| reported += usize::from(host_client::attempt_message(f).is_some()),
+        );
+        match result {
+            Err(ConnectError::GaveUp {
+                attempts: made,
+                last: AttemptError::Tcp(_),
+                ..
+            }) => assert_eq!(made, attempts),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            (tried, reported, slept),
+            (attempts, attempts as usize, attempts - 1)
+        );
+    }
+}
+
+#[test]
+fn the_client_reports_each_refused_attempt_and_fails() {
+    let mut cfg = config(refusing_addr());
+    cfg.attempts = NonZeroU32::new(3).unwrap();
+    let (_typed, rx) = mpsc::channel();
+    let client = Client::start(cfg, Box::new(Typed(rx)));
+    let e = client.result().unwrap_err();
+    assert!(e.to_string().contains("gave up after 3 attempts"), "{e}");
+    let refused = client
+        .printed()
+        .into_iter()
+        .filter(|o| matches!(o, Out::Diag(d) if d.contains("refused")))
+        .count();
+    assert_eq!(refused, 3);
+}
+
+#[test]
+fn a_server_that_is_not_a_chat_server_is_not_retried() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(listener.local_addr().unwrap());
+    cfg.attempts = NonZeroU32::new(3).unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        thread::sleep(Duration::from_millis(300));
+        listener.accept().is_err()
+    });
+    let result = host_client::connect(&cfg, |_| {});
+    assert!(
+        matches!(
+            result,
+            Err(ConnectError::Stopped {
+                error: AttemptError::Handshake {
+                    error: HandshakeError::NotChatServer,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(server.join().unwrap(), "the client tried again");
+}
