@@ -1,0 +1,248 @@
+//! The `host-client` binary through pipes, against a tiny fake server: exit
+//! statuses, stdout carrying only chat, stderr carrying diagnostics.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use embedded_io_adapters::std::FromStd;
+use proto_core::{
+    read_preamble, write_frame, write_preamble, Frame, FrameReader, Notice, NoticeKind, PeerAddr,
+};
+
+/// Bound on every wait, so a broken client fails the test instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A running client binary with its stdout and stderr read line by line.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Receiver<String>,
+    err: Receiver<String>,
+}
+
+fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_host-client"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdin,
+            out,
+            err,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        while start.elapsed() < LIMIT {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        panic!("client did not exit in time");
+    }
+
+    fn all_err(&self) -> Vec<String> {
+        // The reader thread ends at EOF, after the process has exited.
+        let mut all = Vec::new();
+        while let Ok(line) = self.err.recv_timeout(LIMIT) {
+            all.push(line);
+        }
+        all
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server's side of one accepted client.
+struct Peer {
+    reader: FrameReader<FromStd<TcpStream>>,
+    writer: FromStd<TcpStream>,
+    addr: PeerAddr,
+}
+
+impl Peer {
+    fn accept(listener: &TcpListener) -> Self {
+        let (stream, addr) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut reader = FromStd::new(stream.try_clone().unwrap());
+        read_preamble(&mut reader).unwrap();
+        let mut writer = FromStd::new(stream);
+        write_preamble(&mut writer).unwrap();
+        Self {
+            reader: FrameReader::new(reader),
+            writer,
+            addr: PeerAddr::from(addr),
+        }
+    }
+
+    fn send(&mut self, frame: &Frame<'_>) {
+        write_frame(&mut self.writer, frame).unwrap();
+    }
+
+    fn next(&mut self) -> String {
+        format!("{:?}", self.reader.next_frame().unwrap())
+    }
+}
+
+fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (listener, addr)
+}
+
+fn welcome(peer: &mut Peer) {
+    peer.send(&Frame::Notice(Notice {
+        kind: NoticeKind::Welcome,
+        peer: Some(peer.addr),
+        text: "welcome",
+    }));
+}
+
+#[test]
+fn piped_lines_are_sent_and_exit_leaves_with_status_0() {
+    let (listener, addr) = listen();
+    let mut p = Proc::spawn(&[&addr]);
+    let mut peer = Peer::accept(&listener);
+    welcome(&mut peer);
+    assert_eq!(p.out.recv_timeout(LIMIT).unwrap(), "*** welcome");
+    let from = peer.addr;
+    peer.send(&Frame::Broadcast {
+        seq: 1,
+        peer: from,
+        text: "tab\there, bell\x07",
+    });
+    assert_eq!(
+        p.out.recv_timeout(LIMIT).unwrap(),
+        format!("[{from}] tab\there, bell\\x07")
+    );
+    p.send("hello");
+    p.send("exit");
+    assert_eq!(peer.next(), format!("{:?}", Frame::Chat { text: "hello" }));
+    assert_eq!(peer.next(), format!("{:?}", Frame::Bye));
+    drop(peer);
+    assert_eq!(p.wait().code(), Some(0));
+    assert!(p.all_err().is_empty());
+}
+
+#[test]
+fn end_of_input_leaves_with_status_0() {
+    let (listener, addr) = listen();
+    let mut p = Proc::spawn(&[&addr]);
+    let mut peer = Peer::accept(&listener);
+    p.stdin = None;
+    assert_eq!(peer.next(), format!("{:?}", Frame::Bye));
+    drop(peer);
+    assert_eq!(p.wait().code(), Some(0));
+}
+
+#[test]
+fn sigint_says_bye_and_leaves_with_status_0() {
+    let (listener, addr) = listen();
+    let mut p = Proc::spawn(&[&addr]);
+    let mut peer = Peer::accept(&listener);
+    // The handler is installed once connected: the welcome's arrival proves it.
+    welcome(&mut peer);
+    p.out.recv_timeout(LIMIT).unwrap();
+    let kill = Command::new("kill")
+        .args(["-INT", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(peer.next(), format!("{:?}", Frame::Bye));
+    drop(peer);
+    assert_eq!(p.wait().code(), Some(0));
+}
+
+#[test]
+fn losing_the_server_exits_1_even_while_stdin_stays_open() {
+    let (listener, addr) = listen();
+    let mut p = Proc::spawn(&[&addr]);
+    let peer = Peer::accept(&listener);
+    drop(peer);
+    assert_eq!(p.wait().code(), Some(1));
+    let err = p.all_err();
+    assert!(
+        err.iter()
+            .any(|l| l.starts_with("host-client: error: connection lost")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_refused_connection_exits_1_after_the_attempts() {
+    let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut p = Proc::spawn(&[
+        &addr.to_string(),
+        "--attempts",
+        "2",
+        "--retry-delay",
+        "10ms",
+    ]);
+    assert_eq!(p.wait().code(), Some(1));
+    let err = p.all_err();
+    let refused = err.iter().filter(|l| l.contains("refused")).count();
+    assert_eq!(refused, 2, "{err:?}");
+    assert!(
+        err.iter().all(|l| l.starts_with("host-client: ")),
+        "{err:?}"
+    );
+    assert!(p.out.recv_timeout(LIMIT).is_err(), "stdout must stay empty");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_lists_exit_statuses() {
+    for bad in [
+        &["--attempts", "0"][..],
+        &["--retry-delay", "later"],
+        &["a", "b"],
+    ] {
+        let mut p = Proc::spawn(bad);
+        assert_eq!(p.wait().code(), Some(2), "{bad:?}");
+    }
+    let mut p = Proc::spawn(&["--help"]);
+    assert_eq!(p.wait().code(), Some(0));
+    let help: Vec<String> = p.out.iter().collect();
+    assert!(help.iter().any(|l| l.contains("Exit status")), "{help:?}");
+}
