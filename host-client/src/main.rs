@@ -27,29 +27,36 @@ fn main() -> ExitCode {
     if let Err(e) = ctrlc::set_handler(move || interrupter.interrupt()) {
         eprintln!("{DIAG_PREFIX}warning: Ctrl-C will not say goodbye: {e}");
     }
-    let mode = TerminalMode::save();
-    let (input, sink) = io_halves();
+    let (input, sink, mode) = io_halves();
     let outcome = session.run(input, sink);
-    // The editor may still hold the terminal raw in the blocked input thread.
-    mode.restore();
     // Returning from main ends the process, input thread included.
     match outcome {
-        Ok(_) => ExitCode::from(EXIT_OK),
-        Err(e) => fail(&e),
+        Ok(_) => {
+            mode.restore();
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            // The editor, blocked in the input thread, may hold the terminal raw,
+            // with the prompt line still open.
+            mode.restore_and_end_line();
+            fail(&e)
+        }
     }
 }
 
 /// The line editor on a terminal, else plain standard input and output.
-fn io_halves() -> (Box<dyn LineSource>, Box<dyn Sink>) {
+fn io_halves() -> (Box<dyn LineSource>, Box<dyn Sink>, TerminalMode) {
     if terminal::is_interactive() {
+        let mode = TerminalMode::save();
         match terminal::editor() {
-            Ok((input, sink)) => return (Box::new(input), sink),
+            Ok((input, sink)) => return (Box::new(input), sink, mode),
             Err(e) => eprintln!("{DIAG_PREFIX}warning: no line editor ({e}); reading plain lines"),
         }
     }
     (
         Box::new(ReaderInput::new(std::io::stdin())),
         Box::new(WriterSink::stdio()),
+        TerminalMode::none(),
     )
 }
 

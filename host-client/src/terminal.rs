@@ -5,7 +5,7 @@ use std::io::{self, IsTerminal, Write};
 
 use rustix::termios::{tcgetattr, tcsetattr, OptionalActions, Termios};
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::{Config, DefaultEditor, ExternalPrinter};
 
 use crate::input::{InputEvent, LineSource};
 use crate::sink::{Sink, DIAG_PREFIX};
@@ -74,11 +74,26 @@ impl TerminalMode {
         Self(tcgetattr(io::stdin()).ok())
     }
 
+    /// Nothing to restore: the client does not use the line editor.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
     /// Puts the terminal back as it was. Needed when the client exits while the
     /// line editor, blocked in another thread, holds the terminal in raw mode.
     pub fn restore(&self) {
         if let Some(mode) = &self.0 {
             let _ = tcsetattr(io::stdin(), OptionalActions::Now, mode);
+        }
+    }
+
+    /// Restores the mode and moves below the prompt line the editor may have left,
+    /// so that a final message starts on a line of its own.
+    pub fn restore_and_end_line(&self) {
+        self.restore();
+        if self.0.is_some() {
+            let _ = io::stdout().write_all(b"\n");
+            let _ = io::stdout().flush();
         }
     }
 }
@@ -88,7 +103,11 @@ impl TerminalMode {
 /// # Errors
 /// The editor's error if the terminal cannot be set up.
 pub fn editor() -> Result<(EditorInput, Box<dyn Sink>), ReadlineError> {
-    let mut editor = DefaultEditor::new()?;
+    // Without bracketed paste, pasted lines are sent one by one, as typed lines are,
+    // instead of as one message with newlines inside; and an exit while the editor
+    // is active leaves no paste mode behind in the terminal.
+    let config = Config::builder().bracketed_paste(false).build();
+    let mut editor = DefaultEditor::with_config(config)?;
     let printer = editor.create_external_printer()?;
     let sink = EditorSink {
         printer,
