@@ -214,3 +214,23 @@ fn vectors_cover_the_protocol() {
         assert!(!text_of(d).is_empty(), "no {d:?} vector");
     }
 }
+
+/// PROTOCOL.md's worked examples are indented lines `DECODER | NAME | INPUT |
+/// EXPECTED`; each must be a vector of the file, exactly.
+#[test]
+fn protocol_examples_are_vectors() {
+    let spec = include_str!("../PROTOCOL.md");
+    let vector_lines: std::collections::HashSet<&str> = VECTORS.lines().collect();
+    let examples: Vec<&str> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .filter(|l| l.split(" | ").count() == 4)
+        .collect();
+    assert!(examples.len() >= 30, "only {} examples", examples.len());
+    for example in examples {
+        assert!(
+            vector_lines.contains(example),
+            "PROTOCOL.md example is not a vector: {example}"
+        );
+    }
+}
