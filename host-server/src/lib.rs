@@ -1,1 +1,43 @@
-//! The chatroom server (work in progress).
+//! The chatroom server: many clients, one room, every message relayed to everyone else.
+//!
+//! Clients speak either the binary protocol of `proto-core` (the host client, a
+//! microcontroller) or plain text lines (`nc`, `telnet`); the server tells them apart
+//! by their first bytes and puts them in the same room. All wire bytes are read and
+//! written through `proto-core`.
+//!
+//! Design, for many clients and fast fan-out:
+//! - each connection has a reader thread (its session) and a writer thread, both with
+//!   small stacks;
+//! - the room's one lock assigns every broadcast a sequence number and hands it to
+//!   every recipient's bounded outbox in that order, so all clients see one order;
+//! - a broadcast is encoded once per wire form and shared; an outbox sends straight
+//!   into the socket when nothing is queued (write-through) and otherwise leaves the
+//!   rest to its writer, which coalesces everything queued into one `writev`;
+//! - a client that falls further behind than its outbox limit is dropped with a notice,
+//!   so a stalled reader costs nobody else time or unbounded memory.
+//!
+//! [`run`] serves a listener until its [`Control`] says stop, so tests run the server
+//! in-process on `127.0.0.1:0`; the binary is a thin shell around it.
+#![deny(missing_docs)]
+
+mod cli;
+mod config;
+mod console;
+mod control;
+mod error;
+mod log;
+mod outbox;
+mod reader;
+mod room;
+mod server;
+mod session;
+mod sys;
+mod wire;
+
+pub use cli::Cli;
+pub use config::Config;
+pub use console::console;
+pub use control::{Control, Stop};
+pub use error::ServerError;
+pub use server::{bind, run};
+pub use sys::raise_fd_limit;

@@ -1,1 +1,48 @@
-fn main() {}
+//! The `host-server` binary: command line, signals and console around
+//! [`host_server::run`].
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::thread;
+
+use clap::Parser;
+use host_server::{bind, console, run, Cli, Control, Stop};
+
+fn main() -> ExitCode {
+    let config = Cli::parse().config();
+    let listener = match bind(&config) {
+        Ok(listener) => listener,
+        Err(e) => return fail(&e),
+    };
+    match listener.local_addr() {
+        Ok(addr) => {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "listening on {addr}").and_then(|()| out.flush());
+        }
+        Err(e) => return fail(&e),
+    }
+    let control = Control::new();
+    let on_signal = control.clone();
+    if let Err(e) = ctrlc::set_handler(move || on_signal.stop(Stop::Terminate)) {
+        eprintln!("host-server: warning: cannot catch Ctrl-C and SIGTERM: {e}");
+    }
+    let at_console = control.clone();
+    // The console thread is left blocked on stdin when the server stops; exiting the
+    // process ends it.
+    let _ = thread::Builder::new()
+        .name("console".into())
+        .spawn(move || {
+            if let Err(e) = console(io::stdin().lock(), io::stdout(), &at_console) {
+                eprintln!("host-server: console: {e}");
+            }
+        });
+    match run(listener, &config, &control) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("host-server: error: {e}");
+    ExitCode::FAILURE
+}

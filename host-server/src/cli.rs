@@ -1,0 +1,175 @@
+//! The command line: every setting of [`Config`] as a flag, with its default.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::Config;
+
+fn defaults() -> Config {
+    Config::default()
+}
+
+/// The chatroom server: relays every message to every other connected client.
+///
+/// Binary clients (host-client) and text clients (nc, telnet) share one room. On
+/// start it prints `listening on ADDR` on stdout. Console commands on stdin: list,
+/// close, help. Ctrl-C or SIGTERM sends every client a shutdown notice and exits.
+#[derive(Debug, Parser)]
+#[command(name = "host-server", version)]
+pub struct Cli {
+    /// Address to listen on. Use 0.0.0.0:9000 (IPv4) or [::]:9000 (IPv4 and IPv6)
+    /// to serve a LAN, and port 0 for any free port (the real one is printed).
+    #[arg(long, value_name = "ADDR", default_value_t = defaults().bind)]
+    pub bind: SocketAddr,
+
+    /// Listen backlog: connections the kernel queues before the server accepts them.
+    #[arg(long, value_name = "N", default_value_t = defaults().backlog,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub backlog: u32,
+
+    /// Most clients at once; one more is told "server full" and closed. Each client
+    /// costs two threads and one open file.
+    #[arg(long, value_name = "N", default_value_t = defaults().max_clients as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_clients: u64,
+
+    /// Bytes that may wait to be sent to one client; a client that falls further
+    /// behind is dropped as too slow (it gets a notice saying so).
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().outbox_limit as u64,
+          value_parser = clap::value_parser!(u64).range(128 * 1024..=1 << 32))]
+    pub outbox_limit: u64,
+
+    /// Messages per second one client may send; faster senders are read more slowly
+    /// (TCP makes them wait), never dropped. Off unless given.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate_limit: Option<NonZeroU32>,
+
+    /// Seconds within which a dead peer (half-open connection) is found and dropped:
+    /// binary clients are pinged after half of it, text clients watched by TCP keepalive.
+    #[arg(long, value_name = "SECS", default_value_t = defaults().dead_peer_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub dead_peer_timeout: u64,
+
+    /// Milliseconds to wait for a new connection's first bytes to tell a binary client
+    /// from a text client; a client silent that long is taken as text.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().sniff_timeout),
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub sniff_timeout_ms: u64,
+
+    /// Milliseconds clients get to receive the shutdown notice after Ctrl-C or SIGTERM
+    /// before their connections are cut.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().shutdown_grace),
+          value_parser = clap::value_parser!(u64).range(0..=900))]
+    pub shutdown_grace_ms: u64,
+
+    /// Stack size of each connection thread, in bytes (small, so thousands fit).
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().thread_stack as u64,
+          value_parser = clap::value_parser!(u64).range(32 * 1024..=8 << 20))]
+    pub thread_stack: u64,
+
+    /// Bytes read from a client at a time; also bounds one batch of its messages.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().read_buffer as u64,
+          value_parser = clap::value_parser!(u64).range(512..=16 * 1024))]
+    pub read_buffer: u64,
+
+    /// Kernel send buffer per client (SO_SNDBUF), in bytes. System autotuning unless given.
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(4096..=64 << 20))]
+    pub send_buffer: Option<u64>,
+
+    /// Milliseconds to pause after a failed accept (e.g. out of file descriptors).
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().accept_pause),
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub accept_pause_ms: u64,
+
+    /// Connections over --max-clients turned away at once by threads that first wait
+    /// to see whether the client is binary; past this, refusals go out in text form.
+    #[arg(long, value_name = "N", default_value_t = defaults().max_refusers as u64,
+          value_parser = clap::value_parser!(u64).range(0..=1024))]
+    pub max_refusers: u64,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn size(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+impl Cli {
+    /// The settings this command line asks for.
+    pub fn config(&self) -> Config {
+        Config {
+            bind: self.bind,
+            backlog: self.backlog,
+            max_clients: size(self.max_clients),
+            outbox_limit: size(self.outbox_limit),
+            rate_limit: self.rate_limit,
+            dead_peer_timeout: Duration::from_secs(self.dead_peer_timeout),
+            sniff_timeout: Duration::from_millis(self.sniff_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            thread_stack: size(self.thread_stack),
+            read_buffer: size(self.read_buffer),
+            send_buffer: self.send_buffer.map(size),
+            accept_pause: Duration::from_millis(self.accept_pause_ms),
+            max_refusers: size(self.max_refusers),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flags_gives_the_defaults() {
+        let cli = Cli::try_parse_from(["host-server"]).unwrap();
+        assert_eq!(cli.config(), Config::default());
+    }
+
+    #[test]
+    fn flags_set_their_fields() {
+        let cli = Cli::try_parse_from([
+            "host-server",
+            "--bind",
+            "[::]:0",
+            "--max-clients",
+            "3",
+            "--rate-limit",
+            "10",
+            "--dead-peer-timeout",
+            "4",
+            "--send-buffer",
+            "8192",
+        ])
+        .unwrap();
+        let c = cli.config();
+        assert_eq!(c.bind, "[::]:0".parse().unwrap());
+        assert_eq!(c.max_clients, 3);
+        assert_eq!(c.rate_limit.map(NonZeroU32::get), Some(10));
+        assert_eq!(c.dead_peer_timeout, Duration::from_secs(4));
+        assert_eq!(c.send_buffer, Some(8192));
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        for args in [
+            ["host-server", "--backlog", "0"],
+            ["host-server", "--rate-limit", "0"],
+            ["host-server", "--outbox-limit", "10"],
+            ["host-server", "--bind", "nowhere"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

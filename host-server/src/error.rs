@@ -1,0 +1,38 @@
+//! What can stop the server from starting.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Why the server could not start or keep listening.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listening socket could not be created, bound or put into listening state.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The listener given to [`crate::run`] could not be made non-blocking.
+    Listener(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Listener(e) => write!(f, "cannot use the listening socket: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Bind { source, .. } => Some(source),
+            ServerError::Listener(e) => Some(e),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The listener: binding, the accept loop with its connection cap, and the orderly
+//! shutdown of every connection.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use proto_core::{sniff, ErrorCode, NoticeKind, PeerAddr, Sniff, PREAMBLE};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::control::{Control, Stop};
+use crate::error::ServerError;
+use crate::log::log;
+use crate::outbox::End;
+use crate::session::{self, refuse};
+use crate::sys::{raise_fd_limit, send_now};
+use crate::wire::{self, Mode};
+
+/// How often the accept loop looks for a stop request while no one connects.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// How long [`run`] waits for connection threads to end after cutting them.
+const THREADS_GRACE: Duration = Duration::from_secs(2);
+
+/// What every connection thread shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) control: Control,
+    /// Connections being served (in the room or about to be).
+    sessions: AtomicUsize,
+    /// Threads turning away connections over the limit.
+    refusers: AtomicUsize,
+}
+
+/// Opens the listening socket of `config.bind` with `config.backlog`. An IPv6
+/// address listens dual-stack, so `[::]:9000` takes IPv4 clients too.
+///
+/// # Errors
+/// [`ServerError::Bind`] if the address cannot be bound or listened on.
+pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
+    let addr = config.bind;
+    let fail = |source| ServerError::Bind { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).map_err(fail)?;
+    }
+    // Lets a restarted server bind while old connections linger in TIME_WAIT.
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    let backlog = i32::try_from(config.backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// Serves clients on `listener` until `control` is told to stop, then closes every
+/// connection and returns. The listener may be bound to any address, port 0 included.
+///
+/// # Errors
+/// [`ServerError::Listener`] if the listener cannot be switched to non-blocking mode.
+pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<(), ServerError> {
+    if let Err(e) = raise_fd_limit() {
+        log(format_args!("cannot raise the open-file limit: {e}"));
+    }
+    listener
+        .set_nonblocking(true)
+        .map_err(ServerError::Listener)?;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        control: control.clone(),
+        sessions: AtomicUsize::new(0),
+        refusers: AtomicUsize::new(0),
+    });
+    let how = accept_loop(&listener, &shared);
+    drop(listener);
+    shut_down(&shared, how);
+    Ok(())
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Stop {
+    loop {
+        if let Some(how) = shared.control.stopping() {
+            return how;
+        }
+        match listener.accept() {
+            Ok((stream, addr)) => admit(stream, addr, shared),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(listener),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Out of descriptors, or a connection reset before it was accepted:
+                // neither is the listener's fault, so pause and go on.
+                log(format_args!("accept failed: {e}"));
+                thread::sleep(shared.config.accept_pause);
+            }
+        }
+    }
+}
+
+/// Waits until a connection is pending or [`STOP_POLL`] passes.
+fn wait_readable(listener: &TcpListener) {
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    let timeout = Timespec::try_from(STOP_POLL).unwrap_or(Timespec {
+        tv_sec: 0,
+        tv_nsec: 50_000_000,
+    });
+    let _ = poll(&mut fds, Some(&timeout));
+}
+
+/// Starts serving an accepted connection, or turns it away if the room is full.
+fn admit(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
+    let peer = PeerAddr::from(addr);
+    if let Err(e) = stream.set_nonblocking(false) {
+        return log(format_args!("{peer}: cannot use the connection: {e}"));
+    }
+    // Only this thread adds sessions, so the check cannot race another admission.
+    if shared.sessions.load(Ordering::Acquire) >= shared.config.max_clients {
+        return refuse_full(stream, peer, shared);
+    }
+    shared.sessions.fetch_add(1, Ordering::AcqRel);
+    let count = Counted(shared.clone(), Counter::Sessions);
+    let spawned = thread::Builder::new()
+        .name(format!("reader {peer}"))
+        .stack_size(shared.config.thread_stack)
+        .spawn(move || {
+            let shared = count.0.clone();
+            let _count = count;
+            if catch_unwind(AssertUnwindSafe(|| session::serve(stream, peer, &shared))).is_err() {
+                log(format_args!(
+                    "{peer}: connection thread panicked; connection closed"
+                ));
+            }
+        });
+    if let Err(e) = spawned {
+        log(format_args!(
+            "{peer}: cannot start a thread, connection closed: {e}"
+        ));
+    }
+}
+
+/// Which count a [`Counted`] holds a unit of.
+#[derive(Clone, Copy)]
+enum Counter {
+    Sessions,
+    Refusers,
+}
+
+/// One unit of a count, given back when dropped (also when its thread panics or
+/// could not be started).
+struct Counted(Arc<Shared>, Counter);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let counter = match self.1 {
+            Counter::Sessions => &self.0.sessions,
+            Counter::Refusers => &self.0.refusers,
+        };
+        counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells a connection over `max_clients` that the server is full and closes it, in
+/// the client's own form when a refuser thread is free to wait for its first bytes,
+/// in text form at once otherwise. Nobody in the room hears of it.
+fn refuse_full(stream: TcpStream, peer: PeerAddr, shared: &Arc<Shared>) {
+    log(format_args!("{peer}: refused, server full"));
+    let text = format!(
+        "{}: the room holds {} clients; try again later",
+        ErrorCode::SERVER_FULL,
+        shared.config.max_clients
+    );
+    if shared.refusers.load(Ordering::Acquire) >= shared.config.max_refusers {
+        let _ = send_now(
+            &stream,
+            &wire::error(Mode::Text, ErrorCode::SERVER_FULL, &text),
+        );
+        return;
+    }
+    shared.refusers.fetch_add(1, Ordering::AcqRel);
+    let count = Counted(shared.clone(), Counter::Refusers);
+    let timeout = shared.config.sniff_timeout;
+    let _ = thread::Builder::new()
+        .name(format!("refuser {peer}"))
+        .stack_size(shared.config.thread_stack)
+        .spawn(move || {
+            let _count = count;
+            let bytes = match first_mode(&stream, timeout) {
+                Mode::Binary => {
+                    let mut bytes = PREAMBLE.to_vec();
+                    bytes.extend(wire::error(Mode::Binary, ErrorCode::SERVER_FULL, &text));
+                    bytes
+                }
+                Mode::Text => wire::error(Mode::Text, ErrorCode::SERVER_FULL, &text),
+            };
+            refuse(&stream, &bytes);
+        });
+}
+
+/// Peeks at a connection's first bytes for at most `timeout` to see how it speaks.
+fn first_mode(stream: &TcpStream, timeout: Duration) -> Mode {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 8];
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
+    while Instant::now() < deadline {
+        match stream.peek(&mut buf) {
+            Ok(n) => match sniff(&buf[..n]) {
+                Sniff::Binary { .. } => return Mode::Binary,
+                Sniff::Text if n > 0 => return Mode::Text,
+                _ if n == 0 => return Mode::Text,
+                _ => thread::sleep(Duration::from_millis(10)),
+            },
+            Err(e) if session::is_timeout(&e) => {}
+            Err(_) => return Mode::Text,
+        }
+    }
+    Mode::Text
+}
+
+/// Closes every connection the way `how` says, then waits for their threads.
+fn shut_down(shared: &Shared, how: Stop) {
+    let clients = shared.control.room.close();
+    log(format_args!(
+        "shutting down: closing {} connections",
+        clients.len()
+    ));
+    if how == Stop::Terminate {
+        let deadline = Instant::now() + shared.config.shutdown_grace;
+        for client in &clients {
+            let mode = client.outbox.mode();
+            let notice = wire::notice(mode, NoticeKind::Shutdown, None, "server shutting down");
+            client.outbox.push_last(&notice);
+        }
+        for client in &clients {
+            client.outbox.wait_done(deadline);
+        }
+    }
+    for client in &clients {
+        client.outbox.end(End::Cut);
+    }
+    let deadline = Instant::now() + THREADS_GRACE;
+    while Instant::now() < deadline {
+        let busy =
+            shared.sessions.load(Ordering::Acquire) + shared.refusers.load(Ordering::Acquire);
+        if busy == 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}

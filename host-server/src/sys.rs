@@ -1,0 +1,85 @@
+//! Small wrappers over the operating system: locks that survive a panic, the file
+//! limit, socket options and the non-blocking send used for write-through.
+
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rustix::net::SendFlags;
+use rustix::process::{getrlimit, setrlimit, Resource};
+use socket2::{SockRef, TcpKeepalive};
+
+use crate::config::Config;
+
+/// Locks `mutex`, recovering the guard if another thread panicked while holding it.
+///
+/// Every structure behind the server's locks stays consistent at each point where a
+/// panic could occur (they are plain queues and lists), so the data is still usable;
+/// refusing it would turn one connection's bug into a dead server.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `condvar`, recovering the guard as [`lock`] does.
+pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Raises the soft limit on open files to the hard limit, so the server can hold as
+/// many connections as the system allows. Returns the new soft limit.
+///
+/// # Errors
+/// The error of `setrlimit`, if the limit could not be changed.
+pub fn raise_fd_limit() -> io::Result<Option<u64>> {
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return Ok(limit.current);
+    }
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit)?;
+    Ok(limit.current)
+}
+
+/// Sets the options every client socket gets: no Nagle delay (chat lines are small
+/// and latency matters), keepalive and a user timeout that find a dead peer within
+/// `dead_peer_timeout`, a bounded blocking write so the writer thread can notice
+/// an eviction, and the configured send buffer.
+pub(crate) fn configure_client(stream: &TcpStream, config: &Config) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(WRITER_TICK))?;
+    let sock = SockRef::from(stream);
+    let total = config.dead_peer_timeout.max(Duration::from_secs(2));
+    // Half the budget idle, then four probes spread over the other half.
+    let keepalive = TcpKeepalive::new()
+        .with_time(total / 2)
+        .with_interval((total / 8).max(Duration::from_secs(1)))
+        .with_retries(4);
+    sock.set_tcp_keepalive(&keepalive)?;
+    // Unacknowledged data for this long also means the peer is gone.
+    sock.set_tcp_user_timeout(Some(total))?;
+    if let Some(size) = config.send_buffer {
+        sock.set_send_buffer_size(size)?;
+    }
+    Ok(())
+}
+
+/// How long the writer thread blocks in one write before looking at its queue's
+/// state again (an eviction or a shutdown).
+pub(crate) const WRITER_TICK: Duration = Duration::from_millis(200);
+
+/// Sends as much of `bytes` as the socket takes right now, without blocking.
+///
+/// # Errors
+/// `WouldBlock` when the socket's buffer is full; any other error means the
+/// connection has failed.
+pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    rustix::net::send(stream, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)
+        .map_err(io::Error::from)
+}
+
+/// Shuts a connection down in both directions, ignoring errors: the peer may be
+/// gone already, which is the state wanted.
+pub(crate) fn cut(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Both);
+}
