@@ -5,6 +5,7 @@ mod util;
 
 mod chat;
 mod client_cli;
+mod firmware_room;
 mod reliability;
 mod shutdown;
 mod soak;

@@ -137,6 +137,9 @@ fn show(frame: &Frame<'_>, greeted: &mut bool) -> Action {
             say!("*** {}", sanitize(notice.text));
             match notice.kind {
                 NoticeKind::Welcome if !*greeted => {
+                    if let Some(me) = notice.peer {
+                        say!("room: joined as {}", me);
+                    }
                     *greeted = true;
                     Action::SayHello
                 }
