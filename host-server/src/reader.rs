@@ -162,6 +162,9 @@ fn binary_events(
             None => {}
             Some(Ok(Frame::Chat { text })) => batch.push(text),
             Some(Ok(Frame::Ping { nonce })) => {
+                // Messages before the ping go out first, so its pong tells the
+                // client they have been handed to the room.
+                batch_len_then_clear(batch, client, shared);
                 let mut bytes = Vec::new();
                 wire::encode_into(Mode::Binary, &Frame::Pong { nonce }, &mut bytes);
                 client.outbox.push_bytes(&bytes);

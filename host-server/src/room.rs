@@ -117,6 +117,9 @@ impl Room {
             return None;
         }
         let others: Vec<PeerAddr> = st.clients.iter().map(|c| c.peer).collect();
+        // The others first: once the newcomer reads its welcome, everyone has been told.
+        let text = format!("{} joined", client.peer);
+        announce(&st.clients, NoticeKind::Join, client.peer, &text);
         let welcome = welcome_text(client.peer, &others);
         client.outbox.push_bytes(&wire::notice(
             client.mode(),
@@ -124,8 +127,6 @@ impl Room {
             Some(client.peer),
             &welcome,
         ));
-        let text = format!("{} joined", client.peer);
-        announce(&st.clients, NoticeKind::Join, client.peer, &text);
         if client.mode() == Mode::Text {
             st.text_clients += 1;
         }

@@ -1,0 +1,134 @@
+//! The binary: its first stdout line, console commands, signals and exit statuses.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_host-server");
+
+/// The server process, killed if a test fails before it exits.
+struct Proc {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .expect("first line names the address")
+        .trim()
+        .to_string();
+    (Proc { child, stdout }, addr)
+}
+
+fn client(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Waits (bounded) for the process to exit; returns its status code.
+fn exit_code(p: &mut Proc) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the server did not exit");
+}
+
+fn read_all(mut s: &TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn console_list_then_close_exits_zero() {
+    let (mut p, addr) = spawn(&[]);
+    let mut c = client(&addr);
+    c.write_all(b"hi\n").unwrap();
+    let mut line = [0u8; 9];
+    c.read_exact(&mut line).unwrap(); // "*** welco"
+    let mut stdin = p.child.stdin.take().unwrap();
+    stdin.write_all(b"list\nfrob\nclose\n").unwrap();
+    let mut out = String::new();
+    for _ in 0..4 {
+        p.stdout.read_line(&mut out).unwrap();
+    }
+    let me = c.local_addr().unwrap().to_string();
+    assert!(out.contains("1 connected"), "{out}");
+    assert!(out.contains(&me), "{out}");
+    assert!(out.contains("unknown command \"frob\""), "{out}");
+    assert_eq!(exit_code(&mut p), Some(0));
+    read_all(&c);
+}
+
+#[test]
+fn sigterm_sends_the_shutdown_notice_and_exits_zero() {
+    let (mut p, addr) = spawn(&[]);
+    // End of input on stdin leaves the server running.
+    drop(p.child.stdin.take());
+    let c = client(&addr);
+    (&c).write_all(b"hello\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(p.child.try_wait().unwrap().is_none());
+    let pid = p.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let text = read_all(&c);
+    assert!(text.ends_with("*** server shutting down\n"), "{text:?}");
+    assert_eq!(exit_code(&mut p), Some(0));
+}
+
+#[test]
+fn help_explains_the_flags_and_bad_flags_exit_two() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--bind",
+        "--backlog",
+        "--max-clients",
+        "--outbox-limit",
+        "--rate-limit",
+        "--dead-peer-timeout",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    let bad = Command::new(BIN).arg("--max-clients=0").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn an_address_in_use_exits_one_with_a_message() {
+    let (_p, addr) = spawn(&[]);
+    let out = Command::new(BIN)
+        .args(["--bind", &addr])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // SO_REUSEADDR does not allow two listeners on one port.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
