@@ -59,6 +59,8 @@ fn firmware_joins_the_room_and_chats_with_a_text_client() {
         qemu.0.out.all(),
         qemu.0.err.all()
     );
+    // Shown with `--nocapture`: the firmware's stack figures are on its last lines.
+    println!("firmware output: {:#?}", qemu.0.out.all());
     // The server got the firmware's bye frame and told the room.
     text.expect_eq(&format!("*** {firmware_addr} left"));
 }

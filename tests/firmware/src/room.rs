@@ -128,7 +128,7 @@ fn show(frame: &Frame<'_>, greeted: &mut bool) -> Action {
     match frame {
         Frame::Broadcast { peer, text, .. } => {
             say!("[{}] {}", peer, sanitize(text));
-            if text.contains(TRIGGER) {
+            if mentions(text, TRIGGER) {
                 return Action::Leave;
             }
             Action::Nothing
@@ -161,4 +161,12 @@ fn send<W: Write>(
     let (sent, used) = stack::measure(|| write_frame(w, frame));
     stats.max_write_stack = stats.max_write_stack.max(used);
     sent.map_err(RoomError::Write)
+}
+
+/// True if `text` contains `word`. A plain window scan: the firmware looks for one
+/// short word, which does not need `str::contains`'s larger searcher.
+fn mentions(text: &str, word: &str) -> bool {
+    text.as_bytes()
+        .windows(word.len())
+        .any(|w| w == word.as_bytes())
 }
