@@ -3,7 +3,9 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+use crate::bench::Scenario;
 
 use crate::config::{Config, DEFAULT_ADDR, DEFAULT_ATTEMPTS};
 
@@ -26,9 +28,14 @@ Exit status:
     name = "host-client",
     version,
     about = "Console client of the chatroom",
-    after_help = AFTER_HELP
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
+    /// Something else than chatting.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Server address: HOST:PORT, IP:PORT or [IPV6]:PORT (port 9000 if left out).
     #[arg(default_value = DEFAULT_ADDR)]
     pub addr: String,
@@ -51,6 +58,17 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
           default_value = "1s")]
     pub linger: Duration,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load-test a chat server (see `host-client bench --help`).
+    Bench {
+        /// The scenario to run.
+        #[command(subcommand)]
+        scenario: Scenario,
+    },
 }
 
 impl Args {
@@ -99,6 +117,19 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn bench_is_a_subcommand() {
+        let argv = ["host-client", "bench", "fanout", "-n", "3", "127.0.0.1:9"];
+        let args = Args::try_parse_from(argv).unwrap();
+        assert!(matches!(
+            args.command,
+            Some(Command::Bench {
+                scenario: Scenario::Fanout { receivers: 3, .. }
+            })
+        ));
+        assert!(Args::try_parse_from(["host-client", "bench"]).is_err());
     }
 
     #[test]

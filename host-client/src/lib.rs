@@ -11,10 +11,12 @@
 //! - [`Session`] runs a connected session over a [`LineSource`] of typed lines and a
 //!   [`Sink`] for output, until the user leaves or the connection is lost;
 //! - [`run`] does both, as the binary does;
-//! - [`terminal`] supplies the line editor used when a person is at a terminal.
+//! - [`terminal`] supplies the line editor used when a person is at a terminal;
+//! - [`bench`] is the `host-client bench` load generator.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod connect;

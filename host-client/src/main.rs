@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use host_client::cli::Args;
+use host_client::bench::{self, Scenario};
+use host_client::cli::{Args, Command};
 use host_client::sink::DIAG_PREFIX;
 use host_client::terminal::{self, TerminalMode};
 use host_client::{
@@ -12,7 +13,11 @@ use host_client::{
 };
 
 fn main() -> ExitCode {
-    let config = Args::parse().config();
+    let args = Args::parse();
+    if let Some(Command::Bench { scenario }) = &args.command {
+        return bench(scenario);
+    }
+    let config = args.config();
     let connected = connect(&config, |f| {
         if let Some(message) = attempt_message(f) {
             eprintln!("{DIAG_PREFIX}{message}");
@@ -63,4 +68,19 @@ fn io_halves() -> (Box<dyn LineSource>, Box<dyn Sink>, TerminalMode) {
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("{DIAG_PREFIX}error: {e}");
     ExitCode::from(EXIT_FAILURE)
+}
+
+fn bench(scenario: &Scenario) -> ExitCode {
+    match bench::run(scenario) {
+        Ok(report) => {
+            let json = match scenario {
+                Scenario::Fanout { common, .. }
+                | Scenario::Latency { common, .. }
+                | Scenario::Idle { common, .. } => common.json,
+            };
+            println!("{}", if json { report.json() } else { report.human() });
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(&e),
+    }
 }

@@ -1,0 +1,167 @@
+//! One bench connection: connected and greeted with blocking calls, then driven
+//! without blocking by the event loop. Bytes are encoded and decoded by proto-core.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use embedded_io_adapters::std::FromStd;
+use proto_core::{read_preamble, write_frame, write_preamble, Frame, FrameDecoder, LineDecoder};
+
+/// Pending output above which the engine stops queueing messages on a connection,
+/// so that latency measures the server, not a backlog inside the bench.
+pub const OUT_HIGH_WATER: usize = 16 * 1024;
+
+/// What a connection received.
+pub enum Incoming<'a> {
+    /// A relayed message: a broadcast's text and sequence number (binary mode) or
+    /// a whole line (text mode).
+    Message {
+        /// The text, with the peer prefix in text mode.
+        text: &'a str,
+        /// The server's sequence number, in binary mode.
+        seq: Option<u64>,
+    },
+    /// A frame or line that could not be decoded.
+    Bad,
+}
+
+enum Decoder {
+    Binary(Box<FrameDecoder>),
+    Text(Box<LineDecoder>),
+}
+
+/// A connection to the server under test.
+pub struct Conn {
+    /// The socket, registered with the event loop.
+    pub stream: mio::net::TcpStream,
+    decoder: Decoder,
+    out: Vec<u8>,
+    out_at: usize,
+}
+
+impl Conn {
+    /// Connects to `addr`; in binary mode also exchanges preambles (waiting at most
+    /// `timeout` for the server's), then switches the socket to non-blocking.
+    ///
+    /// # Errors
+    /// The connect or handshake error; a server that answers with another preamble
+    /// gives `InvalidData`.
+    pub fn open(addr: &SocketAddr, text: bool, timeout: Duration) -> io::Result<Self> {
+        let stream = TcpStream::connect_timeout(addr, timeout)?;
+        stream.set_nodelay(true)?;
+        let decoder = if text {
+            Decoder::Text(Box::default())
+        } else {
+            stream.set_read_timeout(Some(timeout))?;
+            let mut io = FromStd::new(&stream);
+            write_preamble(&mut io)?;
+            read_preamble(&mut io)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            Decoder::Binary(Box::default())
+        };
+        stream.set_nonblocking(true)?;
+        Ok(Self {
+            stream: mio::net::TcpStream::from_std(stream),
+            decoder,
+            out: Vec::new(),
+            out_at: 0,
+        })
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.out.len() - self.out_at
+    }
+
+    /// Queues a chat message (call [`Conn::flush`] to send it).
+    pub fn queue_chat(&mut self, text: &str) {
+        match self.decoder {
+            Decoder::Binary(_) => {
+                // Bench texts are built within the limit, so encoding cannot fail.
+                let _ = write_frame(&mut FromStd::new(&mut self.out), &Frame::Chat { text });
+            }
+            Decoder::Text(_) => {
+                self.out.extend_from_slice(text.as_bytes());
+                self.out.push(b'\n');
+            }
+        }
+    }
+
+    /// Writes queued bytes until done or the socket is full.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while self.out_at < self.out.len() {
+            match self.stream.write(&self.out[self.out_at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_at = 0;
+        Ok(())
+    }
+
+    /// Reads all that is available, passing each message to `on`; pings are
+    /// answered. Returns `false` once the server has closed the connection.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn receive(
+        &mut self,
+        buf: &mut [u8],
+        on: &mut dyn FnMut(Incoming<'_>),
+    ) -> io::Result<bool> {
+        loop {
+            let n = match self.stream.read(buf) {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.feed(&buf[..n], on);
+            self.flush()?;
+        }
+    }
+
+    fn feed(&mut self, mut input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
+        while !input.is_empty() {
+            let used = match &mut self.decoder {
+                Decoder::Binary(d) => {
+                    let (used, frame) = d.feed(input);
+                    match frame {
+                        Some(Ok(Frame::Broadcast { seq, text, .. })) => on(Incoming::Message {
+                            text,
+                            seq: Some(seq),
+                        }),
+                        Some(Ok(Frame::Ping { nonce })) => {
+                            let _ = write_frame(
+                                &mut FromStd::new(&mut self.out),
+                                &Frame::Pong { nonce },
+                            );
+                        }
+                        Some(Err(_)) => on(Incoming::Bad),
+                        _ => {}
+                    }
+                    used
+                }
+                Decoder::Text(d) => {
+                    let (used, line) = d.feed(input);
+                    match line {
+                        Some(Ok(text)) => on(Incoming::Message { text, seq: None }),
+                        Some(Err(_)) => on(Incoming::Bad),
+                        None => {}
+                    }
+                    used
+                }
+            };
+            input = &input[used..];
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The bench's event loop: every connection on one thread, driven by mio.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use super::conn::{Conn, Incoming, OUT_HIGH_WATER};
+use super::payload::Stamp;
+use super::stats::Stats;
+use crate::render::SeqTracker;
+
+/// The sender number that marks a readiness probe rather than a measured message.
+const PROBE: u32 = u32::MAX;
+
+/// Why a bench could not run.
+#[derive(Debug)]
+pub enum BenchError {
+    /// Connection number `index` could not be opened.
+    Connect {
+        /// Which connection (receivers first, then senders).
+        index: usize,
+        /// The error.
+        source: io::Error,
+    },
+    /// Not every receiver got a probe message within the limit.
+    NotReady {
+        /// Receivers that did.
+        ready: usize,
+        /// Receivers in all.
+        of: usize,
+    },
+    /// The event loop failed.
+    Poll(io::Error),
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchError::Connect { index, source } => {
+                write!(f, "cannot open connection {index}: {source}")
+            }
+            BenchError::NotReady { ready, of } => write!(
+                f,
+                "only {ready} of {of} receivers got the readiness probe; is the server relaying?"
+            ),
+            BenchError::Poll(e) => write!(f, "event loop failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+/// Receivers and senders, all on one poll loop.
+pub struct Engine {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Option<Conn>>,
+    receivers: usize,
+    run: u32,
+    start: Instant,
+    buf: Box<[u8]>,
+    seq: Vec<SeqTracker>,
+    ready: Vec<bool>,
+    /// What the receivers saw.
+    pub stats: Stats,
+    /// Connections the server closed or that failed during the run.
+    pub disconnects: u64,
+}
+
+impl Engine {
+    /// Opens `receivers` then `senders` connections to `addr`.
+    ///
+    /// # Errors
+    /// The first connection that fails, or the poller's error.
+    pub fn connect(
+        addr: SocketAddr,
+        text: bool,
+        receivers: usize,
+        senders: usize,
+        timeout: Duration,
+    ) -> Result<Self, BenchError> {
+        let poll = Poll::new().map_err(BenchError::Poll)?;
+        let mut conns = Vec::with_capacity(receivers + senders);
+        for index in 0..receivers + senders {
+            let connect = |source| BenchError::Connect { index, source };
+            let mut conn = Conn::open(&addr, text, timeout).map_err(connect)?;
+            poll.registry()
+                .register(
+                    &mut conn.stream,
+                    Token(index),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map_err(connect)?;
+            conns.push(Some(conn));
+        }
+        let start = Instant::now();
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(1024),
+            conns,
+            receivers,
+            run: std::process::id() ^ start.elapsed().subsec_nanos(),
+            start,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            seq: vec![SeqTracker::new(); receivers],
+            ready: vec![false; receivers],
+            stats: Stats::default(),
+            disconnects: 0,
+        })
+    }
+
+    /// Microseconds since the engine started.
+    pub fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// Whether sender `sender` (from 0) has room for more queued messages.
+    pub fn can_send(&self, sender: usize) -> bool {
+        self.conns[self.receivers + sender]
+            .as_ref()
+            .is_some_and(|c| c.pending() < OUT_HIGH_WATER)
+    }
+
+    /// Queues and writes message `seq` of `sender`, `size` bytes long.
+    pub fn send(&mut self, sender: usize, seq: u64, size: usize) {
+        let stamp = Stamp {
+            run: self.run,
+            sender: sender as u32,
+            seq,
+            sent_us: self.now_us(),
+        };
+        self.send_stamp(self.receivers + sender, stamp, size);
+    }
+
+    fn send_stamp(&mut self, index: usize, stamp: Stamp, size: usize) {
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        conn.queue_chat(&stamp.encode(size));
+        if conn.flush().is_err() {
+            self.drop_conn(index);
+        }
+    }
+
+    /// Sends readiness probes from the first sender until every receiver has seen
+    /// one, or `limit` passes.
+    ///
+    /// # Errors
+    /// [`BenchError::NotReady`] if some receiver saw none.
+    pub fn probe(&mut self, limit: Duration) -> Result<(), BenchError> {
+        let start = Instant::now();
+        let mut round = 0;
+        while start.elapsed() < limit {
+            let stamp = Stamp {
+                run: self.run,
+                sender: PROBE,
+                seq: round,
+                sent_us: self.now_us(),
+            };
+            self.send_stamp(self.receivers, stamp, 0);
+            round += 1;
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until {
+                self.pump(Duration::from_millis(20))?;
+                if self.ready.iter().all(|&r| r) {
+                    return Ok(());
+                }
+            }
+        }
+        Err(BenchError::NotReady {
+            ready: self.ready.iter().filter(|&&r| r).count(),
+            of: self.receivers,
+        })
+    }
+
+    /// Waits up to `timeout` for events and handles them.
+    ///
+    /// # Errors
+    /// The poller's error.
+    pub fn pump(&mut self, timeout: Duration) -> Result<(), BenchError> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(BenchError::Poll(e)),
+        }
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| (e.token().0, e.is_readable(), e.is_writable()))
+            .collect();
+        for (index, readable, writable) in ready {
+            if writable {
+                if let Some(Err(_)) = self.conns[index].as_mut().map(Conn::flush) {
+                    self.drop_conn(index);
+                }
+            }
+            if readable {
+                self.read(index);
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, index: usize) {
+        let now_us = self.now_us();
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        let (run, stats) = (self.run, &mut self.stats);
+        let receiver = (index < self.receivers).then_some(index);
+        let (seq, ready) = (&mut self.seq, &mut self.ready);
+        let mut on = |incoming: Incoming<'_>| {
+            let Some(r) = receiver else { return };
+            match incoming {
+                Incoming::Bad => stats.decode_errors += 1,
+                Incoming::Message { text, seq: s } => {
+                    if let Some(s) = s {
+                        if seq[r].check(s).is_err() {
+                            stats.seq_gaps += 1;
+                        }
+                    }
+                    match Stamp::find(text) {
+                        Some(st) if st.run == run && st.sender == PROBE => ready[r] = true,
+                        Some(st) if st.run == run => stats.record(r as u32, st, now_us),
+                        _ => {}
+                    }
+                }
+            }
+        };
+        match conn.receive(&mut self.buf, &mut on) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => self.drop_conn(index),
+        }
+    }
+
+    fn drop_conn(&mut self, index: usize) {
+        if let Some(mut conn) = self.conns[index].take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.disconnects += 1;
+        }
+    }
+}

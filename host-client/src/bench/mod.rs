@@ -1,0 +1,265 @@
+//! `host-client bench`: load tests of a chat server, in the spirit of `nats bench`.
+//!
+//! Every connection runs on one thread around one mio poll loop, so the bench's own
+//! cost is small and is reported (its CPU time) next to the results: when the bench
+//! is busy nearly all the time, it, not the server, may be what limits the rate.
+//!
+//! - `fanout`: S senders each send M messages as fast as the server takes them; N
+//!   receivers count deliveries, losses and order violations and measure latency.
+//! - `latency`: the senders share a paced total rate R for T seconds.
+//! - `idle`: C connections are held open T seconds, then one message must reach
+//!   them all.
+//!
+//! Latency runs from when the bench queues a message to when a receiver decodes it,
+//! on one clock. `--text` speaks the text protocol (plain lines), so servers such as
+//! `ncat -l --chat` can be measured too; `--json` prints one machine-readable line.
+
+mod conn;
+mod engine;
+mod payload;
+mod report;
+mod stats;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+
+pub use engine::BenchError;
+pub use report::Report;
+
+use engine::Engine;
+
+/// Settings every scenario shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The server under test.
+    #[arg(default_value = crate::config::DEFAULT_ADDR)]
+    pub addr: String,
+    /// Speak the text protocol (lines) instead of the binary one.
+    #[arg(long)]
+    pub text: bool,
+    /// Print one JSON line instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+    /// Limit on each connect and on the readiness probe.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// After the last send, how long to wait for missing deliveries before counting
+    /// them lost.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
+    pub drain: Duration,
+}
+
+/// The bench scenarios.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// S senders send M messages each, as fast as the server takes them, to N receivers.
+    Fanout {
+        /// Shared settings.
+        #[command(flatten)]
+        common: Common,
+        /// Receiving connections.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        receivers: usize,
+        /// Sending connections.
+        #[arg(long, short = 's', default_value_t = 10)]
+        senders: usize,
+        /// Messages per sender.
+        #[arg(long, short = 'm', default_value_t = 1000)]
+        messages: u64,
+        /// Message size in bytes (at most 1024; never below the stamp's length).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        size: u16,
+    },
+    /// The senders share a paced total rate for a while.
+    Latency {
+        /// Shared settings.
+        #[command(flatten)]
+        common: Common,
+        /// Receiving connections.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        receivers: usize,
+        /// Sending connections.
+        #[arg(long, short = 's', default_value_t = 1)]
+        senders: usize,
+        /// Total messages per second, over all senders.
+        #[arg(long, short = 'r', default_value_t = 1000)]
+        rate: u32,
+        /// How long to send.
+        #[arg(long, short = 't', value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5s")]
+        duration: Duration,
+        /// Message size in bytes (at most 1024).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        size: u16,
+    },
+    /// Hold many idle connections, then prove they all still receive.
+    Idle {
+        /// Shared settings.
+        #[command(flatten)]
+        common: Common,
+        /// Idle connections held.
+        #[arg(long, short = 'c', default_value_t = 1000)]
+        connections: usize,
+        /// How long to hold them.
+        #[arg(long, short = 't', value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+    },
+}
+
+/// Runs a scenario and returns its report.
+///
+/// # Errors
+/// See [`BenchError`].
+pub fn run(scenario: &Scenario) -> Result<Report, BenchError> {
+    let cpu_start = report::cpu_time();
+    let mut report = match scenario {
+        Scenario::Fanout {
+            common,
+            receivers,
+            senders,
+            messages,
+            size,
+        } => fanout(common, *receivers, *senders, *messages, usize::from(*size)),
+        Scenario::Latency {
+            common,
+            receivers,
+            senders,
+            rate,
+            duration,
+            size,
+        } => latency(
+            common,
+            *receivers,
+            *senders,
+            *rate,
+            *duration,
+            usize::from(*size),
+        ),
+        Scenario::Idle {
+            common,
+            connections,
+            duration,
+        } => idle(common, *connections, *duration),
+    }?;
+    report.cpu = report::cpu_time().saturating_sub(cpu_start);
+    Ok(report)
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
+    let source = |e| BenchError::Connect {
+        index: 0,
+        source: e,
+    };
+    addr.to_socket_addrs()
+        .map_err(source)?
+        .next()
+        .ok_or_else(|| source(std::io::ErrorKind::NotFound.into()))
+}
+
+fn start(common: &Common, receivers: usize, senders: usize) -> Result<Engine, BenchError> {
+    let addr = resolve(&common.addr)?;
+    let mut engine = Engine::connect(
+        addr,
+        common.text,
+        receivers,
+        senders,
+        common.connect_timeout,
+    )?;
+    engine.probe(common.connect_timeout)?;
+    Ok(engine)
+}
+
+/// Pumps events until every expected delivery arrived or none came for `drain`.
+/// Returns when the last delivery arrived.
+fn drain(engine: &mut Engine, expected: u64, drain: Duration) -> Result<Instant, BenchError> {
+    let mut last = Instant::now();
+    let mut seen = engine.stats.delivered;
+    while engine.stats.delivered < expected && last.elapsed() < drain {
+        engine.pump(Duration::from_millis(10))?;
+        if engine.stats.delivered != seen {
+            (seen, last) = (engine.stats.delivered, Instant::now());
+        }
+    }
+    Ok(last)
+}
+
+fn fanout(
+    common: &Common,
+    receivers: usize,
+    senders: usize,
+    messages: u64,
+    size: usize,
+) -> Result<Report, BenchError> {
+    let mut engine = start(common, receivers, senders.max(1))?;
+    let mut sent = vec![0u64; senders];
+    let began = Instant::now();
+    while sent.iter().any(|&n| n < messages) {
+        for (s, n) in sent.iter_mut().enumerate() {
+            while *n < messages && engine.can_send(s) {
+                engine.send(s, *n, size);
+                *n += 1;
+            }
+        }
+        engine.pump(Duration::from_millis(1))?;
+    }
+    let expected = receivers as u64 * senders as u64 * messages;
+    let last = drain(&mut engine, expected, common.drain)?;
+    let mut report = Report::new("fanout", common, receivers, senders, size);
+    report.messages = messages;
+    report.finish(&mut engine, expected, last.duration_since(began));
+    Ok(report)
+}
+
+fn latency(
+    common: &Common,
+    receivers: usize,
+    senders: usize,
+    rate: u32,
+    duration: Duration,
+    size: usize,
+) -> Result<Report, BenchError> {
+    let senders = senders.max(1);
+    let mut engine = start(common, receivers, senders)?;
+    let began = Instant::now();
+    let mut sent = 0u64;
+    let mut per_sender = vec![0u64; senders];
+    while began.elapsed() < duration {
+        let due = (began.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        while sent < due {
+            let s = (sent % senders as u64) as usize;
+            engine.send(s, per_sender[s], size);
+            per_sender[s] += 1;
+            sent += 1;
+        }
+        engine.pump(Duration::from_millis(1))?;
+    }
+    let expected = receivers as u64 * sent;
+    let last = drain(&mut engine, expected, common.drain)?;
+    let mut report = Report::new("latency", common, receivers, senders, size);
+    report.messages = sent;
+    report.rate = Some(rate);
+    report.finish(&mut engine, expected, last.duration_since(began));
+    Ok(report)
+}
+
+fn idle(common: &Common, connections: usize, duration: Duration) -> Result<Report, BenchError> {
+    let mut engine = start(common, connections, 1)?;
+    let began = Instant::now();
+    while began.elapsed() < duration {
+        engine.pump(Duration::from_millis(100))?;
+    }
+    let sent_at = Instant::now();
+    engine.send(0, 0, 32);
+    let expected = connections as u64;
+    let last = drain(&mut engine, expected, common.drain)?;
+    let mut report = Report::new("idle", common, connections, 1, 32);
+    report.messages = 1;
+    report.held = Some(duration);
+    report.finish(
+        &mut engine,
+        expected,
+        last.saturating_duration_since(sent_at),
+    );
+    Ok(report)
+}

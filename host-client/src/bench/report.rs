@@ -1,0 +1,196 @@
+//! The bench's results, for people or as one JSON line.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::engine::Engine;
+use super::stats::Latency;
+use super::Common;
+
+/// What a bench run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// `fanout`, `latency` or `idle`.
+    pub scenario: &'static str,
+    /// `binary` or `text`.
+    pub mode: &'static str,
+    /// Receiving connections.
+    pub receivers: usize,
+    /// Sending connections.
+    pub senders: usize,
+    /// Messages sent in all (fanout: per sender).
+    pub messages: u64,
+    /// Message size in bytes (the stamp makes very small sizes longer).
+    pub size: usize,
+    /// The paced total rate, for `latency`.
+    pub rate: Option<u32>,
+    /// How long connections were held idle, for `idle`.
+    pub held: Option<Duration>,
+    /// Deliveries expected (receivers × messages).
+    pub expected: u64,
+    /// Deliveries received.
+    pub delivered: u64,
+    /// Messages seen out of order (per receiver and sender).
+    pub order_violations: u64,
+    /// Jumps in the server's broadcast sequence (binary mode).
+    pub seq_gaps: u64,
+    /// Frames or lines the receivers could not decode.
+    pub decode_errors: u64,
+    /// Connections lost during the run.
+    pub disconnects: u64,
+    /// From the first send to the last delivery (idle: from the one send).
+    pub elapsed: Duration,
+    /// Queue-to-receipt latency.
+    pub latency: Latency,
+    /// The bench process's CPU time.
+    pub cpu: Duration,
+}
+
+impl Report {
+    pub(super) fn new(
+        scenario: &'static str,
+        common: &Common,
+        receivers: usize,
+        senders: usize,
+        size: usize,
+    ) -> Self {
+        Self {
+            scenario,
+            mode: if common.text { "text" } else { "binary" },
+            receivers,
+            senders,
+            size,
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn finish(&mut self, engine: &mut Engine, expected: u64, elapsed: Duration) {
+        self.expected = expected;
+        self.delivered = engine.stats.delivered;
+        self.order_violations = engine.stats.order_violations;
+        self.seq_gaps = engine.stats.seq_gaps;
+        self.decode_errors = engine.stats.decode_errors;
+        self.disconnects = engine.disconnects;
+        self.latency = engine.stats.latency();
+        self.elapsed = elapsed;
+    }
+
+    /// Deliveries that never arrived.
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered)
+    }
+
+    /// Deliveries per second over the elapsed time.
+    pub fn rate_per_s(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// One JSON object on one line.
+    pub fn json(&self) -> String {
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "{{\"scenario\":\"{}\",\"mode\":\"{}\",\"receivers\":{},\"senders\":{},\
+             \"messages\":{},\"size\":{},\"expected\":{},\"delivered\":{},\"lost\":{},\
+             \"order_violations\":{},\"seq_gaps\":{},\"decode_errors\":{},\"disconnects\":{},\
+             \"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"latency_us\":{{\"p50\":{},\
+             \"p99\":{},\"p999\":{},\"max\":{}}},\"bench_cpu_s\":{:.6}",
+            self.scenario,
+            self.mode,
+            self.receivers,
+            self.senders,
+            self.messages,
+            self.size,
+            self.expected,
+            self.delivered,
+            self.lost(),
+            self.order_violations,
+            self.seq_gaps,
+            self.decode_errors,
+            self.disconnects,
+            self.elapsed.as_secs_f64(),
+            self.rate_per_s(),
+            self.latency.p50,
+            self.latency.p99,
+            self.latency.p999,
+            self.latency.max,
+            self.cpu.as_secs_f64(),
+        );
+        if let Some(rate) = self.rate {
+            let _ = write!(s, ",\"rate\":{rate}");
+        }
+        if let Some(held) = self.held {
+            let _ = write!(s, ",\"held_s\":{:.3}", held.as_secs_f64());
+        }
+        s.push('}');
+        s
+    }
+
+    /// The human-readable report, several lines.
+    pub fn human(&self) -> String {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let l = &self.latency;
+        let mut s = format!(
+            "{} ({}): {} receivers, {} senders, {} messages{} of {} bytes{}\n",
+            self.scenario,
+            self.mode,
+            self.receivers,
+            self.senders,
+            self.messages,
+            if self.scenario == "fanout" {
+                " each"
+            } else {
+                ""
+            },
+            self.size,
+            self.rate
+                .map_or(String::new(), |r| format!(", paced at {r}/s")),
+        );
+        if let Some(held) = self.held {
+            let _ = writeln!(
+                s,
+                "  held        {} connections for {}; afterwards {} of them received the message",
+                self.receivers,
+                humantime::format_duration(held),
+                self.delivered
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  deliveries  {} of {} (lost {}) in {:.3} s: {:.0} deliveries/s",
+            self.delivered,
+            self.expected,
+            self.lost(),
+            self.elapsed.as_secs_f64(),
+            self.rate_per_s()
+        );
+        let _ = writeln!(
+            s,
+            "  order       {} violations, {} sequence gaps, {} decode errors, {} disconnects",
+            self.order_violations, self.seq_gaps, self.decode_errors, self.disconnects
+        );
+        let _ = writeln!(
+            s,
+            "  latency     p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.p999),
+            ms(l.max)
+        );
+        let _ = write!(
+            s,
+            "  bench cpu   {:.3} s (one thread)",
+            self.cpu.as_secs_f64()
+        );
+        s
+    }
+}
+
+/// The CPU time this process has used so far.
+pub fn cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
