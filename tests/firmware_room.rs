@@ -6,12 +6,13 @@
 //! test fails and says what to install; it never skips, so a CI that lacks them is
 //! noticed.
 //!
-//! Both programs are built by the test itself, so it never runs a stale or missing
-//! binary, whatever target directory or profile the outer `cargo test` uses:
+//! Both programs are built by the test itself (at low priority, a no-op when fresh),
+//! so it never runs a stale or missing binary, whatever target directory or profile
+//! the outer `cargo test` uses:
 //! - the firmware with `cargo build --release --bin room` in `tests/firmware` (its own
 //!   workspace), into `tests/firmware/target`;
-//! - the server with `cargo build -p host-server --bin host-server`, a no-op when it
-//!   is fresh, locating the executable from cargo's JSON messages.
+//! - the server with `cargo build -p host-server --bin host-server`, into
+//!   `CARGO_TARGET_TMPDIR/firmware-room`, apart from the binaries other tests run.
 //!
 //! QEMU runs under `timeout` and every wait has a deadline, so the run itself is
 //! bounded (about a minute at most); only the builds take as long as they take.
@@ -93,9 +94,14 @@ fn require_tools() {
     );
 }
 
-/// The cargo that runs this test, so nested builds use the same toolchain.
+/// The cargo that runs this test, so nested builds use the same toolchain. It runs
+/// at the lowest priority, so that it slows the tests running beside it as little as
+/// it can.
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Command::new("nice");
+    cmd.args(["-n", "19"])
+        .arg(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd
 }
 
 /// Runs a build and fails the test with its output if it fails.
@@ -117,6 +123,14 @@ fn build_firmware() -> PathBuf {
     let dir = Path::new(ROOT).join("tests/firmware");
     let target_dir = dir.join("target");
     let mut cmd = cargo();
+    // Flags meant for host builds (a sanitizer, say) must not reach the firmware.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd.current_dir(&dir)
         .args(["build", "--release", "--bin", "room", "--target", THUMB])
         .arg("--target-dir")
@@ -127,41 +141,22 @@ fn build_firmware() -> PathBuf {
     elf
 }
 
-/// Builds `host-server` (a no-op when fresh) and returns the executable cargo reports.
+/// Builds `host-server` (a no-op when fresh) and returns the executable.
+///
+/// It builds into a target directory of its own: built in the outer one, with the
+/// features `-p host-server` selects rather than those the outer build unified, it
+/// could replace the binary the other tests are running.
 fn build_host_server() -> PathBuf {
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("firmware-room");
     let mut cmd = cargo();
-    cmd.current_dir(ROOT).args([
-        "build",
-        "-p",
-        "host-server",
-        "--bin",
-        "host-server",
-        "--message-format=json-render-diagnostics",
-    ]);
-    let out = run_build(cmd, "host-server");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
-        .find_map(json_executable)
-        .filter(|path| path.file_name().is_some_and(|n| n == "host-server"))
-        .unwrap_or_else(|| panic!("cargo reported no host-server executable:\n{stdout}"))
-}
-
-/// The `"executable"` path of one cargo JSON message, if it names one. Cargo writes
-/// paths as JSON strings; only the escapes a path can contain are undone.
-fn json_executable(message: &str) -> Option<PathBuf> {
-    const KEY: &str = r#""executable":""#;
-    let start = message.find(KEY)? + KEY.len();
-    let mut path = String::new();
-    let mut chars = message[start..].chars();
-    loop {
-        match chars.next()? {
-            '"' => return Some(PathBuf::from(path)),
-            '\\' => path.push(chars.next()?),
-            c => path.push(c),
-        }
-    }
+    cmd.current_dir(ROOT)
+        .args(["build", "-p", "host-server", "--bin", "host-server"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    run_build(cmd, "host-server");
+    let exe = target_dir.join("debug/host-server");
+    assert!(exe.is_file(), "no host-server at {}", exe.display());
+    exe
 }
 
 /// Starts `host-server` on an ephemeral loopback port; returns it and its address.
