@@ -84,6 +84,7 @@ struct State {
     /// Encoding scratch, kept to avoid allocating per batch.
     binary: Vec<u8>,
     text: Vec<u8>,
+    acks: Vec<u8>,
 }
 
 /// The chat room.
@@ -156,7 +157,7 @@ impl Room {
     }
 
     /// Sends every message of `batch` from `from` to every other client, in order,
-    /// each with the next sequence number.
+    /// each with the next sequence number; a binary sender gets an Ack of each.
     pub(crate) fn broadcast(&self, from: &Client, batch: &Batch) {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
@@ -185,6 +186,14 @@ impl Room {
                 Mode::Binary => client.outbox.push(&mut binary),
                 Mode::Text => client.outbox.push(&mut text),
             }
+        }
+        if from.mode() == Mode::Binary {
+            // The sender learns each message's place in the order, in that order.
+            st.acks.clear();
+            for seq in first..st.next_seq {
+                encode_into(Mode::Binary, &Frame::Ack { seq }, &mut st.acks);
+            }
+            from.outbox.push(&mut Chunk::new(&st.acks));
         }
     }
 

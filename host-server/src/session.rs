@@ -86,7 +86,12 @@ fn opening(stream: &TcpStream, buf: &mut [u8], timeout: Duration) -> io::Result<
     let mut have = 0;
     loop {
         match sniff(&buf[..have]) {
-            Sniff::Text => return Ok(Opening::Speaks(Mode::Text, have)),
+            // Wait for the first line too (within the same time), so an HTTP request
+            // is refused before anyone is told of the connection.
+            Sniff::Text if buf[..have].contains(&b'\n') || have == buf.len() => {
+                return Ok(Opening::Speaks(Mode::Text, have))
+            }
+            Sniff::Text => {}
             Sniff::Binary { version } if version == VERSION => {
                 return Ok(Opening::Speaks(Mode::Binary, have))
             }

@@ -58,10 +58,11 @@ fn every_client_sees_one_gapless_order() {
     let server = start(config());
     let mut readers = [server.binary(), server.binary()];
     let mut senders: Vec<_> = (0..3).map(|_| server.binary()).collect();
-    for r in &mut readers {
-        r.sync();
+    for c in readers.iter_mut().chain(senders.iter_mut()) {
+        c.sync();
     }
     const EACH: usize = 300;
+    const SENDERS: usize = 3;
     let handles: Vec<_> = senders
         .drain(..)
         .enumerate()
@@ -70,15 +71,28 @@ fn every_client_sees_one_gapless_order() {
                 for n in 0..EACH {
                     s.chat(&format!("{i}:{n}"));
                 }
-                s.sync();
-                s
+                // Its own messages come back as acks, the others' as broadcasts.
+                let (mut acks, mut others) = (Vec::new(), Vec::new());
+                while acks.len() < EACH || others.len() < (SENDERS - 1) * EACH {
+                    match s.got() {
+                        Got::Ack(seq) => acks.push(seq),
+                        Got::Broadcast { seq, .. } => others.push(seq),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                for list in [&acks, &others] {
+                    assert!(list.windows(2).all(|p| p[0] < p[1]), "out of order");
+                }
+                let mut all: Vec<u64> = acks.into_iter().chain(others).collect();
+                all.sort_unstable();
+                all
             })
         })
         .collect();
     let mut seen = Vec::new();
     for r in &mut readers {
         let mut got = Vec::new();
-        while got.len() < 3 * EACH {
+        while got.len() < SENDERS * EACH {
             if let Got::Broadcast { seq, peer, text } = r.got() {
                 got.push((seq, peer, text));
             }
@@ -89,7 +103,12 @@ fn every_client_sees_one_gapless_order() {
         seen.push(got);
     }
     assert_eq!(seen[0], seen[1], "the readers saw different orders");
+    let every: Vec<u64> = seen[0].iter().map(|g| g.0).collect();
     for h in handles {
-        h.join().unwrap();
+        assert_eq!(
+            h.join().unwrap(),
+            every,
+            "a sender's acks and broadcasts have a gap"
+        );
     }
 }

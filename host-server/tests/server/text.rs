@@ -150,3 +150,19 @@ fn ipv4_clients_of_a_dual_stack_listener_show_as_ipv4() {
     );
     drop(server);
 }
+
+#[test]
+fn an_http_request_split_across_reads_is_still_refused_before_joining() {
+    let server = start(config());
+    let mut b = server.binary();
+    let mut web = Text::connect(server.addr);
+    web.send(b"GE");
+    thread::sleep(Duration::from_millis(20));
+    web.send(b"T /index.html HTTP/1.1\r\n\r\n");
+    let lines = web.until_closed();
+    assert!(
+        matches!(&lines[..], [l] if l.starts_with("*** refused")),
+        "{lines:?}"
+    );
+    assert_eq!(b.sync(), []);
+}

@@ -104,6 +104,7 @@ pub enum Got {
     },
     Ping(u64),
     Pong(u64),
+    Ack(u64),
     Other(String),
 }
 
@@ -122,6 +123,7 @@ impl From<Frame<'_>> for Got {
             },
             Frame::Ping { nonce } => Got::Ping(nonce),
             Frame::Pong { nonce } => Got::Pong(nonce),
+            Frame::Ack { seq } => Got::Ack(seq),
             other => Got::Other(format!("{other:?}")),
         }
     }
