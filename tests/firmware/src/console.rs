@@ -1,7 +1,7 @@
 //! Human-readable output to the host, through semihosting or through defmt.
 //!
 //! One binary must never mix the two: semihosting text written between defmt's
-//! binary frames corrupts the defmt stream. So all output goes through [`line`], which
+//! binary frames corrupts the defmt stream. So all output goes through [`line`](fn@line), which
 //! picks the channel at build time from the crate's `defmt` feature.
 
 use core::fmt;
@@ -21,7 +21,7 @@ pub fn line(args: fmt::Arguments<'_>) {
 }
 
 /// Formats its arguments like `format_args!` and writes them as one line to the host
-/// through [`console::line`](crate::console::line).
+/// through [`console::line`](fn@crate::console::line).
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
