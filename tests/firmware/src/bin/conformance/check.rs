@@ -59,71 +59,76 @@ impl Tally {
     }
 }
 
+/// How frame and line INPUTs are fed: whole, as the vector file specifies, then in
+/// pieces, which must yield the same events (as the host test requires), so that the
+/// decoders' buffering paths run on the target too.
+const CHUNKINGS: [usize; 3] = [usize::MAX, 1, 7];
+
 /// Runs `vector`, prints why it fails if it does, and returns whether it passed.
 pub fn vector(vector: &Vector<'_>, scratch: &mut Scratch) -> bool {
     let len = match decode_input(vector.input, &mut scratch.input) {
         Ok(len) => len,
         Err(e) => {
-            say!(
-                "FAIL line {} ({}): INPUT: {:?}",
-                vector.line,
-                vector.name,
-                e
-            );
+            let Vector { line, name, .. } = *vector;
+            say!("FAIL line {} ({}): INPUT: {:?}", line, name, e);
             return false;
         }
     };
     let input = &scratch.input[..len];
-    let mut checker = Checker {
-        vector,
-        expected: events(vector.expected),
-        index: 0,
-        ok: true,
-        out: &mut scratch.out,
-    };
-    match vector.decoder {
-        Decoder::Frame => {
-            let (all_ok, idle, depth) = frames(input, &mut checker);
-            scratch.max_feed_stack = scratch.max_feed_stack.max(depth);
-            if all_ok && idle && !reencodes(input, &mut scratch.encoded) {
-                checker.fail(format_args!("its frames do not re-encode to INPUT"));
+    let mut passed = true;
+    for chunk in CHUNKINGS {
+        let mut checker = checker(vector, chunk, &mut scratch.out);
+        match vector.decoder {
+            Decoder::Frame => {
+                let (all_ok, idle, depth) = frames(input, chunk, &mut checker);
+                scratch.max_feed_stack = scratch.max_feed_stack.max(depth);
+                if all_ok && idle && !reencodes(input, &mut scratch.encoded) {
+                    checker.fail(format_args!("its frames do not re-encode to INPUT"));
+                }
             }
+            Decoder::Line => lines(input, chunk, &mut checker),
+            Decoder::Peer => match PeerAddr::decode(input) {
+                Some((peer, rest)) => checker.event(format_args!("{} rest={}", peer, rest.len())),
+                None => checker.event(format_args!("None")),
+            },
+            Decoder::Sniff => checker.event(format_args!("{:?}", sniff(input))),
+            Decoder::Text => text_line(input, &mut scratch.text, &mut checker),
         }
-        Decoder::Line => lines(input, &mut checker),
-        Decoder::Peer => match PeerAddr::decode(input) {
-            Some((peer, rest)) => checker.event(format_args!("{} rest={}", peer, rest.len())),
-            None => checker.event(format_args!("None")),
-        },
-        Decoder::Sniff => checker.event(format_args!("{:?}", sniff(input))),
-        Decoder::Text => text_line(input, &mut scratch.text, &mut checker),
+        passed &= checker.finish();
+        if !matches!(vector.decoder, Decoder::Frame | Decoder::Line) {
+            break;
+        }
     }
-    checker.finish()
+    passed
 }
 
-/// Feeds `input` to a frame decoder, checking each event. Returns whether every
-/// event was `Ok`, whether the decoder ended between frames, and the most stack one
-/// `feed` call used.
+/// Feeds `input` to a frame decoder in pieces of `chunk` bytes, checking each event.
+/// Returns whether every event was `Ok`, whether the decoder ended between frames,
+/// and the most stack one `feed` call used.
 fn frames<'v>(
     input: &[u8],
+    chunk: usize,
     checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>,
 ) -> (bool, bool, usize) {
     let mut decoder = FrameDecoder::new();
-    let (mut rest, mut all_ok, mut depth) = (input, true, 0);
-    while !rest.is_empty() {
-        let d = &mut decoder;
-        // The closure moves `d` in, so the event it returns may borrow the decoder.
-        let ((used, event), used_stack) = stack::measure(move || {
-            let d = d;
-            d.feed(rest)
-        });
-        depth = depth.max(used_stack);
-        if let Some(result) = event {
-            #[cfg(feature = "defmt")]
-            defmt::debug!("{=str}: {}", checker.vector.name, result);
-            all_ok &= result.is_ok();
-            checker.event(format_args!("{:?}", result));
+    let (mut all_ok, mut depth) = (true, 0);
+    for mut rest in input.chunks(chunk) {
+        while !rest.is_empty() {
+            let d = &mut decoder;
+            // The closure moves `d` in, so the event it returns may borrow the decoder.
+            let ((used, event), used_stack) = stack::measure(move || {
+                let d = d;
+                d.feed(rest)
+            });
+            depth = depth.max(used_stack);
+            if let Some(result) = event {
+                #[cfg(feature = "defmt")]
+                defmt::debug!("{=str}: {}", checker.vector.name, result);
+                all_ok &= result.is_ok();
+                checker.event(format_args!("{:?}", result));
+            }
+            rest = &rest[used..];
         }
-        rest = &rest[used..];
     }
     (all_ok, decoder.is_idle(), depth)
 }
@@ -147,16 +152,22 @@ fn reencodes(input: &[u8], buf: &mut [u8; MAX_FRAME]) -> bool {
     true
 }
 
-/// Feeds `input` to a line decoder, then ends the stream, checking each event.
-fn lines<'v>(input: &[u8], checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>) {
+/// Feeds `input` to a line decoder in pieces of `chunk` bytes, then ends the
+/// stream, checking each event.
+fn lines<'v>(
+    input: &[u8],
+    chunk: usize,
+    checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>,
+) {
     let mut decoder = LineDecoder::new();
-    let mut rest = input;
-    while !rest.is_empty() {
-        let (used, event) = decoder.feed(rest);
-        if let Some(result) = event {
-            checker.event(format_args!("{:?}", result));
+    for mut rest in input.chunks(chunk) {
+        while !rest.is_empty() {
+            let (used, event) = decoder.feed(rest);
+            if let Some(result) = event {
+                checker.event(format_args!("{:?}", result));
+            }
+            rest = &rest[used..];
         }
-        rest = &rest[used..];
     }
     if let Some(result) = decoder.finish() {
         checker.event(format_args!("{:?}", result));
@@ -184,10 +195,44 @@ fn text_line<'v>(
 /// Compares the events of one vector, in order, with its EXPECTED field.
 struct Checker<'v, 'o, E> {
     vector: &'v Vector<'v>,
+    /// The piece size the input is fed in, shown in messages unless it is whole.
+    chunk: usize,
     expected: E,
     index: usize,
     ok: bool,
     out: &'o mut String<OUT_MAX>,
+}
+
+/// A checker of `vector`'s events, for its input fed in pieces of `chunk` bytes.
+fn checker<'v, 'o>(
+    vector: &'v Vector<'v>,
+    chunk: usize,
+    out: &'o mut String<OUT_MAX>,
+) -> Checker<'v, 'o, impl Iterator<Item = &'v str>> {
+    Checker {
+        vector,
+        chunk,
+        expected: events(vector.expected),
+        index: 0,
+        ok: true,
+        out,
+    }
+}
+
+/// Names a vector in messages: its line, its name, and how its input was fed.
+struct Place<'v> {
+    vector: &'v Vector<'v>,
+    chunk: usize,
+}
+
+impl fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {} ({})", self.vector.line, self.vector.name)?;
+        if self.chunk != usize::MAX {
+            write!(f, " fed in pieces of {}", self.chunk)?;
+        }
+        Ok(())
+    }
 }
 
 impl<'v, E: Iterator<Item = &'v str>> Checker<'v, '_, E> {
@@ -205,27 +250,31 @@ impl<'v, E: Iterator<Item = &'v str>> Checker<'v, '_, E> {
             Some(want) if fits && matches(want, format_args!("{}", self.out)) => {}
             Some(want) => {
                 self.ok = false;
-                let (line, name, index, out) = self.place();
-                say!("FAIL line {line} ({name}): event {index}: expected {want}, got {out}{cut}");
+                let (place, index, out) = self.place();
+                say!("FAIL {place}: event {index}: expected {want}, got {out}{cut}");
             }
             None => {
                 self.ok = false;
-                let (line, name, index, out) = self.place();
-                say!("FAIL line {line} ({name}): unexpected event {index}: {out}{cut}");
+                let (place, index, out) = self.place();
+                say!("FAIL {place}: unexpected event {index}: {out}{cut}");
             }
         }
     }
 
-    /// The vector's line and name, the event's number and its formatted text.
-    fn place(&self) -> (usize, &str, usize, &str) {
-        (self.vector.line, self.vector.name, self.index, self.out)
+    /// Where the vector is, the event's number and its formatted text.
+    fn place(&self) -> (Place<'v>, usize, &str) {
+        let place = Place {
+            vector: self.vector,
+            chunk: self.chunk,
+        };
+        (place, self.index, self.out)
     }
 
     /// Fails the vector for a reason other than a mismatched event.
     fn fail(&mut self, why: fmt::Arguments<'_>) {
         self.ok = false;
-        let Vector { line, name, .. } = *self.vector;
-        say!("FAIL line {} ({}): {}", line, name, why);
+        let (place, _, _) = self.place();
+        say!("FAIL {}: {}", place, why);
     }
 
     /// Checks that no expected event is missing; returns whether the vector passed.
