@@ -49,7 +49,7 @@ fn leave_is_announced_to_the_others() {
     let server = Server::start(&[]);
     let mut a = Client::join(server.addr);
     let b = Client::join(server.addr);
-    b.proc.out.expect("nothing yet", |l| l.starts_with("*** "));
+    a.proc.out.expect("join of b", |l| l.contains(&b.peer));
     a.proc.send("exit");
     let status = a.proc.wait_exit(Duration::from_secs(5));
     assert!(status.success(), "exit gave {status:?}");
