@@ -101,7 +101,7 @@ fn a_server_that_relays_nothing_fails_the_readiness_probe() {
         "1",
         "-s",
         "1",
-        "--connect-timeout",
+        "--ready-timeout",
         "500ms",
     ]);
     let e = bench::run(&s).unwrap_err();

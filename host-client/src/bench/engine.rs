@@ -70,7 +70,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens `receivers` then `senders` connections to `addr`.
+    /// Opens `receivers` then `senders` connections to `addr`. What arrives while
+    /// connecting (each newcomer is announced to everyone already there) is read as
+    /// it comes, so no connection falls behind before the run starts.
     ///
     /// # Errors
     /// The first connection that fails, or the poller's error.
@@ -81,25 +83,11 @@ impl Engine {
         senders: usize,
         timeout: Duration,
     ) -> Result<Self, BenchError> {
-        let poll = Poll::new().map_err(BenchError::Poll)?;
-        let mut conns = Vec::with_capacity(receivers + senders);
-        for index in 0..receivers + senders {
-            let connect = |source| BenchError::Connect { index, source };
-            let mut conn = Conn::open(&addr, text, timeout).map_err(connect)?;
-            poll.registry()
-                .register(
-                    &mut conn.stream,
-                    Token(index),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .map_err(connect)?;
-            conns.push(Some(conn));
-        }
         let start = Instant::now();
-        Ok(Self {
-            poll,
+        let mut engine = Self {
+            poll: Poll::new().map_err(BenchError::Poll)?,
             events: Events::with_capacity(1024),
-            conns,
+            conns: Vec::with_capacity(receivers + senders),
             receivers,
             run: std::process::id() ^ start.elapsed().subsec_nanos(),
             start,
@@ -108,7 +96,23 @@ impl Engine {
             ready: vec![false; receivers],
             stats: Stats::default(),
             disconnects: 0,
-        })
+        };
+        for index in 0..receivers + senders {
+            let connect = |source| BenchError::Connect { index, source };
+            let mut conn = Conn::open(&addr, text, timeout).map_err(connect)?;
+            engine
+                .poll
+                .registry()
+                .register(
+                    &mut conn.stream,
+                    Token(index),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map_err(connect)?;
+            engine.conns.push(Some(conn));
+            engine.pump(Duration::ZERO)?;
+        }
+        Ok(engine)
     }
 
     /// Microseconds since the engine started.

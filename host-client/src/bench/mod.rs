@@ -42,9 +42,13 @@ pub struct Common {
     /// Print one JSON line instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
-    /// Limit on each connect and on the readiness probe.
+    /// Limit on each connect (and, in binary mode, on the server's preamble).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
     pub connect_timeout: Duration,
+    /// Limit on the readiness probe: once connected, how long every receiver may take
+    /// to get a first message (behind the announcements of everyone joining).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub ready_timeout: Duration,
     /// After the last send, how long to wait for missing deliveries before counting
     /// them lost.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
@@ -157,7 +161,14 @@ fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
         .ok_or_else(|| source(std::io::ErrorKind::NotFound.into()))
 }
 
-fn start(common: &Common, receivers: usize, senders: usize) -> Result<Engine, BenchError> {
+/// Connects everyone and waits until every receiver gets messages; returns the
+/// engine and how long that took.
+fn start(
+    common: &Common,
+    receivers: usize,
+    senders: usize,
+) -> Result<(Engine, Duration), BenchError> {
+    let began = Instant::now();
     let addr = resolve(&common.addr)?;
     let mut engine = Engine::connect(
         addr,
@@ -166,8 +177,8 @@ fn start(common: &Common, receivers: usize, senders: usize) -> Result<Engine, Be
         senders,
         common.connect_timeout,
     )?;
-    engine.probe(common.connect_timeout)?;
-    Ok(engine)
+    engine.probe(common.ready_timeout)?;
+    Ok((engine, began.elapsed()))
 }
 
 /// Pumps events until every expected delivery arrived or none came for `drain`.
@@ -191,9 +202,9 @@ fn fanout(
     messages: u64,
     size: usize,
 ) -> Result<Report, BenchError> {
-    let mut engine = start(common, receivers, senders.max(1))?;
+    let (mut engine, setup) = start(common, receivers, senders.max(1))?;
     let mut sent = vec![0u64; senders];
-    let began = Instant::now();
+    let (began, cpu0) = (Instant::now(), report::cpu_time());
     while sent.iter().any(|&n| n < messages) {
         for (s, n) in sent.iter_mut().enumerate() {
             while *n < messages && engine.can_send(s) {
@@ -207,6 +218,9 @@ fn fanout(
     let last = drain(&mut engine, expected, common.drain)?;
     let mut report = Report::new("fanout", common, receivers, senders, size);
     report.messages = messages;
+    report.cpu_measured = report::cpu_time().saturating_sub(cpu0);
+    report.wall_measured = began.elapsed();
+    report.setup = setup;
     report.finish(&mut engine, expected, last.duration_since(began));
     Ok(report)
 }
@@ -220,8 +234,8 @@ fn latency(
     size: usize,
 ) -> Result<Report, BenchError> {
     let senders = senders.max(1);
-    let mut engine = start(common, receivers, senders)?;
-    let began = Instant::now();
+    let (mut engine, setup) = start(common, receivers, senders)?;
+    let (began, cpu0) = (Instant::now(), report::cpu_time());
     let mut sent = 0u64;
     let mut per_sender = vec![0u64; senders];
     while began.elapsed() < duration {
@@ -239,23 +253,29 @@ fn latency(
     let mut report = Report::new("latency", common, receivers, senders, size);
     report.messages = sent;
     report.rate = Some(rate);
+    report.cpu_measured = report::cpu_time().saturating_sub(cpu0);
+    report.wall_measured = began.elapsed();
+    report.setup = setup;
     report.finish(&mut engine, expected, last.duration_since(began));
     Ok(report)
 }
 
 fn idle(common: &Common, connections: usize, duration: Duration) -> Result<Report, BenchError> {
-    let mut engine = start(common, connections, 1)?;
+    let (mut engine, setup) = start(common, connections, 1)?;
     let began = Instant::now();
     while began.elapsed() < duration {
         engine.pump(Duration::from_millis(100))?;
     }
-    let sent_at = Instant::now();
+    let (sent_at, cpu0) = (Instant::now(), report::cpu_time());
     engine.send(0, 0, 32);
     let expected = connections as u64;
     let last = drain(&mut engine, expected, common.drain)?;
     let mut report = Report::new("idle", common, connections, 1, 32);
     report.messages = 1;
     report.held = Some(duration);
+    report.cpu_measured = report::cpu_time().saturating_sub(cpu0);
+    report.wall_measured = sent_at.elapsed();
+    report.setup = setup;
     report.finish(
         &mut engine,
         expected,

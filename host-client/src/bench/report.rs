@@ -40,10 +40,17 @@ pub struct Report {
     pub disconnects: u64,
     /// From the first send to the last delivery (idle: from the one send).
     pub elapsed: Duration,
+    /// Connecting everyone until every receiver got a first message.
+    pub setup: Duration,
     /// Queue-to-receipt latency.
     pub latency: Latency,
-    /// The bench process's CPU time.
+    /// The bench process's CPU time, for the whole run (connecting included).
     pub cpu: Duration,
+    /// The bench's CPU time while measuring (from the first send to the end of the
+    /// drain).
+    pub cpu_measured: Duration,
+    /// The wall time while measuring, which `cpu_measured` is compared with.
+    pub wall_measured: Duration,
 }
 
 impl Report {
@@ -62,6 +69,12 @@ impl Report {
             size,
             ..Self::default()
         }
+    }
+
+    /// The share of one core the bench used while measuring; near 1 means the
+    /// bench itself may have limited the rate.
+    pub fn busy(&self) -> f64 {
+        self.cpu_measured.as_secs_f64() / self.wall_measured.as_secs_f64().max(1e-9)
     }
 
     pub(super) fn finish(&mut self, engine: &mut Engine, expected: u64, elapsed: Duration) {
@@ -93,8 +106,8 @@ impl Report {
             "{{\"scenario\":\"{}\",\"mode\":\"{}\",\"receivers\":{},\"senders\":{},\
              \"messages\":{},\"size\":{},\"expected\":{},\"delivered\":{},\"lost\":{},\
              \"order_violations\":{},\"seq_gaps\":{},\"decode_errors\":{},\"disconnects\":{},\
-             \"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"latency_us\":{{\"p50\":{},\
-             \"p99\":{},\"p999\":{},\"max\":{}}},\"bench_cpu_s\":{:.6}",
+             \"setup_s\":{:.6},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"latency_us\":{{\"p50\":{},\
+             \"p99\":{},\"p999\":{},\"max\":{}}},\"bench_cpu_s\":{:.6},\"bench_busy\":{:.3}",
             self.scenario,
             self.mode,
             self.receivers,
@@ -108,6 +121,7 @@ impl Report {
             self.seq_gaps,
             self.decode_errors,
             self.disconnects,
+            self.setup.as_secs_f64(),
             self.elapsed.as_secs_f64(),
             self.rate_per_s(),
             self.latency.p50,
@@ -115,6 +129,7 @@ impl Report {
             self.latency.p999,
             self.latency.max,
             self.cpu.as_secs_f64(),
+            self.busy(),
         );
         if let Some(rate) = self.rate {
             let _ = write!(s, ",\"rate\":{rate}");
@@ -145,6 +160,11 @@ impl Report {
             self.size,
             self.rate
                 .map_or(String::new(), |r| format!(", paced at {r}/s")),
+        );
+        let _ = writeln!(
+            s,
+            "  setup       {:.3} s to connect everyone and reach every receiver",
+            self.setup.as_secs_f64()
         );
         if let Some(held) = self.held {
             let _ = writeln!(
@@ -179,9 +199,14 @@ impl Report {
         );
         let _ = write!(
             s,
-            "  bench cpu   {:.3} s (one thread)",
-            self.cpu.as_secs_f64()
+            "  bench cpu   {:.3} s in all; {:.3} s while measuring, {:.0}% of one core",
+            self.cpu.as_secs_f64(),
+            self.cpu_measured.as_secs_f64(),
+            100.0 * self.busy()
         );
+        if self.busy() > 0.9 {
+            s.push_str(" (the bench itself may have limited the rate)");
+        }
         s
     }
 }
