@@ -297,11 +297,35 @@ fn read_input(mut input: Box<dyn LineSource>, shared: &Shared) {
     }
 }
 
+/// What the receiving thread remembers between frames.
+#[derive(Default)]
+struct Received {
+    seq: SeqTracker,
+    server_shut_down: bool,
+}
+
+impl Received {
+    /// Acts on one frame from the server (checks, answers), before it is printed.
+    fn note(&mut self, frame: &Frame<'_>, shared: &Shared) -> Result<(), Lost> {
+        match *frame {
+            Frame::Broadcast { seq, .. } => {
+                if let Err(gap) = self.seq.check(seq) {
+                    shared.diag(&format!("error: {gap}"));
+                }
+            }
+            Frame::Notice(n) if n.kind == NoticeKind::Shutdown => self.server_shut_down = true,
+            Frame::Ping { nonce } => shared.send(&Frame::Pong { nonce }).map_err(Lost::Io)?,
+            Frame::Chat { .. } => shared.diag("error: the server sent a chat frame; ignored"),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// The receiving thread: prints what arrives until the connection ends, then tells
 /// the waiting thread.
 fn receive(mut reader: FrameReader<FromStd<TcpStream>, READ_BUF>, shared: &Shared) {
-    let mut seq = SeqTracker::new();
-    let mut server_shut_down = false;
+    let mut state = Received::default();
     let how = loop {
         let frame = match reader.next_frame() {
             Ok(frame) => frame,
@@ -313,20 +337,8 @@ fn receive(mut reader: FrameReader<FromStd<TcpStream>, READ_BUF>, shared: &Share
             Err(ReadError::UnexpectedEof) => break Lost::Truncated,
             Err(_) => break Lost::Closed,
         };
-        match frame {
-            Frame::Broadcast { seq: s, .. } => {
-                if let Err(gap) = seq.check(s) {
-                    shared.diag(&format!("error: {gap}"));
-                }
-            }
-            Frame::Notice(n) if n.kind == NoticeKind::Shutdown => server_shut_down = true,
-            Frame::Ping { nonce } => {
-                if let Err(e) = shared.send(&Frame::Pong { nonce }) {
-                    break Lost::Io(e);
-                }
-            }
-            Frame::Chat { .. } => shared.diag("error: the server sent a chat frame; ignored"),
-            _ => {}
+        if let Err(lost) = state.note(&frame, shared) {
+            break lost;
         }
         let Some(line) = render(&frame) else { continue };
         if let Err(e) = lock(&shared.sink).chat(&line) {
@@ -343,7 +355,7 @@ fn receive(mut reader: FrameReader<FromStd<TcpStream>, READ_BUF>, shared: &Share
     } else {
         shared.tell(Event::Lost(SessionError::ConnectionLost {
             how,
-            server_shut_down,
+            server_shut_down: state.server_shut_down,
         }));
     }
 }

@@ -420,3 +420,48 @@ fn a_server_that_is_not_a_chat_server_is_not_retried() {
     );
     assert!(server.join().unwrap(), "the client tried again");
 }
+
+#[test]
+fn a_server_that_never_sends_its_preamble_times_out_and_is_retried() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(listener.local_addr().unwrap());
+    cfg.attempts = NonZeroU32::new(2).unwrap();
+    cfg.connect_timeout = Duration::from_millis(200);
+    // Accepted by the kernel's backlog, never answered.
+    let mut tried = 0;
+    let result = host_client::connect_with(
+        &cfg,
+        |addr, timeout| {
+            tried += 1;
+            TcpStream::connect_timeout(addr, timeout)
+        },
+        |_| {},
+        |_| {},
+    );
+    let Err(e @ ConnectError::GaveUp { attempts: 2, .. }) = result else {
+        panic!("unexpected {result:?}");
+    };
+    assert_eq!(tried, 2);
+    let ConnectError::GaveUp { last, .. } = &e else {
+        unreachable!()
+    };
+    assert!(last.to_string().contains("no protocol preamble"), "{last}");
+    drop(listener);
+}
+
+#[test]
+fn ipv6_loopback_where_available() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    let (typed, rx) = mpsc::channel();
+    let client = Client::start(config(addr), Box::new(Typed(rx)));
+    let mut peer = Peer::accept(&listener);
+    peer.broadcast(1, "over v6");
+    client.expect_chat(&format!("[{}] over v6", peer.addr));
+    assert!(peer.addr.to_string().starts_with("[::1]:"));
+    typed.send("hi".into()).unwrap();
+    assert_eq!(peer.next().unwrap(), chat("hi"));
+}
