@@ -78,6 +78,7 @@ impl FrameDecoder {
     /// Returns how many bytes were consumed and, if one was completed, the frame or
     /// the error. When the second element is `None`, all of `input` was consumed.
     /// Call again with the rest of `input` until it is empty.
+    #[inline]
     pub fn feed<'a>(
         &'a mut self,
         input: &'a [u8],
@@ -96,6 +97,7 @@ impl FrameDecoder {
         *self = Self::new();
     }
 
+    #[inline]
     pub(crate) fn resolve<'a>(
         &'a self,
         input: &'a [u8],
@@ -109,6 +111,7 @@ impl FrameDecoder {
         }
     }
 
+    #[inline]
     pub(crate) fn advance(&mut self, input: &[u8]) -> (usize, Step) {
         let mut used = 0;
         loop {
@@ -155,6 +158,7 @@ impl FrameDecoder {
     }
 
     /// Gathers header bytes; returns the bytes used and, once complete, kind and length.
+    #[inline]
     fn take_header(&mut self, input: &[u8]) -> (usize, Option<(u8, usize)>) {
         let have = usize::from(self.header_len);
         if have == 0 && input.len() >= FRAME_HEADER_LEN {
@@ -175,6 +179,7 @@ impl FrameDecoder {
     /// Decides what to do with a frame whose header just completed. `rest` is the
     /// input after the header. Returns `None` when the body must be gathered or
     /// skipped before anything can be reported.
+    #[inline]
     fn start_frame(&mut self, kind_byte: u8, len: usize, rest: &[u8]) -> Option<Step> {
         let error = match FrameKind::from_byte(kind_byte) {
             None => DecodeError::UnknownKind {

@@ -147,6 +147,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+#[inline]
 fn utf8(kind: FrameKind, bytes: &[u8]) -> Result<&str, DecodeError> {
     if bytes.len() > MAX_MESSAGE {
         return Err(DecodeError::TextTooLong {
@@ -157,6 +158,7 @@ fn utf8(kind: FrameKind, bytes: &[u8]) -> Result<&str, DecodeError> {
     core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { kind })
 }
 
+#[inline]
 fn u64_at(kind: FrameKind, body: &[u8]) -> Result<u64, DecodeError> {
     let bytes: [u8; 8] =
         body.get(..8)
@@ -169,6 +171,7 @@ fn u64_at(kind: FrameKind, body: &[u8]) -> Result<u64, DecodeError> {
 }
 
 /// Reads the body of a kind that is exactly one u64 (ping, pong, ack).
+#[inline]
 fn nonce(kind: FrameKind, body: &[u8]) -> Result<u64, DecodeError> {
     if body.len() != NONCE_LEN {
         return Err(DecodeError::BadLength {
@@ -196,6 +199,7 @@ impl<'a> Frame<'a> {
     /// Parses the body of a frame of the given kind. The body's length has already
     /// been checked against [`FrameKind::max_body`] by the decoder, but this checks
     /// every field again, so it is safe on any input.
+    #[inline]
     pub fn parse(kind: FrameKind, body: &'a [u8]) -> Result<Self, DecodeError> {
         match kind {
             FrameKind::Chat => Ok(Frame::Chat {
@@ -248,20 +252,18 @@ impl<'a> Frame<'a> {
     }
 
     /// The number of bytes [`Frame::encode`] writes, header included.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
         FRAME_HEADER_LEN + self.body_len()
     }
 
+    #[inline]
     fn body_len(&self) -> usize {
-        let mut scratch = [0u8; super::PEER_MAX_LEN];
-        let peer_len = |p: &PeerAddr, s: &mut [u8]| p.encode(s).unwrap_or(0);
         match self {
             Frame::Chat { text } => text.len(),
-            Frame::Broadcast { peer, text, .. } => {
-                SEQ_LEN + peer_len(peer, &mut scratch) + text.len()
-            }
+            Frame::Broadcast { peer, text, .. } => SEQ_LEN + peer.encoded_len() + text.len(),
             Frame::Notice(n) => {
-                let peer = n.peer.as_ref().map_or(0, |p| peer_len(p, &mut scratch));
+                let peer = n.peer.as_ref().map_or(0, PeerAddr::encoded_len);
                 NOTICE_FIXED_LEN + 1 + peer + n.text.len()
             }
             Frame::Ping { .. } | Frame::Pong { .. } | Frame::Ack { .. } => NONCE_LEN,

@@ -79,6 +79,7 @@ pub enum FrameKind {
 
 impl FrameKind {
     /// The kind whose code is `byte`, if protocol v1 defines one.
+    #[inline]
     pub const fn from_byte(byte: u8) -> Option<Self> {
         Some(match byte {
             0x01 => Self::Chat,
@@ -93,6 +94,7 @@ impl FrameKind {
     }
 
     /// The largest body this kind may announce; a longer one is `TooLong`.
+    #[inline]
     pub const fn max_body(self) -> usize {
         match self {
             Self::Chat => MAX_MESSAGE,

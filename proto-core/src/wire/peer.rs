@@ -42,11 +42,29 @@ impl PeerAddr {
     /// Reads a postcard-encoded peer from the front of `bytes`, returning it and the
     /// bytes after it. Only the canonical encoding (the one [`PeerAddr::encode`]
     /// writes) is accepted, so a decoded peer always re-encodes to the same bytes.
+    #[inline]
     pub fn decode(bytes: &[u8]) -> Option<(Self, &[u8])> {
         let (peer, rest) = postcard::take_from_bytes::<PeerAddr>(bytes).ok()?;
-        let mut canon = [0u8; PEER_MAX_LEN];
-        let len = peer.encode(&mut canon)?;
-        (bytes.len() - rest.len() == len && bytes[..len] == canon[..len]).then_some((peer, rest))
+        // A varint has one shortest encoding per value and every other encoding of it
+        // is longer, so the bytes are canonical exactly when they are as short as the
+        // canonical encoding; no need to encode again and compare.
+        (bytes.len() - rest.len() == peer.encoded_len()).then_some((peer, rest))
+    }
+
+    /// The number of bytes [`PeerAddr::encode`] writes: the variant tag, the address
+    /// and the port varint (7 bits per byte).
+    #[inline]
+    pub const fn encoded_len(&self) -> usize {
+        let (ip, port) = match *self {
+            PeerAddr::V4 { port, .. } => (4, port),
+            PeerAddr::V6 { port, .. } => (16, port),
+        };
+        let port_len = match port {
+            0..=0x7f => 1,
+            0x80..=0x3fff => 2,
+            _ => 3,
+        };
+        1 + ip + port_len
     }
 
     /// The standard library's form of this address.
@@ -121,6 +139,16 @@ mod tests {
             port: u16::MAX,
         };
         assert_eq!(widest.encode(&mut buf), Some(PEER_MAX_LEN));
+    }
+
+    #[test]
+    fn encoded_len_is_what_encode_writes() {
+        let mut buf = [0u8; PEER_MAX_LEN];
+        for port in [0, 1, 0x7f, 0x80, 0x3fff, 0x4000, u16::MAX] {
+            for peer in [v4([1, 2, 3, 4], port), PeerAddr::V6 { ip: [7; 16], port }] {
+                assert_eq!(peer.encode(&mut buf), Some(peer.encoded_len()), "{peer:?}");
+            }
+        }
     }
 
     #[test]
