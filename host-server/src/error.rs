@@ -17,6 +17,8 @@ pub enum ServerError {
     },
     /// The listener given to [`crate::run`] could not be made non-blocking.
     Listener(io::Error),
+    /// A thread the server needs could not be started.
+    Thread(io::Error),
 }
 
 impl fmt::Display for ServerError {
@@ -24,6 +26,7 @@ impl fmt::Display for ServerError {
         match self {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Listener(e) => write!(f, "cannot use the listening socket: {e}"),
+            ServerError::Thread(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
 }
@@ -32,7 +35,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. } => Some(source),
-            ServerError::Listener(e) => Some(e),
+            ServerError::Listener(e) | ServerError::Thread(e) => Some(e),
         }
     }
 }

@@ -162,9 +162,12 @@ fn binary_events(
             None => {}
             Some(Ok(Frame::Chat { text })) => batch.push(text),
             Some(Ok(Frame::Ping { nonce })) => {
-                // Messages before the ping go out first, so its pong tells the
-                // client they have been handed to the room.
-                batch_len_then_clear(batch, client, shared);
+                // Messages before the ping go out first, and pending notices, so its
+                // pong tells the client its messages have been handed to the room and
+                // it has heard of everything that happened before.
+                if batch_len_then_clear(batch, client, shared) == 0 {
+                    shared.control.room.flush_notices();
+                }
                 let mut bytes = Vec::new();
                 wire::encode_into(Mode::Binary, &Frame::Pong { nonce }, &mut bytes);
                 client.outbox.push_bytes(&bytes);

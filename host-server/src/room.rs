@@ -7,16 +7,24 @@
 //! recipients; pushing never blocks (see `outbox`), so a stalled client cannot hold the
 //! lock.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
 
 use proto_core::{Frame, NoticeKind, PeerAddr};
 
 use crate::outbox::{Chunk, Outbox};
-use crate::sys::lock;
+use crate::sys::{lock, wait};
 use crate::wire::{self, encode_into, Mode};
 
 /// How many addresses a welcome lists before it only counts.
 const WELCOME_LISTS: usize = 10;
+
+/// How long join and leave notices wait to be sent together, per client in the room,
+/// and its bounds.
+const NOTICE_DELAY_PER_CLIENT: Duration = Duration::from_micros(10);
+const NOTICE_DELAY_MIN: Duration = Duration::from_millis(2);
+const NOTICE_DELAY_MAX: Duration = Duration::from_millis(100);
 
 /// A connected client as the room sees it.
 pub(crate) struct Client {
@@ -72,6 +80,68 @@ impl Batch {
     }
 }
 
+/// Join and leave notices not yet sent, encoded once in each form.
+///
+/// Announcing a join to everyone at once costs one send per client, so a burst of
+/// N joins would cost N² sends. Notices wait here instead for a short while (longer in
+/// a bigger room) and go out together: one send per client per burst. A broadcast
+/// sends them first, so nobody sees a message before the join of its sender.
+#[derive(Default)]
+struct Pending {
+    binary: Vec<u8>,
+    text: Vec<u8>,
+    /// Where each pending notice starts in `binary` and `text`.
+    starts: Vec<(usize, usize)>,
+    /// Clients that joined while notices were pending, and the index of the first
+    /// notice they are to get (the ones before are about peers their welcome named).
+    fresh: Vec<(u64, usize)>,
+}
+
+impl Pending {
+    fn push(&mut self, kind: NoticeKind, peer: PeerAddr, text: &str) {
+        self.starts.push((self.binary.len(), self.text.len()));
+        let notice = Frame::Notice(proto_core::Notice {
+            kind,
+            peer: Some(peer),
+            text,
+        });
+        encode_into(Mode::Binary, &notice, &mut self.binary);
+        encode_into(Mode::Text, &notice, &mut self.text);
+    }
+
+    fn clear(&mut self) {
+        self.binary.clear();
+        self.text.clear();
+        self.starts.clear();
+        self.fresh.clear();
+    }
+
+    /// Sends every pending notice to the clients meant to get it.
+    fn flush(&mut self, clients: &[Arc<Client>]) {
+        if self.starts.is_empty() {
+            return;
+        }
+        let (mut binary, mut text) = (Chunk::new(&self.binary), Chunk::new(&self.text));
+        for client in clients {
+            let first = self.fresh.iter().find(|(id, _)| *id == client.id);
+            match (first.map(|f| f.1), client.mode()) {
+                (None, Mode::Binary) => client.outbox.push(&mut binary),
+                (None, Mode::Text) => client.outbox.push(&mut text),
+                (Some(i), mode) if i < self.starts.len() => {
+                    let (b, t) = self.starts[i];
+                    let tail = match mode {
+                        Mode::Binary => &self.binary[b..],
+                        Mode::Text => &self.text[t..],
+                    };
+                    client.outbox.push(&mut Chunk::new(tail));
+                }
+                (Some(_), _) => {}
+            }
+        }
+        self.clear();
+    }
+}
+
 #[derive(Default)]
 struct State {
     clients: Vec<Arc<Client>>,
@@ -81,6 +151,7 @@ struct State {
     next_id: u64,
     /// The server is shutting down: nobody joins, leaves are not announced.
     closing: bool,
+    pending: Pending,
     /// Encoding scratch, kept to avoid allocating per batch.
     binary: Vec<u8>,
     text: Vec<u8>,
@@ -90,6 +161,8 @@ struct State {
 /// The chat room.
 pub(crate) struct Room {
     state: Mutex<State>,
+    /// Wakes the notice sender when the first notice of a burst is pending.
+    notices: Condvar,
 }
 
 impl Room {
@@ -100,6 +173,7 @@ impl Room {
                 next_seq: 1,
                 ..State::default()
             }),
+            notices: Condvar::new(),
         }
     }
 
@@ -117,11 +191,17 @@ impl Room {
         if st.closing {
             return None;
         }
-        let others: Vec<PeerAddr> = st.clients.iter().map(|c| c.peer).collect();
-        // The others first: once the newcomer reads its welcome, everyone has been told.
         let text = format!("{} joined", client.peer);
-        announce(&st.clients, NoticeKind::Join, client.peer, &text);
-        let welcome = welcome_text(client.peer, &others);
+        self.announce(&mut st, NoticeKind::Join, client.peer, &text);
+        let first = st.pending.starts.len();
+        st.pending.fresh.push((client.id, first));
+        let named: Vec<PeerAddr> = st
+            .clients
+            .iter()
+            .take(WELCOME_LISTS)
+            .map(|c| c.peer)
+            .collect();
+        let welcome = welcome_text(client.peer, st.clients.len(), &named);
         client.outbox.push_bytes(&wire::notice(
             client.mode(),
             NoticeKind::Welcome,
@@ -151,9 +231,47 @@ impl Room {
                 Some(why) => format!("{} left ({why})", gone.peer),
                 None => format!("{} left", gone.peer),
             };
-            announce(&st.clients, NoticeKind::Leave, gone.peer, &text);
+            self.announce(&mut st, NoticeKind::Leave, gone.peer, &text);
         }
         st.clients.len()
+    }
+
+    /// Queues a join or leave notice for everyone in the room.
+    fn announce(&self, st: &mut State, kind: NoticeKind, peer: PeerAddr, text: &str) {
+        if st.pending.starts.is_empty() {
+            self.notices.notify_one();
+        }
+        st.pending.push(kind, peer, text);
+    }
+
+    /// Sends the pending notices now. A ping is answered after this, so its pong
+    /// tells the client it has heard of everything that happened before.
+    pub(crate) fn flush_notices(&self) {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        st.pending.flush(&st.clients);
+    }
+
+    /// Sends pending notices in bursts until the room closes: the notice thread's body.
+    pub(crate) fn send_notices(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            while st.pending.starts.is_empty() && !st.closing {
+                st = wait(&self.notices, st);
+            }
+            if st.closing {
+                return;
+            }
+            // A flush costs one send per client: wait longer in a bigger room, so
+            // sending notices takes a small share of the time however fast people join.
+            let size = u32::try_from(st.clients.len()).unwrap_or(u32::MAX);
+            let delay = (NOTICE_DELAY_PER_CLIENT * size).clamp(NOTICE_DELAY_MIN, NOTICE_DELAY_MAX);
+            drop(st);
+            thread::sleep(delay);
+            st = lock(&self.state);
+            let st = &mut *st;
+            st.pending.flush(&st.clients);
+        }
     }
 
     /// Sends every message of `batch` from `from` to every other client, in order,
@@ -164,6 +282,7 @@ impl Room {
         if st.closing || batch.is_empty() {
             return;
         }
+        st.pending.flush(&st.clients);
         let first = st.next_seq;
         st.next_seq += batch.len() as u64;
         let text_wanted = st.text_clients > usize::from(from.mode() == Mode::Text);
@@ -208,39 +327,25 @@ impl Room {
     pub(crate) fn close(&self) -> Vec<Arc<Client>> {
         let mut st = lock(&self.state);
         st.closing = true;
+        st.pending.clear();
+        self.notices.notify_all();
         st.clients.clone()
     }
 }
 
-/// Sends a join or leave notice about `peer` to every client in `clients`.
-fn announce(clients: &[Arc<Client>], kind: NoticeKind, peer: PeerAddr, text: &str) {
-    let binary = wire::notice(Mode::Binary, kind, Some(peer), text);
-    let line = wire::notice(Mode::Text, kind, Some(peer), text);
-    let (mut binary, mut line) = (Chunk::new(&binary), Chunk::new(&line));
-    for client in clients {
-        match client.mode() {
-            Mode::Binary => client.outbox.push(&mut binary),
-            Mode::Text => client.outbox.push(&mut line),
-        }
-    }
-}
-
-/// The welcome text: the newcomer's own address and who else is here.
-fn welcome_text(me: PeerAddr, others: &[PeerAddr]) -> String {
+/// The welcome text: the newcomer's own address and who else is here (`count`
+/// others, the first of them `named`).
+fn welcome_text(me: PeerAddr, count: usize, named: &[PeerAddr]) -> String {
     let mut text = format!("welcome, you are {me}; ");
-    match others.len() {
+    match count {
         0 => text.push_str("nobody else is here"),
         1 => text.push_str("1 other is here: "),
         n => text.push_str(&format!("{n} others are here: ")),
     }
-    let listed: Vec<String> = others
-        .iter()
-        .take(WELCOME_LISTS)
-        .map(|p| p.to_string())
-        .collect();
+    let listed: Vec<String> = named.iter().map(|p| p.to_string()).collect();
     text.push_str(&listed.join(", "));
-    if others.len() > WELCOME_LISTS {
-        text.push_str(&format!(" and {} more", others.len() - WELCOME_LISTS));
+    if count > named.len() {
+        text.push_str(&format!(" and {} more", count - named.len()));
     }
     text
 }
@@ -259,15 +364,15 @@ mod tests {
     #[test]
     fn welcome_lists_a_few_and_counts_the_rest() {
         assert_eq!(
-            welcome_text(peer(1), &[]),
+            welcome_text(peer(1), 0, &[]),
             "welcome, you are 127.0.0.1:1; nobody else is here"
         );
         assert_eq!(
-            welcome_text(peer(1), &[peer(2)]),
+            welcome_text(peer(1), 1, &[peer(2)]),
             "welcome, you are 127.0.0.1:1; 1 other is here: 127.0.0.1:2"
         );
-        let many: Vec<_> = (2..20).map(peer).collect();
-        let text = welcome_text(peer(1), &many);
+        let named: Vec<_> = (2..12).map(peer).collect();
+        let text = welcome_text(peer(1), 18, &named);
         assert!(text.contains("18 others are here: 127.0.0.1:2, "), "{text}");
         assert!(text.ends_with("127.0.0.1:11 and 8 more"), "{text}");
     }

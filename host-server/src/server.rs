@@ -63,7 +63,8 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
 /// connection and returns. The listener may be bound to any address, port 0 included.
 ///
 /// # Errors
-/// [`ServerError::Listener`] if the listener cannot be switched to non-blocking mode.
+/// [`ServerError::Listener`] if the listener cannot be switched to non-blocking mode,
+/// [`ServerError::Thread`] if the server's own thread cannot be started.
 pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<(), ServerError> {
     if let Err(e) = raise_fd_limit() {
         log(format_args!("cannot raise the open-file limit: {e}"));
@@ -77,10 +78,27 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         sessions: AtomicUsize::new(0),
         refusers: AtomicUsize::new(0),
     });
+    let notices = spawn_notices(&shared)?;
     let how = accept_loop(&listener, &shared);
     drop(listener);
     shut_down(&shared, how);
+    let _ = notices.join();
     Ok(())
+}
+
+/// Starts the thread that sends join and leave notices in bursts (see `room`).
+fn spawn_notices(shared: &Shared) -> Result<thread::JoinHandle<()>, ServerError> {
+    let room = shared.control.room.clone();
+    thread::Builder::new()
+        .name("notices".into())
+        .stack_size(shared.config.thread_stack)
+        .spawn(move || {
+            // It returns when the room closes; after a panic it carries on.
+            while catch_unwind(AssertUnwindSafe(|| room.send_notices())).is_err() {
+                log(format_args!("notice thread panicked; restarting it"));
+            }
+        })
+        .map_err(ServerError::Thread)
 }
 
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Stop {

@@ -112,3 +112,31 @@ fn every_client_sees_one_gapless_order() {
         );
     }
 }
+
+#[test]
+fn a_burst_of_joins_tells_each_client_only_of_later_arrivals() {
+    let server = start(config());
+    let mut clients: Vec<Bin> = (0..6)
+        .map(|_| {
+            let mut c = Bin::connect(server.addr);
+            c.welcome();
+            c
+        })
+        .collect();
+    let addrs: Vec<_> = clients.iter().map(|c| c.addr).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let joins: Vec<_> = c
+            .sync()
+            .into_iter()
+            .filter_map(|g| match g {
+                Got::Notice {
+                    kind: NoticeKind::Join,
+                    peer,
+                    ..
+                } => peer,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(joins, addrs[i + 1..], "client {i}");
+    }
+}
