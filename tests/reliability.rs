@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::thread;
 use std::time::Duration;
 
-use crate::util::{BinClient, Got, Server, WAIT};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use crate::util::{BinClient, Got, Server, TextClient, WAIT};
 
 /// What one client saw: its broadcasts in arrival order, and the acks of its own.
 struct Seen {
@@ -101,4 +104,186 @@ fn ten_clients_thousand_messages_each_nothing_lost_one_order() {
         );
     }
     assert_eq!(global.len(), CLIENTS * EACH);
+}
+
+/// Reads a raw stream until the server closes it; returns the bytes read.
+fn read_to_close(mut s: TcpStream, limit: Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return all,
+            Err(e) => panic!(
+                "server did not close the connection: {e} after {} bytes",
+                all.len()
+            ),
+        }
+    }
+}
+
+/// A binary connection that has sent its preamble and then never reads.
+fn stalled(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&proto_core::PREAMBLE).unwrap();
+    s
+}
+
+#[test]
+fn stalled_reader_is_dropped_and_nobody_else_waits() {
+    const FLOOD: usize = 20_000;
+    let server = Server::start(&["--outbox-limit", "131072"]);
+    let reader = BinClient::connect(server.addr);
+    let stall = stalled(server.addr);
+    let stall_peer = stall.local_addr().unwrap().to_string();
+    let mut flooder = BinClient::connect(server.addr);
+    reader.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&stall_peer)));
+    let body = "f".repeat(1000);
+    let sending = thread::spawn(move || {
+        for k in 0..FLOOD {
+            flooder.say(&format!("{k:05} {body}"));
+        }
+        flooder
+    });
+    let seen = collect(&reader, FLOOD, 0);
+    for (k, (_, _, text)) in seen.chats.iter().enumerate() {
+        assert!(
+            text.starts_with(&format!("{k:05} ")),
+            "message {k} out of order or lost"
+        );
+    }
+    let _flooder = sending.join().unwrap();
+    // The stalled client's connection ends, after what fitted of its outbox.
+    let got = read_to_close(stall, WAIT);
+    assert!(
+        got.len() < 64 << 20,
+        "stalled client was sent {} bytes",
+        got.len()
+    );
+    server.proc.err.expect("the eviction logged", |l| {
+        l.contains(&stall_peer) && l.contains("slow")
+    });
+    let peak = crate::soak::proc_kib(server.proc.child.id(), "VmHWM");
+    assert!(
+        peak < 64 * 1024,
+        "server peak RSS {peak} KiB for a 20 MB flood"
+    );
+}
+
+#[test]
+fn a_flooder_does_not_starve_the_others() {
+    let server = Server::start(&[]);
+    let reader = BinClient::connect(server.addr);
+    let mut quiet = BinClient::connect(server.addr);
+    let mut flooder = BinClient::connect(server.addr);
+    let quiet_peer = quiet.stream.local_addr().unwrap().to_string();
+    let flood_peer = flooder.stream.local_addr().unwrap().to_string();
+    reader.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&flood_peer)));
+    quiet.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&flood_peer)));
+    const FLOOD: usize = 50_000;
+    let sending = thread::spawn(move || {
+        for k in 0..FLOOD {
+            flooder.say(&format!("flood {k}"));
+        }
+        flooder
+    });
+    // Wait until the flood is flowing, then speak once.
+    reader.expect(|g| matches!(g, Got::Chat { text, .. } if text == "flood 100"));
+    quiet.say("a word in edgeways");
+    let mut flood_after = 0;
+    loop {
+        match reader.next() {
+            Got::Chat { peer, text, .. } if peer == quiet_peer => {
+                assert_eq!(text, "a word in edgeways");
+                break;
+            }
+            Got::Chat { .. } => flood_after += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        flood_after < FLOOD - 101,
+        "the quiet client waited for the whole flood"
+    );
+    drop(sending.join().unwrap());
+}
+
+#[test]
+fn rate_limit_slows_a_sender_without_dropping() {
+    // The limit applies between reads: what one read brought in is relayed, then the
+    // reader waits off its debt. 3,000 messages of ~30 bytes take many reads.
+    let server = Server::start(&["--rate-limit", "1000"]);
+    let reader = BinClient::connect(server.addr);
+    let mut sender = BinClient::connect(server.addr);
+    let sender_peer = sender.stream.local_addr().unwrap().to_string();
+    reader.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&sender_peer)));
+    let started = std::time::Instant::now();
+    let sending = thread::spawn(move || {
+        for k in 0..3000 {
+            sender.say(&format!("rate limited message {k:05}"));
+        }
+        sender
+    });
+    let seen = collect(&reader, 3000, 0);
+    let texts: Vec<&str> = seen.chats.iter().map(|c| c.2.as_str()).collect();
+    let want: Vec<String> = (0..3000)
+        .map(|k| format!("rate limited message {k:05}"))
+        .collect();
+    assert_eq!(texts, want);
+    drop(sending.join().unwrap());
+    // 3,000 messages at 1,000 per second, after a burst of 1,000, need about two seconds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn past_max_clients_a_newcomer_is_told_and_nobody_notices() {
+    let server = Server::start(&["--max-clients", "2"]);
+    let mut a = BinClient::connect(server.addr);
+    let b = BinClient::connect(server.addr);
+    let b_peer = b.stream.local_addr().unwrap().to_string();
+    a.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&b_peer)));
+    let third = BinClient::connect(server.addr);
+    assert!(matches!(third.next(), Got::Notice { code: Some(6), .. }));
+    assert!(matches!(third.next(), Got::End(_)));
+    let mut text = TextClient::connect(server.addr);
+    text.write(b"hello?\n");
+    let line = text.line();
+    assert!(line.starts_with("*** ") && line.contains("full"), "{line}");
+    assert!(text.closed());
+    a.say("still two of us");
+    // b saw its own welcome, then nothing about the refused newcomers.
+    assert!(matches!(b.next(), Got::Notice { code: None, .. }));
+    assert!(matches!(b.next(), Got::Chat { text, .. } if text == "still two of us"));
+}
+
+#[test]
+fn a_peer_that_stops_answering_is_dropped() {
+    let server = Server::start(&["--dead-peer-timeout", "2"]);
+    let silent = stalled(server.addr);
+    let got = read_to_close(silent, Duration::from_secs(10));
+    // It was pinged before it was dropped, and told why.
+    let mut dec = proto_core::FrameDecoder::new();
+    let mut input = &got[proto_core::PREAMBLE_LEN..];
+    let (mut pings, mut timeout) = (0, false);
+    while !input.is_empty() {
+        let (used, ev) = dec.feed(input);
+        match ev {
+            Some(Ok(proto_core::Frame::Ping { .. })) => pings += 1,
+            Some(Ok(proto_core::Frame::Notice(n))) => {
+                timeout |= n.kind == proto_core::NoticeKind::Error(proto_core::ErrorCode::TIMEOUT)
+            }
+            _ => {}
+        }
+        input = &input[used..];
+    }
+    assert!(
+        pings >= 1 && timeout,
+        "pings {pings}, timeout notice {timeout}"
+    );
 }

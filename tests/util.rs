@@ -284,7 +284,7 @@ impl TextClient {
     /// True if the server closed the connection (EOF) within [`WAIT`], draining lines.
     pub fn closed(&mut self) -> bool {
         let mut sink = Vec::new();
-        matches!(self.reader.read_to_end(&mut sink), Ok(_))
+        self.reader.read_to_end(&mut sink).is_ok()
     }
 }
 
