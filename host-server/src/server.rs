@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,14 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
     let notices = spawn_notices(&shared)?;
     let how = accept_loop(&listener, &shared);
     drop(listener);
+    let how = match how {
+        Ok(how) => how,
+        Err(e) => {
+            shared.control.room.close();
+            let _ = notices.join();
+            return Err(e);
+        }
+    };
     shut_down(&shared, how);
     let _ = notices.join();
     Ok(())
@@ -101,13 +109,30 @@ fn spawn_notices(shared: &Shared) -> Result<thread::JoinHandle<()>, ServerError>
         .map_err(ServerError::Thread)
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Stop {
-    loop {
+/// A connection accepted and counted, waiting for its thread.
+type Admitted = (TcpStream, PeerAddr, Counted);
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Result<Stop, ServerError> {
+    // Threads are started by a thread of their own, so a burst of connections is
+    // taken off the kernel's backlog at once instead of overflowing it (an
+    // overflow makes a connecting client wait a second for its SYN to be resent).
+    let (admitted, starter) = mpsc::channel::<Admitted>();
+    let stack = shared.config.thread_stack;
+    let starter = thread::Builder::new()
+        .name("starter".into())
+        .stack_size(stack)
+        .spawn(move || starter.iter().for_each(|a| start_session(a, stack)))
+        .map_err(ServerError::Thread)?;
+    let how = loop {
         if let Some(how) = shared.control.stopping() {
-            return how;
+            break how;
         }
         match listener.accept() {
-            Ok((stream, addr)) => admit(stream, addr, shared),
+            Ok((stream, addr)) => {
+                if let Some(a) = admit(stream, addr, shared) {
+                    let _ = admitted.send(a);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(listener),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -117,7 +142,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Stop {
                 thread::sleep(shared.config.accept_pause);
             }
         }
-    }
+    };
+    drop(admitted);
+    let _ = starter.join();
+    Ok(how)
 }
 
 /// Waits until a connection is pending or [`STOP_POLL`] passes.
@@ -130,21 +158,27 @@ fn wait_readable(listener: &TcpListener) {
     let _ = poll(&mut fds, Some(&timeout));
 }
 
-/// Starts serving an accepted connection, or turns it away if the room is full.
-fn admit(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
+/// Counts an accepted connection in, or turns it away if the room is full.
+fn admit(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) -> Option<Admitted> {
     let peer = PeerAddr::from(addr);
     if let Err(e) = stream.set_nonblocking(false) {
-        return log(format_args!("{peer}: cannot use the connection: {e}"));
+        log(format_args!("{peer}: cannot use the connection: {e}"));
+        return None;
     }
     // Only this thread adds sessions, so the check cannot race another admission.
     if shared.sessions.load(Ordering::Acquire) >= shared.config.max_clients {
-        return refuse_full(stream, peer, shared);
+        refuse_full(stream, peer, shared);
+        return None;
     }
     shared.sessions.fetch_add(1, Ordering::AcqRel);
-    let count = Counted(shared.clone(), Counter::Sessions);
+    Some((stream, peer, Counted(shared.clone(), Counter::Sessions)))
+}
+
+/// Starts the thread that serves an admitted connection.
+fn start_session((stream, peer, count): Admitted, stack: usize) {
     let spawned = thread::Builder::new()
         .name(format!("reader {peer}"))
-        .stack_size(shared.config.thread_stack)
+        .stack_size(stack)
         .spawn(move || {
             let shared = count.0.clone();
             let _count = count;
