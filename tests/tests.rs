@@ -5,6 +5,7 @@ mod util;
 
 mod chat;
 mod client_cli;
+mod faults;
 mod firmware_room;
 mod reliability;
 mod shutdown;

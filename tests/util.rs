@@ -313,6 +313,14 @@ pub struct BinClient {
     pub rx: Receiver<Got>,
 }
 
+impl Drop for BinClient {
+    /// Shuts the socket down, so the reader thread's clone of it does not keep the
+    /// connection open after the test is done with the client.
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl BinClient {
     /// Connects, exchanges preambles and starts a thread that collects frames.
     pub fn connect(addr: SocketAddr) -> Self {
