@@ -73,6 +73,8 @@ struct State {
     idle: bool,
     /// The writer thread has returned.
     done: bool,
+    /// Bytes handed to the socket so far.
+    sent_total: u64,
     /// Everything sent so far ends on a chunk (so frame or line) boundary; only
     /// then may an eviction notice follow.
     aligned: bool,
@@ -103,6 +105,7 @@ impl Outbox {
                 idle: false,
                 done: false,
                 aligned: true,
+                sent_total: 0,
                 end: None,
             }),
             wake: Condvar::new(),
@@ -128,12 +131,16 @@ impl Outbox {
         let mut sent = 0;
         if st.queue.is_empty() && !st.busy {
             match send_now(&self.stream, chunk.bytes) {
-                Ok(n) if n == chunk.bytes.len() => return,
+                Ok(n) if n == chunk.bytes.len() => {
+                    st.sent_total += n as u64;
+                    return;
+                }
                 Ok(n) => sent = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return self.stop(st, End::Failed(e.kind())),
             }
             st.head_sent = sent;
+            st.sent_total += sent as u64;
         }
         st.queued += chunk.bytes.len() - sent;
         st.queue.push_back(chunk.shared());
@@ -163,6 +170,12 @@ impl Outbox {
     pub(crate) fn push_last(&self, bytes: &[u8]) {
         self.push_bytes(bytes);
         self.end(End::Flush);
+    }
+
+    /// Bytes handed to the socket so far: a peer that keeps taking them is alive
+    /// (data it does not acknowledge is caught by the socket's user timeout).
+    pub(crate) fn sent_total(&self) -> u64 {
+        lock(&self.state).sent_total
     }
 
     /// Why the outbox stopped, if it has.
@@ -293,6 +306,7 @@ fn write_batch(stream: &TcpStream, batch: &[Arc<[u8]>], head_sent: usize) -> io:
 /// Drops `n` sent bytes from the front of the queue.
 fn consume(st: &mut State, mut n: usize) {
     st.queued = st.queued.saturating_sub(n);
+    st.sent_total += n as u64;
     while n > 0 {
         let Some(front) = st.queue.front() else {
             break;

@@ -105,7 +105,8 @@ pub(crate) fn read_binary(
     let mut batch = Batch::default();
     let mut throttle = Throttle::new(shared);
     let (mut start, mut end) = (PREAMBLE_LEN.min(have), have);
-    let mut pinged: Option<u64> = None;
+    // The nonce of an unanswered ping, and the bytes sent to the client by then.
+    let mut pinged: Option<(u64, u64)> = None;
     loop {
         let bye = binary_events(client, &mut decoder, &buf[start..end], &mut batch, shared);
         if bye {
@@ -117,8 +118,14 @@ pub(crate) fn read_binary(
             Ok(Got::Bytes(n)) => (pinged, end) = (None, n),
             Ok(Got::Eof) if decoder.is_idle() => return Departure::Closed,
             Ok(Got::Eof) => return Departure::ClosedMidFrame,
-            Ok(Got::Timeout) if pinged.is_some() => return Departure::TimedOut,
-            Ok(Got::Timeout) => pinged = Some(ping(client, pinged)),
+            Ok(Got::Timeout) => match pinged {
+                // Silent, but still taking what it is sent: busy reading, not dead.
+                Some((nonce, sent)) if client.outbox.sent_total() > sent => {
+                    pinged = Some((ping(client, nonce), client.outbox.sent_total()));
+                }
+                Some(_) => return Departure::TimedOut,
+                None => pinged = Some((ping(client, 0), client.outbox.sent_total())),
+            },
             Err(departure) => return departure,
         }
         if client.outbox.ended().is_some_and(|e| e != End::Flush) {
@@ -128,8 +135,8 @@ pub(crate) fn read_binary(
 }
 
 /// Sends a ping to a silent binary client; returns its nonce.
-fn ping(client: &Client, last: Option<u64>) -> u64 {
-    let nonce = last.map_or(1, |n| n + 1);
+fn ping(client: &Client, last: u64) -> u64 {
+    let nonce = last.wrapping_add(1);
     let mut bytes = Vec::new();
     wire::encode_into(Mode::Binary, &Frame::Ping { nonce }, &mut bytes);
     client.outbox.push_bytes(&bytes);
