@@ -18,11 +18,17 @@ fn defaults() -> Config {
 /// start it prints `listening on ADDR` on stdout. Console commands on stdin: list,
 /// close, help. Ctrl-C or SIGTERM sends every client a shutdown notice and exits.
 #[derive(Debug, Parser)]
-#[command(name = "host-server", version)]
+#[command(
+    name = "host-server",
+    version,
+    after_help = "Exit status: 0 after `close`, Ctrl-C or SIGTERM; 1 if it cannot listen; \
+2 on a bad command line."
+)]
 pub struct Cli {
-    /// Address to listen on. Use 0.0.0.0:9000 (IPv4) or [::]:9000 (IPv4 and IPv6)
-    /// to serve a LAN, and port 0 for any free port (the real one is printed).
-    #[arg(long, value_name = "ADDR", default_value_t = defaults().bind)]
+    /// Address to listen on (see the help text for the LAN forms).
+    #[arg(long, value_name = "ADDR", default_value_t = defaults().bind,
+          help = "Address to listen on. Use 0.0.0.0:9000 (IPv4) or [::]:9000 (IPv4 and \
+IPv6) to serve a LAN, and port 0 for any free port (the real one is printed)")]
     pub bind: SocketAddr,
 
     /// Listen backlog: connections the kernel queues before the server accepts them.

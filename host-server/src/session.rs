@@ -216,9 +216,7 @@ impl<'s> Member<'s> {
         match shared.control.room.join(member.client.clone()) {
             Some(count) => {
                 let mode = member.client.outbox.mode();
-                log(format_args!(
-                    "{peer} joined ({mode:?}; {count} in the room)"
-                ));
+                log(format_args!("{peer} joined ({mode}; {count} in the room)"));
                 Some(member)
             }
             None => {

@@ -15,6 +15,15 @@ pub(crate) enum Mode {
     Text,
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Binary => "binary",
+            Mode::Text => "text",
+        })
+    }
+}
+
 /// Appends the encoding of `frame` for a client of `mode` to `out`.
 ///
 /// Frames built by the server always fit (texts are cut to [`MAX_MESSAGE`] before
