@@ -99,6 +99,25 @@ fn run_text(input: &[u8]) -> Result<String, String> {
     Ok(format!("{line:?}"))
 }
 
+/// Writes long runs of one character in the file's `{c*N}` notation, so that a
+/// failure with 1024-byte texts stays readable.
+fn runs(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let mut n = 1;
+        while chars.next_if_eq(&c).is_some() {
+            n += 1;
+        }
+        if n >= 16 && c.is_ascii_graphic() {
+            out.push_str(&format!("{{{c}*{n}}}"));
+        } else {
+            out.extend(std::iter::repeat_n(c, n));
+        }
+    }
+    out
+}
+
 #[test]
 fn every_vector_passes() {
     let mut failures = Vec::new();
@@ -120,8 +139,12 @@ fn every_vector_passes() {
         });
         if let Err(why) = outcome {
             failures.push(format!(
-                "line {} {:?} {:?}: want {want:?}\n    {why}",
-                v.line, v.decoder, v.name
+                "line {} {:?} {:?}: want {}\n    {}",
+                v.line,
+                v.decoder,
+                v.name,
+                runs(&format!("{want:?}")),
+                runs(&why)
             ));
         }
     }
