@@ -112,7 +112,8 @@ pub(crate) fn read_binary(
         if bye {
             return Departure::Bye;
         }
-        throttle.pause(batch_len_then_clear(&mut batch, client, shared), client);
+        relay(&mut batch, client, shared);
+        throttle.pause(batch.take_relayed(), client);
         (start, end) = (0, 0);
         match read_some(client, buf) {
             Ok(Got::Bytes(n)) => (pinged, end) = (None, n),
@@ -144,7 +145,8 @@ fn ping(client: &Client, last: u64) -> u64 {
 }
 
 /// Broadcasts the batch (if any) and empties it; returns how many messages it held.
-fn batch_len_then_clear(batch: &mut Batch, client: &Client, shared: &Shared) -> usize {
+/// The batch counts them for the rate limit.
+fn relay(batch: &mut Batch, client: &Client, shared: &Shared) -> usize {
     let n = batch.len();
     if n > 0 {
         shared.control.room.broadcast(client, batch);
@@ -172,7 +174,7 @@ fn binary_events(
                 // Messages before the ping go out first, and pending notices, so its
                 // pong tells the client its messages have been handed to the room and
                 // it has heard of everything that happened before.
-                if batch_len_then_clear(batch, client, shared) == 0 {
+                if relay(batch, client, shared) == 0 {
                     shared.control.room.flush_notices();
                 }
                 let mut bytes = Vec::new();
@@ -181,7 +183,7 @@ fn binary_events(
             }
             Some(Ok(Frame::Pong { .. })) => {}
             Some(Ok(Frame::Bye)) => {
-                batch_len_then_clear(batch, client, shared);
+                relay(batch, client, shared);
                 return true;
             }
             Some(Ok(other)) => {
@@ -200,7 +202,7 @@ fn binary_events(
             }
         }
         if batch.len() >= MAX_BATCH {
-            batch_len_then_clear(batch, client, shared);
+            relay(batch, client, shared);
         }
         input = &input[used..];
     }
@@ -243,7 +245,8 @@ pub(crate) fn read_text(
             client.outbox.push_last(&http_refusal());
             return Departure::Refused;
         }
-        throttle.pause(batch_len_then_clear(&mut batch, client, shared), client);
+        relay(&mut batch, client, shared);
+        throttle.pause(batch.take_relayed(), client);
         end = match read_some(client, buf) {
             Ok(Got::Bytes(n)) => n,
             Ok(Got::Timeout) => 0,
@@ -271,7 +274,7 @@ fn text_eof(
     if refused {
         return Departure::Refused;
     }
-    batch_len_then_clear(&mut batch, client, shared);
+    relay(&mut batch, client, shared);
     Departure::Closed
 }
 
@@ -293,7 +296,7 @@ fn text_events(
             }
         }
         if batch.len() >= MAX_BATCH {
-            batch_len_then_clear(batch, client, shared);
+            relay(batch, client, shared);
         }
         input = &input[used..];
     }
