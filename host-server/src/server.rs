@@ -38,6 +38,18 @@ pub(crate) struct Shared {
     refusers: AtomicUsize,
 }
 
+impl Shared {
+    /// The shared state of a server with `config`, controlled by `control`.
+    pub(crate) fn new(config: Config, control: Control) -> Self {
+        Self {
+            config,
+            control,
+            sessions: AtomicUsize::new(0),
+            refusers: AtomicUsize::new(0),
+        }
+    }
+}
+
 /// Opens the listening socket of `config.bind` with `config.backlog`. An IPv6
 /// address listens dual-stack, so `[::]:9000` takes IPv4 clients too.
 ///
@@ -72,12 +84,7 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
     listener
         .set_nonblocking(true)
         .map_err(ServerError::Listener)?;
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        control: control.clone(),
-        sessions: AtomicUsize::new(0),
-        refusers: AtomicUsize::new(0),
-    });
+    let shared = Arc::new(Shared::new(config.clone(), control.clone()));
     let notices = spawn_notices(&shared)?;
     let how = accept_loop(&listener, &shared);
     drop(listener);

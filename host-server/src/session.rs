@@ -198,6 +198,8 @@ struct Member<'s> {
     shared: &'s Shared,
     writer: Option<JoinHandle<()>>,
     departure: Option<Departure>,
+    /// In the room (the join succeeded), so leaving is announced and logged.
+    joined: bool,
 }
 
 impl<'s> Member<'s> {
@@ -212,9 +214,11 @@ impl<'s> Member<'s> {
             shared,
             writer: Some(writer),
             departure: None,
+            joined: false,
         };
         match shared.control.room.join(member.client.clone()) {
             Some(count) => {
+                member.joined = true;
                 let mode = member.client.outbox.mode();
                 log(format_args!("{peer} joined ({mode}; {count} in the room)"));
                 Some(member)
@@ -236,16 +240,15 @@ impl Drop for Member<'_> {
     fn drop(&mut self) {
         let departure = self.departure.take().unwrap_or(Departure::Panicked);
         let outbox = &self.client.outbox;
-        let why = departure.reason(outbox.ended());
-        let count = self
-            .shared
-            .control
-            .room
-            .leave(self.client.id, why.as_deref());
-        let peer = self.client.peer;
-        match &why {
-            Some(why) => log(format_args!("{peer} left: {why} ({count} in the room)")),
-            None => log(format_args!("{peer} left ({count} in the room)")),
+        if self.joined {
+            let why = departure.reason(outbox.ended());
+            let room = &self.shared.control.room;
+            let count = room.leave(self.client.id, why.as_deref());
+            let peer = self.client.peer;
+            match &why {
+                Some(why) => log(format_args!("{peer} left: {why} ({count} in the room)")),
+                None => log(format_args!("{peer} left ({count} in the room)")),
+            }
         }
         outbox.end(departure.end());
         let deadline = Instant::now() + self.shared.config.shutdown_grace;
@@ -274,4 +277,41 @@ fn spawn_writer(client: &Arc<Client>, stack: usize) -> io::Result<JoinHandle<()>
             }
             client.outbox.writer_exited();
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Control};
+    use std::net::TcpListener;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    #[test]
+    fn a_panicking_reader_still_leaves_the_room_and_closes_its_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut outside = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (inside, addr) = listener.accept().unwrap();
+        let shared = Shared::new(Config::default(), Control::new());
+        let client = Arc::new(Client {
+            id: 1,
+            peer: PeerAddr::from(addr),
+            outbox: Outbox::new(Arc::new(inside), Mode::Text, 1 << 20),
+        });
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let _member = Member::enter(client, &shared).expect("joined");
+            assert_eq!(shared.control.peers().len(), 1);
+            panic!("a bug in the reader");
+        }));
+        assert!(result.is_err());
+        assert!(shared.control.peers().is_empty());
+        outside
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        match outside.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) => assert!(!is_timeout(&e), "connection left open: {e}"),
+        }
+        assert!(got.starts_with(b"*** welcome"), "{got:?}");
+    }
 }

@@ -83,3 +83,23 @@ pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 pub(crate) fn cut(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_poisoned_lock_is_recovered() {
+        let shared = Arc::new(Mutex::new(vec![1]));
+        let poisoner = shared.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.lock().unwrap();
+            panic!("while holding the lock");
+        })
+        .join();
+        assert!(shared.is_poisoned());
+        lock(&shared).push(2);
+        assert_eq!(*lock(&shared), [1, 2]);
+    }
+}
