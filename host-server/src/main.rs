@@ -9,6 +9,12 @@ use clap::Parser;
 use host_server::{bind, console, run, Cli, Control, Stop};
 
 fn main() -> ExitCode {
+    // Connection threads have small stacks; the default hook may walk and print a
+    // backtrace, which needs more. One line says enough, and the thread's own
+    // `catch_unwind` keeps the server running.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("host-server: internal error: {info}");
+    }));
     let config = Cli::parse().config();
     let listener = match bind(&config) {
         Ok(listener) => listener,
