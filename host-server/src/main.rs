@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     // backtrace, which needs more. One line says enough, and the thread's own
     // `catch_unwind` keeps the server running.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("host-server: internal error: {info}");
+        let _ = writeln!(io::stderr(), "host-server: internal error: {info}");
     }));
     let config = Cli::parse().config();
     let listener = match bind(&config) {
