@@ -136,7 +136,7 @@ impl Outbox {
                     return;
                 }
                 Ok(n) => sent = n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if is_timeout(&e) => {}
                 Err(e) => return self.stop(st, End::Failed(e.kind())),
             }
             st.head_sent = sent;
