@@ -38,7 +38,8 @@ impl fmt::Display for SeqGap {
 
 impl std::error::Error for SeqGap {}
 
-/// Checks that broadcast sequence numbers rise by exactly one while connected.
+/// Checks that sequence numbers, of the broadcasts received and of the acks of the
+/// client's own messages together, rise by exactly one while connected.
 #[derive(Debug, Clone, Default)]
 pub struct SeqTracker {
     next: Option<u64>,

@@ -308,7 +308,8 @@ impl Received {
     /// Acts on one frame from the server (checks, answers), before it is printed.
     fn note(&mut self, frame: &Frame<'_>, shared: &Shared) -> Result<(), Lost> {
         match *frame {
-            Frame::Broadcast { seq, .. } => {
+            // The acks of our own messages fill the numbers our broadcasts skip.
+            Frame::Broadcast { seq, .. } | Frame::Ack { seq } => {
                 if let Err(gap) = self.seq.check(seq) {
                     shared.diag(&format!("error: {gap}"));
                 }

@@ -273,6 +273,23 @@ fn a_sequence_gap_is_reported_and_reading_goes_on() {
 }
 
 #[test]
+fn acks_of_own_messages_fill_the_sequence() {
+    let (client, _typed, mut peer) = connected();
+    peer.broadcast(1, "a");
+    peer.send(&Frame::Ack { seq: 2 });
+    peer.broadcast(3, "c");
+    peer.send(&Frame::Ack { seq: 5 });
+    peer.broadcast(6, "f");
+    client.expect_chat(&format!("[{}] c", peer.addr));
+    let gap = client.expect("gap report", |o| matches!(o, Out::Diag(_)));
+    assert_eq!(
+        gap,
+        Out::Diag("error: broadcast sequence gap: expected 4, got 5".into())
+    );
+    client.expect_chat(&format!("[{}] f", peer.addr));
+}
+
+#[test]
 fn a_bad_frame_is_reported_and_reading_goes_on() {
     let (client, _typed, mut peer) = connected();
     // A frame of a kind protocol v1 does not define, with a one-byte body.
