@@ -7,7 +7,7 @@
 //!
 //! Design, for many clients and fast fan-out:
 //! - each connection has a reader thread (its session) and a writer thread, both with
-//!   small stacks;
+//!   small stacks; the read buffer is held only while the client is sending;
 //! - the room's one lock assigns every broadcast a sequence number and hands it to
 //!   every recipient's bounded outbox in that order, so all clients see one order;
 //! - a broadcast is encoded once per wire form and shared; an outbox sends straight
@@ -27,6 +27,7 @@ mod control;
 mod error;
 mod log;
 mod outbox;
+mod readbuf;
 mod reader;
 mod room;
 mod server;

@@ -1,7 +1,7 @@
 //! The read loops of a client in the room: binary frames or text lines in, batches
 //! of chat messages out to the room, errors back to the sender alone.
 
-use std::io::{self, Read};
+use std::io;
 use std::time::{Duration, Instant};
 
 use proto_core::{
@@ -10,6 +10,7 @@ use proto_core::{
 };
 
 use crate::outbox::End;
+use crate::readbuf::ReadBuf;
 use crate::room::{Batch, Client};
 use crate::server::Shared;
 use crate::session::{http_refusal, is_timeout};
@@ -79,9 +80,13 @@ enum Got {
     Timeout,
 }
 
-fn read_some(client: &Client, buf: &mut [u8]) -> Result<Got, Departure> {
-    let mut stream = client.outbox.stream();
-    match stream.read(buf) {
+/// Reads into `buf`, waiting at most `timeout` (`None`: for ever).
+fn read_some(
+    client: &Client,
+    buf: &mut ReadBuf,
+    timeout: Option<Duration>,
+) -> Result<Got, Departure> {
+    match buf.read(client.outbox.stream(), timeout) {
         Ok(0) => Ok(Got::Eof),
         Ok(n) => Ok(Got::Bytes(n)),
         Err(e) if is_timeout(&e) => Ok(Got::Timeout),
@@ -93,14 +98,11 @@ fn read_some(client: &Client, buf: &mut [u8]) -> Result<Got, Departure> {
 /// read so far, the preamble first.
 pub(crate) fn read_binary(
     client: &Client,
-    buf: &mut [u8],
+    buf: &mut ReadBuf,
     have: usize,
     shared: &Shared,
 ) -> Departure {
-    let timeout = shared.config.dead_peer_timeout / 2;
-    if let Err(e) = client.outbox.stream().set_read_timeout(Some(timeout)) {
-        return Departure::Failed(e.kind());
-    }
+    let timeout = Some(shared.config.dead_peer_timeout / 2);
     let mut decoder = FrameDecoder::new();
     let mut batch = Batch::default();
     let mut throttle = Throttle::new(shared);
@@ -108,14 +110,15 @@ pub(crate) fn read_binary(
     // The nonce of an unanswered ping, and the bytes sent to the client by then.
     let mut pinged: Option<(u64, u64)> = None;
     loop {
-        let bye = binary_events(client, &mut decoder, &buf[start..end], &mut batch, shared);
+        let input = &buf.bytes()[start..end];
+        let bye = binary_events(client, &mut decoder, input, &mut batch, shared);
         if bye {
             return Departure::Bye;
         }
         relay(&mut batch, client, shared);
         throttle.pause(batch.take_relayed(), client);
         (start, end) = (0, 0);
-        match read_some(client, buf) {
+        match read_some(client, buf, timeout) {
             Ok(Got::Bytes(n)) => (pinged, end) = (None, n),
             Ok(Got::Eof) if decoder.is_idle() => return Departure::Closed,
             Ok(Got::Eof) => return Departure::ClosedMidFrame,
@@ -223,7 +226,7 @@ fn decode_code(e: &DecodeError) -> ErrorCode {
 /// so far.
 pub(crate) fn read_text(
     client: &Client,
-    buf: &mut [u8],
+    buf: &mut ReadBuf,
     have: usize,
     shared: &Shared,
 ) -> Departure {
@@ -236,7 +239,7 @@ pub(crate) fn read_text(
         let refused = text_events(
             client,
             &mut decoder,
-            &buf[..end],
+            &buf.bytes()[..end],
             &mut batch,
             &mut first_line,
             shared,
@@ -247,7 +250,7 @@ pub(crate) fn read_text(
         }
         relay(&mut batch, client, shared);
         throttle.pause(batch.take_relayed(), client);
-        end = match read_some(client, buf) {
+        end = match read_some(client, buf, None) {
             Ok(Got::Bytes(n)) => n,
             Ok(Got::Timeout) => 0,
             Ok(Got::Eof) => return text_eof(client, &mut decoder, &mut first_line, shared),

@@ -18,6 +18,7 @@ use proto_core::{
 
 use crate::log::log;
 use crate::outbox::{End, Outbox};
+use crate::readbuf::ReadBuf;
 use crate::reader::{read_binary, read_text, Departure};
 use crate::room::Client;
 use crate::server::Shared;
@@ -40,8 +41,8 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, shared: &Shared) {
     if let Err(e) = configure_client(&stream, config) {
         log(format_args!("{peer}: cannot set socket options: {e}"));
     }
-    let mut buf = vec![0u8; config.read_buffer];
-    let (mode, have) = match opening(&stream, &mut buf, config.sniff_timeout) {
+    let mut buf = ReadBuf::new(config.read_buffer);
+    let (mode, have) = match opening(&stream, buf.whole(), config.sniff_timeout) {
         Ok(Opening::Speaks(mode, have)) => (mode, have),
         Ok(Opening::Silent) => return,
         Ok(Opening::WrongVersion(version)) => {
@@ -60,7 +61,7 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, shared: &Shared) {
         }
         Err(e) => return log(format_args!("{peer}: connection failed at once: {e}")),
     };
-    if let Err(e) = start(&stream, mode, &buf[..have]) {
+    if let Err(e) = start(&stream, mode, &buf.bytes()[..have]) {
         return log(format_args!("{peer}: {e}"));
     }
     let stream = Arc::new(stream);

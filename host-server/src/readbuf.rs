@@ -1,0 +1,106 @@
+//! A client's read buffer, held only while the client is sending.
+//!
+//! Most clients of a big room are silent most of the time, and a buffer per client
+//! would be most of an idle client's memory. So the buffer is released whenever the
+//! socket has been read dry, the reader then waits for readability without one, and a
+//! fresh buffer is taken (usually the one another reader just released) when bytes
+//! arrive. A busy sender keeps its buffer from one read to the next.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{recv, RecvFlags};
+
+/// A read buffer of a fixed size that exists only while there is something to read.
+pub(crate) struct ReadBuf {
+    buf: Vec<u8>,
+    size: usize,
+}
+
+impl ReadBuf {
+    /// A buffer of `size` bytes (at least one), allocated now: a new connection's
+    /// first bytes are read at once.
+    pub(crate) fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            buf: vec![0; size],
+            size,
+        }
+    }
+
+    /// The buffer's bytes (empty while released).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The whole buffer, allocating it if it was released.
+    pub(crate) fn whole(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.size];
+        }
+        &mut self.buf
+    }
+
+    /// Reads what `stream` has into the buffer, waiting up to `timeout` (`None`: as
+    /// long as it takes) for bytes. Returns the count, 0 at the end of the stream.
+    ///
+    /// # Errors
+    /// `TimedOut` when nothing arrived in time; the socket's errors.
+    pub(crate) fn read(
+        &mut self,
+        stream: &TcpStream,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        if !self.buf.is_empty() {
+            match recv(stream, &mut self.buf[..], RecvFlags::DONTWAIT) {
+                Err(Errno::AGAIN) => self.buf = Vec::new(),
+                Err(Errno::INTR) => return Err(io::ErrorKind::Interrupted.into()),
+                other => return other.map(|(n, _)| n).map_err(io::Error::from),
+            }
+        }
+        wait_readable(stream, timeout)?;
+        let mut s = stream;
+        s.read(self.whole())
+    }
+}
+
+/// Waits until `stream` is readable (bytes, the end of the stream or an error).
+fn wait_readable(stream: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
+    // A timeout too long for a timespec is as good as none.
+    let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+    let mut fds = [PollFd::new(stream, PollFlags::IN)];
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn released_when_read_dry_and_taken_again_when_bytes_arrive() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut outside = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (inside, _) = listener.accept().unwrap();
+        let mut buf = ReadBuf::new(16);
+        outside.write_all(b"hello").unwrap();
+        assert_eq!(buf.read(&inside, Some(Duration::from_secs(5))).unwrap(), 5);
+        assert_eq!(&buf.bytes()[..5], b"hello");
+        let quiet = buf.read(&inside, Some(Duration::from_millis(20)));
+        assert_eq!(quiet.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(buf.bytes().is_empty(), "kept while idle");
+        outside.write_all(b"again").unwrap();
+        assert_eq!(buf.read(&inside, Some(Duration::from_secs(5))).unwrap(), 5);
+        assert_eq!(&buf.bytes()[..5], b"again");
+        drop(outside);
+        assert_eq!(buf.read(&inside, Some(Duration::from_secs(5))).unwrap(), 0);
+    }
+}
