@@ -52,6 +52,23 @@ impl std::fmt::Display for BenchError {
 
 impl std::error::Error for BenchError {}
 
+/// Who connects, and how senders are paced.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Speak the text protocol.
+    pub text: bool,
+    /// Receiving connections.
+    pub receivers: usize,
+    /// Sending connections.
+    pub senders: usize,
+    /// Connections that never read.
+    pub stalled: usize,
+    /// Messages per sender in flight at most (see [`Engine::can_send`]).
+    pub window: u64,
+    /// Limit on each connect and handshake.
+    pub timeout: Duration,
+}
+
 /// Receivers and senders, all on one poll loop.
 pub struct Engine {
     poll: Poll,
@@ -63,6 +80,12 @@ pub struct Engine {
     buf: Box<[u8]>,
     seq: Vec<SeqTracker>,
     ready: Vec<bool>,
+    /// Messages sent per sender.
+    sent: Vec<u64>,
+    /// Most messages per sender not yet received by (on average) every receiver.
+    window: u64,
+    /// Connections that never read: the stalled readers of the room.
+    stalled: Vec<Conn>,
     /// What the receivers saw.
     pub stats: Stats,
     /// Connections the server closed or that failed during the run.
@@ -70,19 +93,22 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens `receivers` then `senders` connections to `addr`. What arrives while
-    /// connecting (each newcomer is announced to everyone already there) is read as
-    /// it comes, so no connection falls behind before the run starts.
+    /// Opens `receivers` then `senders` connections to `addr`, then `stalled` ones
+    /// that are never read. What arrives while connecting (each newcomer is announced
+    /// to everyone already there) is read as it comes, so no connection falls behind
+    /// before the run starts. Each sender may have `window` messages in flight.
     ///
     /// # Errors
     /// The first connection that fails, or the poller's error.
-    pub fn connect(
-        addr: SocketAddr,
-        text: bool,
-        receivers: usize,
-        senders: usize,
-        timeout: Duration,
-    ) -> Result<Self, BenchError> {
+    pub fn connect(addr: SocketAddr, plan: &Plan) -> Result<Self, BenchError> {
+        let Plan {
+            text,
+            receivers,
+            senders,
+            stalled,
+            window,
+            timeout,
+        } = *plan;
         let start = Instant::now();
         let mut engine = Self {
             poll: Poll::new().map_err(BenchError::Poll)?,
@@ -94,7 +120,10 @@ impl Engine {
             buf: vec![0; 64 * 1024].into_boxed_slice(),
             seq: vec![SeqTracker::new(); receivers],
             ready: vec![false; receivers],
-            stats: Stats::default(),
+            sent: vec![0; senders],
+            window: window.max(1),
+            stalled: Vec::with_capacity(stalled),
+            stats: Stats::new(receivers, senders),
             disconnects: 0,
         };
         for index in 0..receivers + senders {
@@ -112,6 +141,12 @@ impl Engine {
             engine.conns.push(Some(conn));
             engine.pump(Duration::ZERO)?;
         }
+        for index in receivers + senders..receivers + senders + stalled {
+            let conn = Conn::open(&addr, text, timeout)
+                .map_err(|source| BenchError::Connect { index, source })?;
+            engine.stalled.push(conn);
+            engine.pump(Duration::ZERO)?;
+        }
         Ok(engine)
     }
 
@@ -120,11 +155,14 @@ impl Engine {
         self.start.elapsed().as_micros() as u64
     }
 
-    /// Whether sender `sender` (from 0) has room for more queued messages.
+    /// Whether sender `sender` (from 0) may send now: its window is not full and
+    /// its connection has room for more queued bytes.
     pub fn can_send(&self, sender: usize) -> bool {
-        self.conns[self.receivers + sender]
-            .as_ref()
-            .is_some_and(|c| c.pending() < OUT_HIGH_WATER)
+        let received = self.stats.per_sender[sender] / self.receivers.max(1) as u64;
+        self.sent[sender].saturating_sub(received) < self.window
+            && self.conns[self.receivers + sender]
+                .as_ref()
+                .is_some_and(|c| c.pending() < OUT_HIGH_WATER)
     }
 
     /// Queues and writes message `seq` of `sender`, `size` bytes long.
@@ -135,6 +173,7 @@ impl Engine {
             seq,
             sent_us: self.now_us(),
         };
+        self.sent[sender] += 1;
         self.send_stamp(self.receivers + sender, stamp, size);
     }
 

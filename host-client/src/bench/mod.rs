@@ -28,7 +28,7 @@ use clap::{Args, Subcommand};
 pub use engine::BenchError;
 pub use report::Report;
 
-use engine::Engine;
+use engine::{Engine, Plan};
 
 /// Settings every scenario shares.
 #[derive(Debug, Clone, Args)]
@@ -53,6 +53,14 @@ pub struct Common {
     /// them lost.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
     pub drain: Duration,
+    /// Also open K connections that never read: stalled readers in the room, to
+    /// measure what they cost everyone else.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub stalled: usize,
+    /// The server's process id (on the same machine): its CPU time while measuring
+    /// is reported next to the bench's.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 /// The bench scenarios.
@@ -75,6 +83,11 @@ pub enum Scenario {
         /// Message size in bytes (at most 1024; never below the stamp's length).
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
         size: u16,
+        /// Flow control: most messages per sender in flight, i.e. sent but not yet
+        /// received by every receiver (on average). Keeps the bench from overrunning
+        /// its own receivers, so the server is measured at the rate it delivers.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+        window: u64,
     },
     /// The senders share a paced total rate for a while.
     Latency {
@@ -124,7 +137,15 @@ pub fn run(scenario: &Scenario) -> Result<Report, BenchError> {
             senders,
             messages,
             size,
-        } => fanout(common, *receivers, *senders, *messages, usize::from(*size)),
+            window,
+        } => fanout(
+            common,
+            *receivers,
+            *senders,
+            *messages,
+            usize::from(*size),
+            *window,
+        ),
         Scenario::Latency {
             common,
             receivers,
@@ -167,18 +188,50 @@ fn start(
     common: &Common,
     receivers: usize,
     senders: usize,
+    window: u64,
 ) -> Result<(Engine, Duration), BenchError> {
     let began = Instant::now();
     let addr = resolve(&common.addr)?;
-    let mut engine = Engine::connect(
-        addr,
-        common.text,
+    let plan = Plan {
+        text: common.text,
         receivers,
         senders,
-        common.connect_timeout,
-    )?;
+        stalled: common.stalled,
+        window,
+        timeout: common.connect_timeout,
+    };
+    let mut engine = Engine::connect(addr, &plan)?;
     engine.probe(common.ready_timeout)?;
     Ok((engine, began.elapsed()))
+}
+
+/// When measuring began, and the CPU time the bench and the server had used by then.
+struct Clock {
+    began: Instant,
+    bench: Duration,
+    server: Option<(u32, Duration)>,
+}
+
+impl Clock {
+    fn start(common: &Common) -> Self {
+        let server = common
+            .server_pid
+            .and_then(|pid| report::process_cpu_time(pid).map(|t| (pid, t)));
+        Self {
+            began: Instant::now(),
+            bench: report::cpu_time(),
+            server,
+        }
+    }
+
+    /// Fills in the CPU and wall times measured since [`Clock::start`].
+    fn stop(&self, report: &mut Report) {
+        report.cpu_measured = report::cpu_time().saturating_sub(self.bench);
+        report.wall_measured = self.began.elapsed();
+        report.server_cpu = self
+            .server
+            .and_then(|(pid, t0)| report::process_cpu_time(pid).map(|t| t.saturating_sub(t0)));
+    }
 }
 
 /// Pumps events until every expected delivery arrived or none came for `drain`.
@@ -201,10 +254,12 @@ fn fanout(
     senders: usize,
     messages: u64,
     size: usize,
+    window: u64,
 ) -> Result<Report, BenchError> {
-    let (mut engine, setup) = start(common, receivers, senders.max(1))?;
+    let (mut engine, setup) = start(common, receivers, senders.max(1), window)?;
     let mut sent = vec![0u64; senders];
-    let (began, cpu0) = (Instant::now(), report::cpu_time());
+    let clock = Clock::start(common);
+    let mut progress = (engine.stats.delivered, Instant::now());
     while sent.iter().any(|&n| n < messages) {
         for (s, n) in sent.iter_mut().enumerate() {
             while *n < messages && engine.can_send(s) {
@@ -213,13 +268,20 @@ fn fanout(
             }
         }
         engine.pump(Duration::from_millis(1))?;
+        if engine.stats.delivered != progress.0 {
+            progress = (engine.stats.delivered, Instant::now());
+        } else if progress.1.elapsed() > common.drain {
+            // Deliveries stopped (receivers lost): what was not sent counts as lost.
+            break;
+        }
     }
+    let began = clock.began;
     let expected = receivers as u64 * senders as u64 * messages;
     let last = drain(&mut engine, expected, common.drain)?;
     let mut report = Report::new("fanout", common, receivers, senders, size);
     report.messages = messages;
-    report.cpu_measured = report::cpu_time().saturating_sub(cpu0);
-    report.wall_measured = began.elapsed();
+    report.window = Some(window);
+    clock.stop(&mut report);
     report.setup = setup;
     report.finish(&mut engine, expected, last.duration_since(began));
     Ok(report)
@@ -234,8 +296,9 @@ fn latency(
     size: usize,
 ) -> Result<Report, BenchError> {
     let senders = senders.max(1);
-    let (mut engine, setup) = start(common, receivers, senders)?;
-    let (began, cpu0) = (Instant::now(), report::cpu_time());
+    let (mut engine, setup) = start(common, receivers, senders, u64::MAX)?;
+    let clock = Clock::start(common);
+    let began = clock.began;
     let mut sent = 0u64;
     let mut per_sender = vec![0u64; senders];
     while began.elapsed() < duration {
@@ -253,28 +316,27 @@ fn latency(
     let mut report = Report::new("latency", common, receivers, senders, size);
     report.messages = sent;
     report.rate = Some(rate);
-    report.cpu_measured = report::cpu_time().saturating_sub(cpu0);
-    report.wall_measured = began.elapsed();
+    clock.stop(&mut report);
     report.setup = setup;
     report.finish(&mut engine, expected, last.duration_since(began));
     Ok(report)
 }
 
 fn idle(common: &Common, connections: usize, duration: Duration) -> Result<Report, BenchError> {
-    let (mut engine, setup) = start(common, connections, 1)?;
+    let (mut engine, setup) = start(common, connections, 1, u64::MAX)?;
     let began = Instant::now();
     while began.elapsed() < duration {
         engine.pump(Duration::from_millis(100))?;
     }
-    let (sent_at, cpu0) = (Instant::now(), report::cpu_time());
+    let clock = Clock::start(common);
+    let sent_at = clock.began;
     engine.send(0, 0, 32);
     let expected = connections as u64;
     let last = drain(&mut engine, expected, common.drain)?;
     let mut report = Report::new("idle", common, connections, 1, 32);
     report.messages = 1;
     report.held = Some(duration);
-    report.cpu_measured = report::cpu_time().saturating_sub(cpu0);
-    report.wall_measured = sent_at.elapsed();
+    clock.stop(&mut report);
     report.setup = setup;
     report.finish(
         &mut engine,

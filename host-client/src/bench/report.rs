@@ -51,6 +51,12 @@ pub struct Report {
     pub cpu_measured: Duration,
     /// The wall time while measuring, which `cpu_measured` is compared with.
     pub wall_measured: Duration,
+    /// The server's CPU time while measuring, when its process id was given.
+    pub server_cpu: Option<Duration>,
+    /// Connections that never read.
+    pub stalled: usize,
+    /// The flow-control window, for `fanout`.
+    pub window: Option<u64>,
 }
 
 impl Report {
@@ -67,6 +73,7 @@ impl Report {
             receivers,
             senders,
             size,
+            stalled: common.stalled,
             ..Self::default()
         }
     }
@@ -133,6 +140,18 @@ impl Report {
         );
         if let Some(rate) = self.rate {
             let _ = write!(s, ",\"rate\":{rate}");
+        }
+        if let Some(window) = self.window {
+            let _ = write!(s, ",\"window\":{window}");
+        }
+        let _ = write!(s, ",\"stalled\":{}", self.stalled);
+        if let Some(cpu) = self.server_cpu {
+            let _ = write!(
+                s,
+                ",\"server_cpu_s\":{:.3},\"server_busy\":{:.3}",
+                cpu.as_secs_f64(),
+                self.server_busy().unwrap_or(0.0)
+            );
         }
         if let Some(held) = self.held {
             let _ = write!(s, ",\"held_s\":{:.3}", held.as_secs_f64());
@@ -207,8 +226,39 @@ impl Report {
         if self.busy() > 0.9 {
             s.push_str(" (the bench itself may have limited the rate)");
         }
+        if let (Some(cpu), Some(busy)) = (self.server_cpu, self.server_busy()) {
+            let _ = write!(
+                s,
+                "\n  server cpu  {:.3} s while measuring, {:.0}% of one core",
+                cpu.as_secs_f64(),
+                100.0 * busy
+            );
+        }
+        if self.stalled > 0 {
+            let _ = write!(s, "\n  stalled     {} connections never read", self.stalled);
+        }
         s
     }
+
+    /// The share of one core the server used while measuring, if known.
+    pub fn server_busy(&self) -> Option<f64> {
+        let wall = self.wall_measured.as_secs_f64().max(1e-9);
+        self.server_cpu.map(|cpu| cpu.as_secs_f64() / wall)
+    }
+}
+
+/// The CPU time (user and system) process `pid` has used so far, from
+/// `/proc/PID/stat`; `None` if it cannot be read.
+pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after its ')' are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    // /proc reports clock ticks of USER_HZ, which Linux fixes at 100 on the
+    // architectures this runs on.
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 /// The CPU time this process has used so far.
