@@ -2,6 +2,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -67,6 +69,8 @@ pub struct Plan {
     pub window: u64,
     /// Limit on each connect and handshake.
     pub timeout: Duration,
+    /// Threads opening connections at once.
+    pub connectors: usize,
 }
 
 /// Receivers and senders, all on one poll loop.
@@ -90,6 +94,8 @@ pub struct Engine {
     pub stats: Stats,
     /// Connections the server closed or that failed during the run.
     pub disconnects: u64,
+    /// How long opening every connection took (set by the caller).
+    pub connected: Duration,
 }
 
 impl Engine {
@@ -102,12 +108,11 @@ impl Engine {
     /// The first connection that fails, or the poller's error.
     pub fn connect(addr: SocketAddr, plan: &Plan) -> Result<Self, BenchError> {
         let Plan {
-            text,
             receivers,
             senders,
             stalled,
             window,
-            timeout,
+            ..
         } = *plan;
         let start = Instant::now();
         let mut engine = Self {
@@ -125,29 +130,68 @@ impl Engine {
             stalled: Vec::with_capacity(stalled),
             stats: Stats::new(receivers, senders),
             disconnects: 0,
+            connected: Duration::ZERO,
         };
-        for index in 0..receivers + senders {
-            let connect = |source| BenchError::Connect { index, source };
-            let mut conn = Conn::open(&addr, text, timeout).map_err(connect)?;
-            engine
-                .poll
-                .registry()
-                .register(
-                    &mut conn.stream,
-                    Token(index),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .map_err(connect)?;
-            engine.conns.push(Some(conn));
-            engine.pump(Duration::ZERO)?;
-        }
-        for index in receivers + senders..receivers + senders + stalled {
-            let conn = Conn::open(&addr, text, timeout)
-                .map_err(|source| BenchError::Connect { index, source })?;
-            engine.stalled.push(conn);
-            engine.pump(Duration::ZERO)?;
-        }
+        engine.conns.resize_with(receivers + senders, || None);
+        engine.connect_all(addr, plan)?;
         Ok(engine)
+    }
+
+    /// Opens every connection with `plan.connectors` threads, each connecting one
+    /// at a time, while this thread registers them and reads what arrives.
+    fn connect_all(&mut self, addr: SocketAddr, plan: &Plan) -> Result<(), BenchError> {
+        let total = plan.receivers + plan.senders + plan.stalled;
+        let next = AtomicUsize::new(0);
+        let (text, timeout) = (plan.text, plan.timeout);
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(usize, io::Result<Conn>)>();
+            for _ in 0..plan.connectors.clamp(1, total.max(1)) {
+                let (tx, next) = (tx.clone(), &next);
+                scope.spawn(move || loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= total {
+                        break;
+                    }
+                    if tx.send((index, Conn::open(&addr, text, timeout))).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            let mut result = Ok(());
+            loop {
+                let got = match rx.recv_timeout(Duration::from_millis(1)) {
+                    Ok((index, conn)) => conn
+                        .and_then(|conn| self.adopt(index, conn))
+                        .map_err(|source| BenchError::Connect { index, source }),
+                    Err(mpsc::RecvTimeoutError::Timeout) => Ok(()),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                if let Err(e) = got.and_then(|()| self.pump(Duration::ZERO)) {
+                    // Stop the connectors; the first error is the one reported.
+                    next.store(total, Ordering::Relaxed);
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+            }
+            result
+        })
+    }
+
+    /// Takes connection `index` into the loop (or, past the senders, holds it
+    /// without ever reading it).
+    fn adopt(&mut self, index: usize, mut conn: Conn) -> io::Result<()> {
+        if index >= self.conns.len() {
+            self.stalled.push(conn);
+            return Ok(());
+        }
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut conn.stream, Token(index), interest)?;
+        self.conns[index] = Some(conn);
+        Ok(())
     }
 
     /// Microseconds since the engine started.

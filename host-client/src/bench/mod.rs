@@ -57,6 +57,10 @@ pub struct Common {
     /// measure what they cost everyone else.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub stalled: usize,
+    /// Connections opened at once while setting up (each by its own thread, one
+    /// connect and handshake at a time). Keep it below the server's listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connectors: u16,
     /// The server's process id (on the same machine): its CPU time while measuring
     /// is reported next to the bench's.
     #[arg(long, value_name = "PID")]
@@ -199,8 +203,10 @@ fn start(
         stalled: common.stalled,
         window,
         timeout: common.connect_timeout,
+        connectors: usize::from(common.connectors),
     };
     let mut engine = Engine::connect(addr, &plan)?;
+    engine.connected = began.elapsed();
     engine.probe(common.ready_timeout)?;
     Ok((engine, began.elapsed()))
 }

@@ -42,6 +42,9 @@ pub struct Report {
     pub elapsed: Duration,
     /// Connecting everyone until every receiver got a first message.
     pub setup: Duration,
+    /// Connecting everyone (binary mode: handshakes included), the first part of
+    /// `setup`.
+    pub connect: Duration,
     /// Queue-to-receipt latency.
     pub latency: Latency,
     /// The bench process's CPU time, for the whole run (connecting included).
@@ -91,6 +94,7 @@ impl Report {
         self.seq_gaps = engine.stats.seq_gaps;
         self.decode_errors = engine.stats.decode_errors;
         self.disconnects = engine.disconnects;
+        self.connect = engine.connected;
         self.latency = engine.stats.latency();
         self.elapsed = elapsed;
     }
@@ -113,7 +117,7 @@ impl Report {
             "{{\"scenario\":\"{}\",\"mode\":\"{}\",\"receivers\":{},\"senders\":{},\
              \"messages\":{},\"size\":{},\"expected\":{},\"delivered\":{},\"lost\":{},\
              \"order_violations\":{},\"seq_gaps\":{},\"decode_errors\":{},\"disconnects\":{},\
-             \"setup_s\":{:.6},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"latency_us\":{{\"p50\":{},\
+             \"connect_s\":{:.6},\"setup_s\":{:.6},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"latency_us\":{{\"p50\":{},\
              \"p99\":{},\"p999\":{},\"max\":{}}},\"bench_cpu_s\":{:.6},\"bench_busy\":{:.3}",
             self.scenario,
             self.mode,
@@ -128,6 +132,7 @@ impl Report {
             self.seq_gaps,
             self.decode_errors,
             self.disconnects,
+            self.connect.as_secs_f64(),
             self.setup.as_secs_f64(),
             self.elapsed.as_secs_f64(),
             self.rate_per_s(),
@@ -182,7 +187,9 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  setup       {:.3} s to connect everyone and reach every receiver",
+            "  setup       {:.3} s to connect everyone ({} connections), {:.3} s to reach every receiver",
+            self.connect.as_secs_f64(),
+            self.receivers + self.senders + self.stalled,
             self.setup.as_secs_f64()
         );
         if let Some(held) = self.held {
