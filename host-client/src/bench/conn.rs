@@ -127,6 +127,12 @@ impl Conn {
             };
             self.feed(&buf[..n], on);
             self.flush()?;
+            if n < buf.len() {
+                // A short read emptied the socket: new bytes raise a new readiness
+                // event, so the read that would only say WouldBlock is skipped (one
+                // syscall less per delivery at paced rates).
+                return Ok(true);
+            }
         }
     }
 
