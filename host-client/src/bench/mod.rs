@@ -329,11 +329,13 @@ fn latency(
 }
 
 fn idle(common: &Common, connections: usize, duration: Duration) -> Result<Report, BenchError> {
+    let rss_before = common.server_pid.and_then(report::process_rss);
     let (mut engine, setup) = start(common, connections, 1, u64::MAX)?;
     let began = Instant::now();
     while began.elapsed() < duration {
         engine.pump(Duration::from_millis(100))?;
     }
+    let rss_held = common.server_pid.and_then(report::process_rss);
     let clock = Clock::start(common);
     let sent_at = clock.began;
     engine.send(0, 0, 32);
@@ -342,6 +344,7 @@ fn idle(common: &Common, connections: usize, duration: Duration) -> Result<Repor
     let mut report = Report::new("idle", common, connections, 1, 32);
     report.messages = 1;
     report.held = Some(duration);
+    report.server_rss = rss_before.zip(rss_held);
     clock.stop(&mut report);
     report.setup = setup;
     report.finish(

@@ -58,6 +58,9 @@ pub struct Report {
     pub server_cpu: Option<Duration>,
     /// Connections that never read.
     pub stalled: usize,
+    /// For `idle` with a server pid: the server's resident memory in bytes before
+    /// connecting and while holding the connections.
+    pub server_rss: Option<(u64, u64)>,
     /// The flow-control window, for `fanout`.
     pub window: Option<u64>,
 }
@@ -150,6 +153,15 @@ impl Report {
             let _ = write!(s, ",\"window\":{window}");
         }
         let _ = write!(s, ",\"stalled\":{}", self.stalled);
+        if let Some((before, held)) = self.server_rss {
+            let _ = write!(
+                s,
+                ",\"server_rss_before_kib\":{},\"server_rss_held_kib\":{},\"server_rss_per_conn_kib\":{:.2}",
+                before / 1024,
+                held / 1024,
+                self.rss_per_connection().unwrap_or(0.0) / 1024.0
+            );
+        }
         if let Some(cpu) = self.server_cpu {
             let _ = write!(
                 s,
@@ -241,10 +253,26 @@ impl Report {
                 100.0 * busy
             );
         }
+        if let (Some((before, held)), Some(per)) = (self.server_rss, self.rss_per_connection()) {
+            let _ = write!(
+                s,
+                "\n  server rss  {:.1} MiB before connecting, {:.1} MiB holding them: {:.2} KiB per connection",
+                before as f64 / 1048576.0,
+                held as f64 / 1048576.0,
+                per / 1024.0
+            );
+        }
         if self.stalled > 0 {
             let _ = write!(s, "\n  stalled     {} connections never read", self.stalled);
         }
         s
+    }
+
+    /// The server's resident memory per held connection in bytes, if measured.
+    pub fn rss_per_connection(&self) -> Option<f64> {
+        let (before, held) = self.server_rss?;
+        let conns = (self.receivers + self.senders + self.stalled).max(1);
+        Some(held.saturating_sub(before) as f64 / conns as f64)
     }
 
     /// The share of one core the server used while measuring, if known.
@@ -266,6 +294,15 @@ pub fn process_cpu_time(pid: u32) -> Option<Duration> {
     // /proc reports clock ticks of USER_HZ, which Linux fixes at 100 on the
     // architectures this runs on.
     Some(Duration::from_millis((user + system) * 10))
+}
+
+/// The resident memory of process `pid` in bytes (`VmRSS` of `/proc/PID/status`);
+/// `None` if it cannot be read.
+pub fn process_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The CPU time this process has used so far.
