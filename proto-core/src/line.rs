@@ -34,31 +34,6 @@ enum Step {
     Error(LineError),
 }
 
-/// The position of the first LF in `bytes`.
-///
-/// Every byte a text client sends passes through here, so it tests eight bytes at a
-/// time: `x = word ^ 0x0a0a…` has a zero byte where `word` has an LF, and
-/// `(x - 0x0101…) & !x & 0x8080…` is non-zero exactly when `x` has a zero byte.
-/// The byte-wise search then finds which one.
-#[inline]
-fn find_lf(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let mut at = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let x = u64::from_ne_bytes(word) ^ LFS;
-        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            break;
-        }
-        at += 8;
-    }
-    bytes[at..].iter().position(|&b| b == b'\n').map(|p| at + p)
-}
-
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -119,7 +94,7 @@ impl LineDecoder {
         let mut used = 0;
         while used < input.len() {
             let rest = &input[used..];
-            let Some(lf) = find_lf(rest) else {
+            let Some(lf) = memchr::memchr(b'\n', rest) else {
                 return (input.len(), self.hold(rest));
             };
             let (start, end, next) = (used, used + lf, used + lf + 1);
@@ -195,21 +170,6 @@ mod tests {
 
     fn ok(s: &str) -> Result<String, LineError> {
         Ok(s.into())
-    }
-
-    #[test]
-    fn find_lf_finds_the_first_lf_anywhere() {
-        assert_eq!(find_lf(b""), None);
-        for len in 0..40 {
-            let mut bytes = std::vec![0xffu8; len];
-            assert_eq!(find_lf(&bytes), None, "len {len}");
-            for lf in (0..len).rev() {
-                bytes[lf] = b'\n';
-                assert_eq!(find_lf(&bytes), Some(lf), "len {len} lf {lf}");
-            }
-        }
-        // Bytes next to LF in value, and an LF after a zero byte.
-        assert_eq!(find_lf(b"\x0b\x09\x8a\x00\x0a\x00abc"), Some(4));
     }
 
     #[test]
