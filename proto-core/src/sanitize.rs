@@ -29,16 +29,26 @@ pub(crate) fn is_unsafe(c: char) -> bool {
 
 impl fmt::Display for Sanitized<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Runs of safe characters are written whole. Splitting on char boundaries
+        // with `split_at_checked`, not by indexing, keeps str-slicing panic paths (and
+        // the Unicode tables their messages need) out of firmware builds.
         let mut rest = self.0;
-        while let Some(at) = rest.find(is_unsafe) {
-            f.write_str(&rest[..at])?;
-            let c = rest[at..].chars().next().unwrap_or_default();
+        let mut chars = rest.char_indices();
+        while let Some((at, c)) = chars.find(|&(_, c)| is_unsafe(c)) {
+            let Some((safe, tail)) = rest.split_at_checked(at) else {
+                return Err(fmt::Error);
+            };
+            f.write_str(safe)?;
             if c.is_ascii() {
                 write!(f, "\\x{:02x}", c as u32)?;
             } else {
                 write!(f, "\\u{{{:x}}}", c as u32)?;
             }
-            rest = &rest[at + c.len_utf8()..];
+            let Some((_, after)) = tail.split_at_checked(c.len_utf8()) else {
+                return Err(fmt::Error);
+            };
+            rest = after;
+            chars = rest.char_indices();
         }
         f.write_str(rest)
     }
