@@ -65,9 +65,10 @@ pub struct Args {
 pub enum Command {
     /// Load-test a chat server, in the spirit of `nats bench`.
     ///
-    /// All connections run on one thread around one poll loop; the report gives the
-    /// bench's own CPU time, so a bench busy nearly all the time shows that it, not
-    /// the server, may be the limit. Latency runs from when the bench queues a
+    /// All connections run on one thread around one poll loop (a few threads only
+    /// open them); the report gives the bench's own CPU time (and the server's, with
+    /// `--server-pid`), so a bench busy nearly all the time shows that it, not the
+    /// server, may be the limit. Latency runs from when the bench queues a
     /// message to when a receiver decodes it. Exit status: 0 with a report (losses
     /// and order violations are in the report), 1 if the bench cannot run (no
     /// connection, or the server relays nothing).

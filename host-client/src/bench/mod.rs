@@ -1,8 +1,12 @@
 //! `host-client bench`: load tests of a chat server, in the spirit of `nats bench`.
 //!
-//! Every connection runs on one thread around one mio poll loop, so the bench's own
-//! cost is small and is reported (its CPU time) next to the results: when the bench
-//! is busy nearly all the time, it, not the server, may be what limits the rate.
+//! Every connection runs on one thread around one mio poll loop (while setting up, a
+//! few threads open connections and hand them over), so the bench's own cost is small
+//! and is reported (its CPU time, and the server's with `--server-pid`) next to the
+//! results: when the bench is busy nearly all the time, it, not the server, may be
+//! what limits the rate. Each fanout sender has a window of messages in flight, so
+//! the bench never overruns its own receivers; `--stalled K` adds connections that
+//! never read.
 //!
 //! - `fanout`: S senders each send M messages as fast as the server takes them; N
 //!   receivers count deliveries, losses and order violations and measure latency.
@@ -62,7 +66,7 @@ pub struct Common {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub connectors: u16,
     /// The server's process id (on the same machine): its CPU time while measuring
-    /// is reported next to the bench's.
+    /// is reported next to the bench's, and for `idle` its memory per connection.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
 }
