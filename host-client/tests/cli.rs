@@ -2,19 +2,17 @@
 //! statuses, stdout carrying only chat, stderr carrying diagnostics.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use embedded_io_adapters::std::FromStd;
-use proto_core::{
-    read_preamble, write_frame, write_preamble, Frame, FrameReader, Notice, NoticeKind, PeerAddr,
-};
+use proto_core::{Frame, Notice, NoticeKind};
 
-/// Bound on every wait, so a broken client fails the test instead of hanging it.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{Peer, LIMIT};
 
 /// A running client binary with its stdout and stderr read line by line.
 struct Proc {
@@ -92,37 +90,6 @@ impl Drop for Proc {
     }
 }
 
-/// The server's side of one accepted client.
-struct Peer {
-    reader: FrameReader<FromStd<TcpStream>>,
-    writer: FromStd<TcpStream>,
-    addr: PeerAddr,
-}
-
-impl Peer {
-    fn accept(listener: &TcpListener) -> Self {
-        let (stream, addr) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(LIMIT)).unwrap();
-        let mut reader = FromStd::new(stream.try_clone().unwrap());
-        read_preamble(&mut reader).unwrap();
-        let mut writer = FromStd::new(stream);
-        write_preamble(&mut writer).unwrap();
-        Self {
-            reader: FrameReader::new(reader),
-            writer,
-            addr: PeerAddr::from(addr),
-        }
-    }
-
-    fn send(&mut self, frame: &Frame<'_>) {
-        write_frame(&mut self.writer, frame).unwrap();
-    }
-
-    fn next(&mut self) -> String {
-        format!("{:?}", self.reader.next_frame().unwrap())
-    }
-}
-
 fn listen() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -156,8 +123,11 @@ fn piped_lines_are_sent_and_exit_leaves_with_status_0() {
     );
     p.send("hello");
     p.send("exit");
-    assert_eq!(peer.next(), format!("{:?}", Frame::Chat { text: "hello" }));
-    assert_eq!(peer.next(), format!("{:?}", Frame::Bye));
+    assert_eq!(
+        peer.next().unwrap(),
+        format!("{:?}", Frame::Chat { text: "hello" })
+    );
+    assert_eq!(peer.next().unwrap(), format!("{:?}", Frame::Bye));
     drop(peer);
     assert_eq!(p.wait().code(), Some(0));
     assert!(p.all_err().is_empty());
@@ -169,7 +139,7 @@ fn end_of_input_leaves_with_status_0() {
     let mut p = Proc::spawn(&[&addr]);
     let mut peer = Peer::accept(&listener);
     p.stdin = None;
-    assert_eq!(peer.next(), format!("{:?}", Frame::Bye));
+    assert_eq!(peer.next().unwrap(), format!("{:?}", Frame::Bye));
     drop(peer);
     assert_eq!(p.wait().code(), Some(0));
 }
@@ -187,7 +157,7 @@ fn sigint_says_bye_and_leaves_with_status_0() {
         .status()
         .unwrap();
     assert!(kill.success());
-    assert_eq!(peer.next(), format!("{:?}", Frame::Bye));
+    assert_eq!(peer.next().unwrap(), format!("{:?}", Frame::Bye));
     drop(peer);
     assert_eq!(p.wait().code(), Some(0));
 }

@@ -8,20 +8,17 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use embedded_io_adapters::std::FromStd;
 use host_client::connect::HandshakeError;
 use host_client::session::Lost;
 use host_client::{
     AttemptError, ClientError, Config, ConnectError, Ending, InputEvent, LineSource, ReaderInput,
     Session, SessionError, Sink,
 };
-use proto_core::{
-    read_preamble, write_frame, write_preamble, Frame, FrameReader, Notice, NoticeKind, PeerAddr,
-    ReadError,
-};
+use proto_core::{Frame, NoticeKind, ReadError};
 
-/// Bound on every wait, so a broken client fails the test instead of hanging it.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{Peer, LIMIT};
 
 /// What the client printed, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,52 +107,6 @@ impl Client {
 
     fn printed(&self) -> Vec<Out> {
         self.out.try_iter().collect()
-    }
-}
-
-/// The server's side of one accepted client.
-struct Peer {
-    reader: FrameReader<FromStd<TcpStream>>,
-    writer: FromStd<TcpStream>,
-    /// The client's address, as a server would name it.
-    addr: PeerAddr,
-}
-
-impl Peer {
-    fn accept(listener: &TcpListener) -> Self {
-        let (stream, addr) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(LIMIT)).unwrap();
-        let mut reader = FromStd::new(stream.try_clone().unwrap());
-        read_preamble(&mut reader).unwrap();
-        let mut writer = FromStd::new(stream);
-        write_preamble(&mut writer).unwrap();
-        Self {
-            reader: FrameReader::new(reader),
-            writer,
-            addr: PeerAddr::from(addr),
-        }
-    }
-
-    fn send(&mut self, frame: &Frame<'_>) {
-        write_frame(&mut self.writer, frame).unwrap();
-    }
-
-    /// The next frame from the client, in the owned form the tests compare.
-    fn next(&mut self) -> Result<String, ReadError<std::io::Error>> {
-        self.reader.next_frame().map(|f| format!("{f:?}"))
-    }
-
-    fn broadcast(&mut self, seq: u64, text: &str) {
-        let peer = self.addr;
-        self.send(&Frame::Broadcast { seq, peer, text });
-    }
-
-    fn notice(&mut self, kind: NoticeKind, text: &str) {
-        self.send(&Frame::Notice(Notice {
-            kind,
-            peer: None,
-            text,
-        }));
     }
 }
 
