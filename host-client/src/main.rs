@@ -1,6 +1,7 @@
 //! `host-client`: the chatroom's console client. See `host-client --help`.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use clap::Parser;
 use host_client::bench::{self, Scenario};
@@ -8,8 +9,8 @@ use host_client::cli::{Args, Command};
 use host_client::sink::DIAG_PREFIX;
 use host_client::terminal::{self, TerminalMode};
 use host_client::{
-    attempt_message, connect, LineSource, ReaderInput, Session, Sink, WriterSink, EXIT_FAILURE,
-    EXIT_OK,
+    attempt_message, connect, Interrupter, LineSource, ReaderInput, Session, Sink, WriterSink,
+    EXIT_FAILURE, EXIT_OK,
 };
 
 fn main() -> ExitCode {
@@ -18,6 +19,21 @@ fn main() -> ExitCode {
         return bench(scenario);
     }
     let config = args.config();
+    // The handler is installed before connecting, so Ctrl-C during the retries ends
+    // the client with a message instead of killing it; once connected it says Bye.
+    let session_slot: Arc<Mutex<Option<Interrupter>>> = Arc::default();
+    let slot = Arc::clone(&session_slot);
+    if let Err(e) = ctrlc::set_handler(move || {
+        match slot.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(interrupter) => interrupter.interrupt(),
+            None => {
+                eprintln!("{DIAG_PREFIX}error: interrupted before connecting");
+                std::process::exit(i32::from(EXIT_FAILURE));
+            }
+        }
+    }) {
+        eprintln!("{DIAG_PREFIX}warning: Ctrl-C will not say goodbye: {e}");
+    }
     let connected = connect(&config, |f| {
         if let Some(message) = attempt_message(f) {
             eprintln!("{DIAG_PREFIX}{message}");
@@ -28,10 +44,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     let session = Session::new(stream, config.linger);
-    let interrupter = session.interrupter();
-    if let Err(e) = ctrlc::set_handler(move || interrupter.interrupt()) {
-        eprintln!("{DIAG_PREFIX}warning: Ctrl-C will not say goodbye: {e}");
-    }
+    *session_slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(session.interrupter());
     let (input, sink, mode) = io_halves();
     let outcome = session.run(input, sink);
     // Returning from main ends the process, input thread included.

@@ -163,6 +163,26 @@ fn sigint_says_bye_and_leaves_with_status_0() {
 }
 
 #[test]
+fn sigint_while_connecting_exits_1_with_a_message() {
+    let (listener, addr) = listen();
+    let mut p = Proc::spawn(&[&addr, "--connect-timeout", "30s"]);
+    // Accepted but never greeted: the client waits for the server's preamble.
+    let (_silent, _) = listener.accept().unwrap();
+    let kill = Command::new("kill")
+        .args(["-INT", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(p.wait().code(), Some(1));
+    let err = p.all_err();
+    assert!(
+        err.iter()
+            .any(|l| l == "host-client: error: interrupted before connecting"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn losing_the_server_exits_1_even_while_stdin_stays_open() {
     let (listener, addr) = listen();
     let mut p = Proc::spawn(&[&addr]);
