@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::util::{Proc, WAIT};
+use crate::util::{Proc, Server, WAIT};
 
 /// The repository root (the root package's manifest directory).
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -36,7 +36,8 @@ const QEMU_LIMIT_SECS: u64 = 60;
 fn firmware_joins_the_room_and_chats_with_a_text_client() {
     require_tools();
     let firmware = build_firmware();
-    let (_server, addr) = start_server(&build_host_server());
+    let server = Server::start_binary(&build_host_server(), "127.0.0.1:0", &[]);
+    let addr = server.addr;
     let mut text = TextClient::connect(addr);
     text.expect("the text client's welcome", |l| l.starts_with("*** "));
 
@@ -157,21 +158,6 @@ fn build_host_server() -> PathBuf {
     let exe = target_dir.join("debug/host-server");
     assert!(exe.is_file(), "no host-server at {}", exe.display());
     exe
-}
-
-/// Starts `host-server` on an ephemeral loopback port; returns it and its address.
-fn start_server(bin: &Path) -> (Proc, SocketAddr) {
-    let mut cmd = Command::new(bin);
-    cmd.args(["--bind", "127.0.0.1:0"]);
-    let proc = Proc::spawn(cmd);
-    let line = proc
-        .out
-        .expect("`listening on ADDR`", |l| l.starts_with("listening on "));
-    let addr = line["listening on ".len()..]
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("bad listening address in {line:?}: {e}"));
-    (proc, addr)
 }
 
 /// QEMU running the firmware, stopped when dropped.

@@ -181,7 +181,12 @@ impl Server {
 
     /// Starts a server bound to `bind`.
     pub fn start_on(bind: &str, extra: &[&str]) -> Self {
-        let mut cmd = Command::new(bin("host-server"));
+        Self::start_binary(&bin("host-server"), bind, extra)
+    }
+
+    /// Starts the `host-server` binary at `path` (a test that builds its own copy).
+    pub fn start_binary(path: &std::path::Path, bind: &str, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(path);
         cmd.args(["--bind", bind]).args(extra);
         let proc = Proc::spawn(cmd);
         let line = proc
