@@ -1,7 +1,7 @@
 //! Blocking helpers over `embedded-io`, so a host's `TcpStream` (through
 //! `embedded-io-adapters`) and a microcontroller's TCP socket share one code path.
 
-use embedded_io::{Read, ReadExactError, Write};
+use embedded_io::{Read, Write};
 
 use crate::decoder::{FrameDecoder, Step};
 use crate::error::{ReadError, WriteError};
@@ -123,15 +123,6 @@ impl<R: Read, const N: usize> FrameReader<R, N> {
     /// Gives back the underlying stream; bytes read but not yet decoded are lost.
     pub fn into_inner(self) -> R {
         self.reader
-    }
-}
-
-impl<E> From<ReadExactError<E>> for ReadError<E> {
-    fn from(e: ReadExactError<E>) -> Self {
-        match e {
-            ReadExactError::UnexpectedEof => ReadError::UnexpectedEof,
-            ReadExactError::Other(e) => ReadError::Transport(e),
-        }
     }
 }
 
