@@ -165,7 +165,7 @@ fn stalled_reader_is_dropped_and_nobody_else_waits() {
     server.proc.err.expect("the eviction logged", |l| {
         l.contains(&stall_peer) && l.contains("slow")
     });
-    let peak = crate::soak::proc_kib(server.proc.child.id(), "VmHWM");
+    let peak = crate::util::proc_kib(server.proc.child.id(), "VmHWM");
     assert!(
         peak < 64 * 1024,
         "server peak RSS {peak} KiB for a 20 MB flood"

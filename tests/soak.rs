@@ -10,17 +10,7 @@ use std::time::{Duration, Instant};
 use embedded_io_adapters::std::FromStd;
 use proto_core::{Frame, FrameReader};
 
-use crate::util::{BinClient, Got, Server, WAIT};
-
-/// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
-pub fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+use crate::util::{proc_kib, BinClient, Got, Server, WAIT};
 
 #[test]
 #[ignore]
