@@ -244,7 +244,8 @@ fn rate_limit_slows_a_sender_without_dropping() {
 #[test]
 fn past_max_clients_a_newcomer_is_told_and_nobody_notices() {
     let server = Server::start(&["--max-clients", "2"]);
-    let mut a = BinClient::connect(server.addr);
+    // a is in the room before b connects, so b's first frame is its own welcome.
+    let mut a = BinClient::join(server.addr);
     let b = BinClient::connect(server.addr);
     let b_peer = b.stream.local_addr().unwrap().to_string();
     a.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&b_peer)));

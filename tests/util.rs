@@ -368,6 +368,17 @@ impl BinClient {
         Self { stream, rx }
     }
 
+    /// Connects and waits until the server has let this client into the room, which
+    /// is later than the preamble: joins happen in the order sniffing ends, not in the
+    /// order of connects.
+    pub fn join(addr: SocketAddr) -> Self {
+        let client = Self::connect(addr);
+        client.expect(
+            |g| matches!(g, Got::Notice { code: None, text } if text.starts_with("welcome")),
+        );
+        client
+    }
+
     /// Sends one chat message.
     pub fn say(&mut self, text: &str) {
         self.send(&proto_core::Frame::Chat { text });
