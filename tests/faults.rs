@@ -8,20 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::util::{BinClient, Got, Server, TextClient, WAIT};
 
-fn open_files(server: &Server) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", server.proc.child.id()))
-        .map(|d| d.count())
-        .expect("read the server's /proc fd directory")
-}
-
 /// Waits until the server's open files are back to `baseline` (or fewer).
 fn settles_to(server: &Server, baseline: usize) {
     let deadline = Instant::now() + WAIT;
-    while open_files(server) > baseline {
+    while server.open_files() > baseline {
         assert!(
             Instant::now() < deadline,
             "{} files open, {baseline} before",
-            open_files(server)
+            server.open_files()
         );
         thread::sleep(Duration::from_millis(50));
     }
@@ -49,7 +43,7 @@ fn survives(fault: impl FnOnce(SocketAddr)) {
     // thread, say); the baseline is what stays open after them.
     still_relays(&server, usize::MAX);
     thread::sleep(Duration::from_millis(300));
-    let baseline = open_files(&server);
+    let baseline = server.open_files();
     fault(server.addr);
     still_relays(&server, baseline);
 }

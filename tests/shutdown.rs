@@ -1,6 +1,6 @@
 //! Ending the server: the console's `close` and signals.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::util::{Client, Server, TextClient};
 
@@ -49,6 +49,30 @@ fn sigint_sends_the_shutdown_notice_then_closes() {
             "SIG{sig}"
         );
     }
+}
+
+#[test]
+fn sigint_reaches_a_connection_still_being_sniffed() {
+    // A silent nc is not in the room until its sniff timeout ends (1 s here).
+    let mut server = Server::start(&["--sniff-timeout-ms", "1000"]);
+    let before = server.open_files();
+    let mut text = TextClient::connect(server.addr);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.open_files() <= before {
+        assert!(Instant::now() < deadline, "the server never accepted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.proc.signal("INT");
+    let line = text.line();
+    assert!(
+        line.starts_with("*** ") && line.contains("shutting down"),
+        "{line}"
+    );
+    assert!(text.closed());
+    assert_eq!(
+        server.proc.wait_exit(Duration::from_secs(5)).code(),
+        Some(0)
+    );
 }
 
 #[test]

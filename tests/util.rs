@@ -198,6 +198,13 @@ impl Server {
             .expect("listening address");
         Self { proc, addr }
     }
+
+    /// How many files the server has open: one more after it accepts a connection.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.child.id()))
+            .map(|d| d.count())
+            .expect("read the server's /proc fd directory")
+    }
 }
 
 /// A running `host-client` connected to a server.

@@ -42,7 +42,8 @@ impl Control {
     }
 
     /// Asks the server to stop. The first request wins; [`crate::run`] returns once
-    /// every connection is closed (within about a second).
+    /// every connection is closed (normally within a second; a connection still being
+    /// sniffed is waited for until its sniff timeout ends).
     pub fn stop(&self, how: Stop) {
         lock(&self.stop).get_or_insert(how);
     }

@@ -37,6 +37,9 @@ pub(crate) enum Departure {
     Refused,
     /// The server is shutting down.
     ServerClosing,
+    /// The server began shutting down before the client joined; what it was sent
+    /// (the shutdown notice) is still delivered.
+    TooLate,
     /// The reader thread panicked.
     Panicked,
 }
@@ -48,7 +51,7 @@ impl Departure {
         match (ended, self) {
             (Some(End::Evict(code)), _) => Some(format!("dropped: {code}")),
             (Some(End::Failed(kind)), _) => Some(format!("connection failed: {kind}")),
-            (Some(End::Cut), _) | (_, Departure::ServerClosing) => {
+            (Some(End::Cut), _) | (_, Departure::ServerClosing | Departure::TooLate) => {
                 Some("server closing".to_string())
             }
             (_, Departure::Closed | Departure::Bye) => None,
@@ -64,9 +67,11 @@ impl Departure {
     /// once after a failure.
     pub(crate) fn end(self) -> End {
         match self {
-            Departure::Closed | Departure::ClosedMidFrame | Departure::Bye | Departure::Refused => {
-                End::Flush
-            }
+            Departure::Closed
+            | Departure::ClosedMidFrame
+            | Departure::Bye
+            | Departure::Refused
+            | Departure::TooLate => End::Flush,
             Departure::TimedOut => End::Evict(ErrorCode::TIMEOUT),
             Departure::Failed(_) | Departure::ServerClosing | Departure::Panicked => End::Cut,
         }

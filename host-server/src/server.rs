@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proto_core::{sniff, ErrorCode, NoticeKind, PeerAddr, Sniff, PREAMBLE};
+use proto_core::{sniff, ErrorCode, PeerAddr, Sniff, PREAMBLE};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -25,7 +25,9 @@ use crate::wire::{self, Mode};
 /// How often the accept loop looks for a stop request while no one connects.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// How long [`run`] waits for connection threads to end after cutting them.
+/// How long [`run`] waits for connection threads to end after cutting them, on top
+/// of the sniff timeout (a connection still being sniffed learns of the stop only
+/// when its sniffing ends).
 const THREADS_GRACE: Duration = Duration::from_secs(2);
 
 /// What every connection thread shares.
@@ -290,9 +292,9 @@ fn shut_down(shared: &Shared, how: Stop) {
     if how == Stop::Terminate {
         let deadline = Instant::now() + shared.config.shutdown_grace;
         for client in &clients {
-            let mode = client.outbox.mode();
-            let notice = wire::notice(mode, NoticeKind::Shutdown, None, "server shutting down");
-            client.outbox.push_last(&notice);
+            client
+                .outbox
+                .push_last(&wire::shutdown(client.outbox.mode()));
         }
         for client in &clients {
             client.outbox.wait_done(deadline);
@@ -301,7 +303,7 @@ fn shut_down(shared: &Shared, how: Stop) {
     for client in &clients {
         client.outbox.end(End::Cut);
     }
-    let deadline = Instant::now() + THREADS_GRACE;
+    let deadline = Instant::now() + THREADS_GRACE + shared.config.sniff_timeout;
     while Instant::now() < deadline {
         let busy =
             shared.sessions.load(Ordering::Acquire) + shared.refusers.load(Ordering::Acquire);

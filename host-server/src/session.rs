@@ -16,6 +16,7 @@ use proto_core::{
     looks_like_http, sniff, ErrorCode, LineDecoder, PeerAddr, Sniff, PREAMBLE, VERSION,
 };
 
+use crate::control::Stop;
 use crate::log::log;
 use crate::outbox::{End, Outbox};
 use crate::readbuf::ReadBuf;
@@ -225,7 +226,15 @@ impl<'s> Member<'s> {
                 Some(member)
             }
             None => {
-                member.departure = Some(Departure::ServerClosing);
+                // Still sniffing when the server began to stop, so `shut_down` did not
+                // see it: after a signal it is owed the same notice as the room.
+                if shared.control.stopping() == Some(Stop::Terminate) {
+                    let outbox = &member.client.outbox;
+                    outbox.push_last(&wire::shutdown(outbox.mode()));
+                    member.departure = Some(Departure::TooLate);
+                } else {
+                    member.departure = Some(Departure::ServerClosing);
+                }
                 None
             }
         }

@@ -50,6 +50,12 @@ pub(crate) fn notice(mode: Mode, kind: NoticeKind, peer: Option<PeerAddr>, text:
     out
 }
 
+/// The Shutdown notice a client of `mode` is sent when the server is stopped by a
+/// signal.
+pub(crate) fn shutdown(mode: Mode) -> Vec<u8> {
+    notice(mode, NoticeKind::Shutdown, None, "server shutting down")
+}
+
 /// The encoding of an error notice for a client of `mode`.
 pub(crate) fn error(mode: Mode, code: ErrorCode, text: &str) -> Vec<u8> {
     notice(mode, NoticeKind::Error(code), None, text)
