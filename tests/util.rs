@@ -205,6 +205,13 @@ impl Server {
             .map(|d| d.count())
             .expect("read the server's /proc fd directory")
     }
+
+    /// How many threads the server has: two per client in the room.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.proc.child.id()))
+            .map(|d| d.count())
+            .expect("read the server's /proc task directory")
+    }
 }
 
 /// A running `host-client` connected to a server.
