@@ -43,8 +43,8 @@ fn still_relays(server: &Server, baseline: Held) {
     {
         let mut a = BinClient::connect(server.addr);
         let b = BinClient::connect(server.addr);
-        let b_peer = b.stream.local_addr().unwrap().to_string();
-        a.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&b_peer)));
+        let b_peer = b.peer();
+        a.heard_of(&b_peer);
         a.say("still relaying");
         b.expect(|g| matches!(g, Got::Chat { text, .. } if text == "still relaying"));
     }

@@ -54,14 +54,14 @@ fn ten_clients_thousand_messages_each_nothing_lost_one_order() {
         .unwrap()
         .to_string();
     for c in &clients[..CLIENTS - 1] {
-        c.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&last)));
+        c.heard_of(&last);
     }
     let handles: Vec<_> = clients
         .into_iter()
         .enumerate()
         .map(|(i, mut c)| {
             thread::spawn(move || {
-                let me = c.stream.local_addr().unwrap().to_string();
+                let me = c.peer();
                 for k in 0..EACH {
                     c.say(&format!("{i} {k}"));
                 }
@@ -139,8 +139,9 @@ fn stalled_reader_is_dropped_and_nobody_else_waits() {
     let stall = stalled(server.addr);
     let stall_peer = stall.local_addr().unwrap().to_string();
     let mut flooder = BinClient::connect(server.addr);
-    reader.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&stall_peer)));
+    reader.heard_of(&stall_peer);
     let body = "f".repeat(1000);
+    let body_len = body.len();
     let sending = thread::spawn(move || {
         for k in 0..FLOOD {
             flooder.say(&format!("{k:05} {body}"));
@@ -155,19 +156,21 @@ fn stalled_reader_is_dropped_and_nobody_else_waits() {
         );
     }
     let _flooder = sending.join().unwrap();
-    // The stalled client's connection ends, after what fitted of its outbox.
+    // The stalled client's connection ends, after what fitted of its outbox and the
+    // socket buffers (about 4 MB here), far from the whole flood.
     let got = read_to_close(stall, WAIT);
     assert!(
-        got.len() < 64 << 20,
+        got.len() < FLOOD * body_len,
         "stalled client was sent {} bytes",
         got.len()
     );
     server.proc.err.expect("the eviction logged", |l| {
         l.contains(&stall_peer) && l.contains("slow")
     });
+    // About 4.6 MiB here; holding the flood for the stalled client would take 20 MB.
     let peak = crate::util::proc_kib(server.proc.child.id(), "VmHWM");
     assert!(
-        peak < 64 * 1024,
+        peak < 16 * 1024,
         "server peak RSS {peak} KiB for a 20 MB flood"
     );
 }
@@ -178,10 +181,10 @@ fn a_flooder_does_not_starve_the_others() {
     let reader = BinClient::connect(server.addr);
     let mut quiet = BinClient::connect(server.addr);
     let mut flooder = BinClient::connect(server.addr);
-    let quiet_peer = quiet.stream.local_addr().unwrap().to_string();
-    let flood_peer = flooder.stream.local_addr().unwrap().to_string();
-    reader.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&flood_peer)));
-    quiet.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&flood_peer)));
+    let quiet_peer = quiet.peer();
+    let flood_peer = flooder.peer();
+    reader.heard_of(&flood_peer);
+    quiet.heard_of(&flood_peer);
     const FLOOD: usize = 50_000;
     let sending = thread::spawn(move || {
         for k in 0..FLOOD {
@@ -217,8 +220,8 @@ fn rate_limit_slows_a_sender_without_dropping() {
     let server = Server::start(&["--rate-limit", "1000"]);
     let reader = BinClient::connect(server.addr);
     let mut sender = BinClient::connect(server.addr);
-    let sender_peer = sender.stream.local_addr().unwrap().to_string();
-    reader.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&sender_peer)));
+    let sender_peer = sender.peer();
+    reader.heard_of(&sender_peer);
     let started = std::time::Instant::now();
     let sending = thread::spawn(move || {
         for k in 0..3000 {
@@ -247,8 +250,8 @@ fn past_max_clients_a_newcomer_is_told_and_nobody_notices() {
     // a is in the room before b connects, so b's first frame is its own welcome.
     let mut a = BinClient::join(server.addr);
     let b = BinClient::connect(server.addr);
-    let b_peer = b.stream.local_addr().unwrap().to_string();
-    a.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(&b_peer)));
+    let b_peer = b.peer();
+    a.heard_of(&b_peer);
     let third = BinClient::connect(server.addr);
     assert!(matches!(third.next(), Got::Notice { code: Some(6), .. }));
     assert!(matches!(third.next(), Got::End(_)));

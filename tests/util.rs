@@ -393,6 +393,17 @@ impl BinClient {
         client
     }
 
+    /// This client's address as the server sees it.
+    pub fn peer(&self) -> String {
+        self.stream.local_addr().unwrap().to_string()
+    }
+
+    /// Waits for a notice naming `peer`: its join, or this client's welcome if `peer`
+    /// was in the room first. Either way both are in the room after it.
+    pub fn heard_of(&self, peer: &str) -> Got {
+        self.expect(|g| matches!(g, Got::Notice { text, .. } if text.contains(peer)))
+    }
+
     /// Sends one chat message.
     pub fn say(&mut self, text: &str) {
         self.send(&proto_core::Frame::Chat { text });
@@ -429,5 +440,5 @@ pub fn proc_kib(pid: u32, field: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }

@@ -2,19 +2,16 @@
 
 use std::fmt;
 
-use proto_core::{sanitize, Frame};
+use proto_core::{Frame, TextLine};
 
 /// The line printed on standard output for a frame, or `None` for frames that print
 /// nothing (pings, pongs, byes).
 ///
-/// A broadcast prints as `[PEER] TEXT`, a notice as `*** TEXT`; the text is passed
-/// through [`sanitize`] so that no control character reaches the terminal.
+/// A broadcast prints as `[PEER] TEXT`, a notice as `*** TEXT`, exactly as the server
+/// writes them to text clients ([`TextLine`]); the text is passed through
+/// `sanitize` so that no control character reaches the terminal.
 pub fn render(frame: &Frame<'_>) -> Option<String> {
-    match frame {
-        Frame::Broadcast { peer, text, .. } => Some(format!("[{peer}] {}", sanitize(text))),
-        Frame::Notice(notice) => Some(format!("*** {}", sanitize(notice.text))),
-        _ => None,
-    }
+    TextLine::of(frame).map(|line| line.to_string())
 }
 
 /// A jump in the broadcast sequence: some broadcasts were lost or reordered.

@@ -139,35 +139,71 @@ mod tests {
 
     #[test]
     fn flags_set_their_fields() {
+        // Every flag with a value of its own, so two swapped fields cannot pass.
         let cli = Cli::try_parse_from([
             "host-server",
             "--bind",
             "[::]:0",
+            "--backlog",
+            "7",
             "--max-clients",
             "3",
+            "--outbox-limit",
+            "200000",
             "--rate-limit",
             "10",
             "--dead-peer-timeout",
             "4",
+            "--sniff-timeout-ms",
+            "11",
+            "--shutdown-grace-ms",
+            "12",
+            "--thread-stack",
+            "40000",
+            "--read-buffer",
+            "600",
             "--send-buffer",
             "8192",
+            "--accept-pause-ms",
+            "13",
+            "--max-refusers",
+            "5",
         ])
         .unwrap();
-        let c = cli.config();
-        assert_eq!(c.bind, "[::]:0".parse().unwrap());
-        assert_eq!(c.max_clients, 3);
-        assert_eq!(c.rate_limit.map(NonZeroU32::get), Some(10));
-        assert_eq!(c.dead_peer_timeout, Duration::from_secs(4));
-        assert_eq!(c.send_buffer, Some(8192));
+        let want = Config {
+            bind: "[::]:0".parse().unwrap(),
+            backlog: 7,
+            max_clients: 3,
+            outbox_limit: 200_000,
+            rate_limit: NonZeroU32::new(10),
+            dead_peer_timeout: Duration::from_secs(4),
+            sniff_timeout: Duration::from_millis(11),
+            shutdown_grace: Duration::from_millis(12),
+            thread_stack: 40_000,
+            read_buffer: 600,
+            send_buffer: Some(8192),
+            accept_pause: Duration::from_millis(13),
+            max_refusers: 5,
+        };
+        assert_eq!(cli.config(), want);
     }
 
     #[test]
     fn out_of_range_values_are_rejected() {
         for args in [
             ["host-server", "--backlog", "0"],
+            ["host-server", "--max-clients", "0"],
             ["host-server", "--rate-limit", "0"],
             ["host-server", "--outbox-limit", "10"],
             ["host-server", "--bind", "nowhere"],
+            ["host-server", "--dead-peer-timeout", "1"],
+            ["host-server", "--sniff-timeout-ms", "9"],
+            ["host-server", "--shutdown-grace-ms", "901"],
+            ["host-server", "--thread-stack", "1024"],
+            ["host-server", "--read-buffer", "511"],
+            ["host-server", "--send-buffer", "100"],
+            ["host-server", "--accept-pause-ms", "0"],
+            ["host-server", "--max-refusers", "1025"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

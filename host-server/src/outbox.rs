@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use proto_core::ErrorCode;
 
-use crate::sys::{cut, lock, send_now, wait};
+use crate::sys::{cut, is_timeout, lock, send_now, wait};
 use crate::wire::{self, Mode};
 
 /// Most chunks handed to one `writev`.
@@ -282,13 +282,6 @@ fn evict_text(code: ErrorCode, limit: usize) -> String {
     } else {
         format!("disconnected: {code}")
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// One `writev` of the batch, the first chunk from `head_sent` on. Blocks for at most

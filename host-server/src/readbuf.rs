@@ -10,9 +10,10 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::net::{recv, RecvFlags};
+
+use crate::sys::wait_readable;
 
 /// A read buffer of a fixed size that exists only while there is something to read.
 pub(crate) struct ReadBuf {
@@ -64,18 +65,6 @@ impl ReadBuf {
         wait_readable(stream, timeout)?;
         let mut s = stream;
         s.read(self.whole())
-    }
-}
-
-/// Waits until `stream` is readable (bytes, the end of the stream or an error).
-fn wait_readable(stream: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
-    // A timeout too long for a timespec is as good as none.
-    let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
-    let mut fds = [PollFd::new(stream, PollFlags::IN)];
-    match poll(&mut fds, timeout.as_ref()) {
-        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.into()),
     }
 }
 

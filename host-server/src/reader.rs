@@ -13,7 +13,8 @@ use crate::outbox::End;
 use crate::readbuf::ReadBuf;
 use crate::room::{Batch, Client};
 use crate::server::Shared;
-use crate::session::{http_refusal, is_timeout};
+use crate::session::http_refusal;
+use crate::sys::is_timeout;
 use crate::wire::{self, Mode};
 
 /// Most messages broadcast as one batch, so a batch's encoding stays small next to

@@ -9,8 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proto_core::{sniff, ErrorCode, PeerAddr, Sniff, PREAMBLE};
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use proto_core::{sniff, ErrorCode, PeerAddr, Sniff};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
@@ -19,7 +18,7 @@ use crate::error::ServerError;
 use crate::log::log;
 use crate::outbox::End;
 use crate::session::{self, refuse};
-use crate::sys::{raise_fd_limit, send_now};
+use crate::sys::{is_timeout, raise_fd_limit, send_now, wait_readable};
 use crate::wire::{self, Mode};
 
 /// How often the accept loop looks for a stop request while no one connects.
@@ -142,7 +141,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Result<Stop, Ser
                     let _ = admitted.send(a);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(listener),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Woken by a connection, or after STOP_POLL to look for a stop request.
+                let _ = wait_readable(listener, Some(STOP_POLL));
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // Out of descriptors, or a connection reset before it was accepted:
@@ -155,16 +157,6 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Result<Stop, Ser
     drop(admitted);
     let _ = starter.join();
     Ok(how)
-}
-
-/// Waits until a connection is pending or [`STOP_POLL`] passes.
-fn wait_readable(listener: &TcpListener) {
-    let mut fds = [PollFd::new(listener, PollFlags::IN)];
-    let timeout = Timespec::try_from(STOP_POLL).unwrap_or(Timespec {
-        tv_sec: 0,
-        tv_nsec: 50_000_000,
-    });
-    let _ = poll(&mut fds, Some(&timeout));
 }
 
 /// Counts an accepted connection in, or turns it away if the room is full.
@@ -238,7 +230,7 @@ fn refuse_full(stream: TcpStream, peer: PeerAddr, shared: &Arc<Shared>) {
     if shared.refusers.load(Ordering::Acquire) >= shared.config.max_refusers {
         let _ = send_now(
             &stream,
-            &wire::error(Mode::Text, ErrorCode::SERVER_FULL, &text),
+            &wire::refusal(Mode::Text, ErrorCode::SERVER_FULL, &text),
         );
         return;
     }
@@ -250,15 +242,8 @@ fn refuse_full(stream: TcpStream, peer: PeerAddr, shared: &Arc<Shared>) {
         .stack_size(shared.config.thread_stack)
         .spawn(move || {
             let _count = count;
-            let bytes = match first_mode(&stream, timeout) {
-                Mode::Binary => {
-                    let mut bytes = PREAMBLE.to_vec();
-                    bytes.extend(wire::error(Mode::Binary, ErrorCode::SERVER_FULL, &text));
-                    bytes
-                }
-                Mode::Text => wire::error(Mode::Text, ErrorCode::SERVER_FULL, &text),
-            };
-            refuse(&stream, &bytes);
+            let mode = first_mode(&stream, timeout);
+            refuse(&stream, &wire::refusal(mode, ErrorCode::SERVER_FULL, &text));
         });
 }
 
@@ -269,13 +254,14 @@ fn first_mode(stream: &TcpStream, timeout: Duration) -> Mode {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
     while Instant::now() < deadline {
         match stream.peek(&mut buf) {
+            // The peer closed before it said anything.
+            Ok(0) => return Mode::Text,
             Ok(n) => match sniff(&buf[..n]) {
                 Sniff::Binary { .. } => return Mode::Binary,
-                Sniff::Text if n > 0 => return Mode::Text,
-                _ if n == 0 => return Mode::Text,
-                _ => thread::sleep(Duration::from_millis(10)),
+                Sniff::Text => return Mode::Text,
+                Sniff::NeedMore => thread::sleep(Duration::from_millis(10)),
             },
-            Err(e) if session::is_timeout(&e) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(_) => return Mode::Text,
         }
     }

@@ -23,7 +23,7 @@ use crate::readbuf::ReadBuf;
 use crate::reader::{read_binary, read_text, Departure};
 use crate::room::Client;
 use crate::server::Shared;
-use crate::sys::configure_client;
+use crate::sys::{configure_client, is_timeout};
 use crate::wire::{self, Mode};
 
 /// What the first bytes said.
@@ -52,12 +52,7 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, shared: &Shared) {
                 "{}: this server speaks version {VERSION}, not {version}",
                 ErrorCode::UNSUPPORTED_VERSION
             );
-            let mut bytes = PREAMBLE.to_vec();
-            bytes.extend(wire::error(
-                Mode::Binary,
-                ErrorCode::UNSUPPORTED_VERSION,
-                &text,
-            ));
+            let bytes = wire::refusal(Mode::Binary, ErrorCode::UNSUPPORTED_VERSION, &text);
             return refuse(&stream, &bytes);
         }
         Err(e) => return log(format_args!("{peer}: connection failed at once: {e}")),
@@ -183,14 +178,6 @@ fn drain(stream: &TcpStream) {
             Err(_) => break,
         }
     }
-}
-
-/// True for the errors a read or write timeout gives.
-pub(crate) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// A client in the room, with its writer thread. Dropping it (also when the reader

@@ -3,9 +3,11 @@
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::SendFlags;
 use rustix::process::{getrlimit, setrlimit, Resource};
 use socket2::{SockRef, TcpKeepalive};
@@ -82,6 +84,27 @@ pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 /// gone already, which is the state wanted.
 pub(crate) fn cut(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// True for the errors a read or write timeout gives.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Waits until `fd` is readable (bytes, the end of the stream, an error, or for a
+/// listener a pending connection), at most `timeout` (`None`: for ever).
+pub(crate) fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    // A timeout too long for a timespec is as good as none.
+    let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

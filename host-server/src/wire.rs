@@ -1,10 +1,9 @@
 //! The two ways a client hears the server, and building what it hears through
 //! proto-core: binary frames or `*** ...` / `[PEER] ...` text lines.
 
-use proto_core::{
-    encode_text_line, ErrorCode, Frame, Notice, NoticeKind, PeerAddr, MAX_FRAME, MAX_MESSAGE,
-    TEXT_LINE_MAX,
-};
+use std::io::Write as _;
+
+use proto_core::{ErrorCode, Frame, Notice, NoticeKind, PeerAddr, TextLine, MAX_MESSAGE, PREAMBLE};
 
 /// How a client speaks, decided from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +29,20 @@ impl std::fmt::Display for Mode {
 /// they get here), so an encoding error only means nothing is appended.
 pub(crate) fn encode_into(mode: Mode, frame: &Frame<'_>, out: &mut Vec<u8>) {
     let start = out.len();
-    let room = match mode {
-        Mode::Binary => MAX_FRAME,
-        Mode::Text => TEXT_LINE_MAX,
-    };
-    out.resize(start + room, 0);
-    let written = match mode {
-        Mode::Binary => frame.encode(&mut out[start..]),
-        Mode::Text => encode_text_line(&mut out[start..], frame),
-    };
-    out.truncate(start + written.unwrap_or(0));
+    match mode {
+        // Sized exactly, so a broadcast under the room's lock zeroes no spare bytes.
+        Mode::Binary => {
+            out.resize(start + frame.encoded_len(), 0);
+            let written = frame.encode(&mut out[start..]);
+            out.truncate(start + written.unwrap_or(0));
+        }
+        Mode::Text => {
+            if let Some(line) = TextLine::of(frame) {
+                // Writing into a Vec cannot fail.
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
 }
 
 /// The encoding of a notice for a client of `mode`.
@@ -59,6 +62,17 @@ pub(crate) fn shutdown(mode: Mode) -> Vec<u8> {
 /// The encoding of an error notice for a client of `mode`.
 pub(crate) fn error(mode: Mode, code: ErrorCode, text: &str) -> Vec<u8> {
     notice(mode, NoticeKind::Error(code), None, text)
+}
+
+/// What a connection that is turned away before joining is sent: an error notice,
+/// after the preamble for a binary client, which has not had it yet.
+pub(crate) fn refusal(mode: Mode, code: ErrorCode, text: &str) -> Vec<u8> {
+    let mut bytes = match mode {
+        Mode::Binary => PREAMBLE.to_vec(),
+        Mode::Text => Vec::new(),
+    };
+    bytes.extend(error(mode, code, text));
+    bytes
 }
 
 /// Cuts `text` to at most [`MAX_MESSAGE`] bytes on a character boundary.
@@ -101,10 +115,12 @@ mod tests {
 
     #[test]
     fn long_notice_text_is_clipped_on_a_char_boundary() {
-        let text = "é".repeat(MAX_MESSAGE);
+        // One ASCII byte first puts byte MAX_MESSAGE inside a two-byte "é", so the
+        // cut has to step back one byte.
+        let text = format!("a{}", "é".repeat(MAX_MESSAGE));
         let clipped = clip(&text);
-        assert!(clipped.len() <= MAX_MESSAGE);
-        assert_eq!(clipped.len(), MAX_MESSAGE);
+        assert_eq!(clipped.len(), MAX_MESSAGE - 1);
+        assert!(clipped.ends_with('é'));
         assert!(!notice(Mode::Binary, NoticeKind::Welcome, None, &text).is_empty());
     }
 }

@@ -5,7 +5,7 @@ use embedded_io::{Read, Write};
 
 use crate::decoder::{FrameDecoder, Step};
 use crate::error::{ReadError, WriteError};
-use crate::wire::{Frame, MAGIC, MAX_FRAME, PREAMBLE, PREAMBLE_LEN, VERSION};
+use crate::wire::{sniff, Frame, Sniff, MAX_FRAME, PREAMBLE, PREAMBLE_LEN, VERSION};
 
 /// Writes the protocol v1 preamble.
 ///
@@ -26,19 +26,19 @@ pub fn write_preamble<W: Write>(w: &mut W) -> Result<(), W::Error> {
 pub fn read_preamble<R: Read>(r: &mut R) -> Result<(), ReadError<R::Error>> {
     let mut got = [0u8; PREAMBLE_LEN];
     let mut have = 0;
-    while have < PREAMBLE_LEN {
+    loop {
+        // `sniff` decides by the time all PREAMBLE_LEN bytes are in.
+        match sniff(&got[..have]) {
+            Sniff::NeedMore => {}
+            Sniff::Binary { version: VERSION } => return Ok(()),
+            Sniff::Binary { version } => return Err(ReadError::UnsupportedVersion { version }),
+            Sniff::Text => return Err(ReadError::BadMagic),
+        }
         match r.read(&mut got[have..]).map_err(ReadError::Transport)? {
             0 if have == 0 => return Err(ReadError::Closed),
             0 => return Err(ReadError::UnexpectedEof),
             n => have += n,
         }
-        if got[..have.min(MAGIC.len())] != MAGIC[..have.min(MAGIC.len())] {
-            return Err(ReadError::BadMagic);
-        }
-    }
-    match got[MAGIC.len()] {
-        VERSION => Ok(()),
-        version => Err(ReadError::UnsupportedVersion { version }),
     }
 }
 
@@ -129,7 +129,7 @@ impl<R: Read, const N: usize> FrameReader<R, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DecodeError, FrameKind};
+    use crate::DecodeError;
     use std::vec::Vec;
 
     /// A reader that hands out at most `step` bytes per read, to exercise refills.
@@ -160,6 +160,20 @@ mod tests {
         }
         let left = w.len();
         out[..out.len() - left].to_vec()
+    }
+
+    #[test]
+    fn a_frame_that_cannot_be_encoded_writes_nothing() {
+        let text = "x".repeat(crate::MAX_MESSAGE + 1);
+        let mut out = [0u8; 2 * MAX_FRAME];
+        let mut w: &mut [u8] = &mut out;
+        assert_eq!(
+            write_frame(&mut w, &Frame::Chat { text: &text }),
+            Err(WriteError::Encode(crate::EncodeError::TextTooLong {
+                len: crate::MAX_MESSAGE + 1
+            }))
+        );
+        assert_eq!(w.len(), 2 * MAX_FRAME, "bytes were written");
     }
 
     #[test]
@@ -195,7 +209,6 @@ mod tests {
             }))
         );
         assert_eq!(r.next_frame(), Ok(Frame::Bye));
-        let _ = FrameKind::Bye;
     }
 
     #[test]

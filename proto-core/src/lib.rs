@@ -36,7 +36,7 @@ pub use error::{DecodeError, EncodeError, LineError, ReadError, WriteError};
 pub use io::{read_preamble, write_frame, write_preamble, FrameReader};
 pub use line::LineDecoder;
 pub use sanitize::{sanitize, Sanitized};
-pub use text::{encode_text_line, looks_like_http, TEXT_LINE_MAX};
+pub use text::{encode_text_line, looks_like_http, TextLine, TEXT_LINE_MAX};
 pub use wire::{
     sniff, ErrorCode, Frame, FrameKind, Notice, NoticeKind, PeerAddr, Sniff, FRAME_HEADER_LEN,
     MAGIC, MAX_BODY, MAX_FRAME, PEER_MAX_LEN, PREAMBLE, PREAMBLE_LEN, VERSION,

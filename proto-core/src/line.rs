@@ -72,13 +72,8 @@ impl LineDecoder {
     /// its LF had arrived. Call it when the peer closed cleanly; after a reset, drop
     /// the decoder instead.
     pub fn finish(&mut self) -> Option<Result<&str, LineError>> {
-        if self.returned || self.discarding {
-            self.buf.clear();
-            self.returned = false;
-            self.discarding = false;
-        }
-        let (_, result) = self.feed(b"\n");
-        result
+        // A returned line is dropped and a discarded one ends, as for any LF.
+        self.feed(b"\n").1
     }
 
     /// True when no partial line is held: the stream could end here losing nothing.

@@ -5,27 +5,63 @@ use core::fmt::{self, Write as _};
 
 use crate::error::EncodeError;
 use crate::sanitize::sanitize;
-use crate::wire::Frame;
+use crate::wire::{Frame, PeerAddr};
 use crate::MAX_MESSAGE;
 
 /// The longest line [`encode_text_line`] writes: a fully escaped maximal message
 /// (each byte may become four) with the longest peer prefix and the newline.
 pub const TEXT_LINE_MAX: usize = 4 * MAX_MESSAGE + 64;
 
-/// Writes the text-mode form of `frame` into `out` and returns its length:
-/// `[PEER] TEXT\n` for a broadcast, `*** TEXT\n` for a notice, both sanitised with
-/// [`sanitize`]. Frames that text clients never see (chat, ping, pong, bye) write
-/// nothing and return 0.
+/// The text-mode line of a frame, without its newline: `[PEER] TEXT` for a
+/// broadcast, `*** TEXT` for a notice, the text passed through [`sanitize`]. Its
+/// [`Display`](fmt::Display) is the one definition of the format, for the server's
+/// text clients and for any console that prints frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextLine<'a> {
+    /// The sender of a broadcast; `None` for a notice.
+    peer: Option<PeerAddr>,
+    text: &'a str,
+}
+
+impl<'a> TextLine<'a> {
+    /// The line for `frame`, or `None` for frames that text clients never see (chat,
+    /// ping, pong, bye, ack).
+    pub fn of(frame: &Frame<'a>) -> Option<Self> {
+        match frame {
+            Frame::Broadcast { peer, text, .. } => Some(Self {
+                peer: Some(*peer),
+                text,
+            }),
+            Frame::Notice(n) => Some(Self {
+                peer: None,
+                text: n.text,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TextLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.peer {
+            Some(peer) => write!(f, "[{peer}] {}", sanitize(self.text)),
+            None => write!(f, "*** {}", sanitize(self.text)),
+        }
+    }
+}
+
+/// Writes the text-mode form of `frame` ([`TextLine`] and a newline) into `out` and
+/// returns its length. Frames that text clients never see write nothing and
+/// return 0.
 ///
 /// # Errors
 /// [`EncodeError::BufferTooSmall`] if `out` is too short; a buffer of
 /// [`TEXT_LINE_MAX`] bytes never is.
 pub fn encode_text_line(out: &mut [u8], frame: &Frame<'_>) -> Result<usize, EncodeError> {
     let mut w = SliceWriter { out, at: 0 };
-    let written = match frame {
-        Frame::Broadcast { peer, text, .. } => writeln!(w, "[{peer}] {}", sanitize(text)),
-        Frame::Notice(n) => writeln!(w, "*** {}", sanitize(n.text)),
-        _ => Ok(()),
+    let written = match TextLine::of(frame) {
+        Some(line) => writeln!(w, "{line}"),
+        None => Ok(()),
     };
     match written {
         Ok(()) => Ok(w.at),

@@ -77,6 +77,8 @@ pub struct Plan {
 pub struct Engine {
     poll: Poll,
     events: Events,
+    /// The events of the last poll as (connection, readable, writable).
+    ready_scratch: Vec<(usize, bool, bool)>,
     conns: Vec<Option<Conn>>,
     receivers: usize,
     run: u32,
@@ -118,6 +120,7 @@ impl Engine {
         let mut engine = Self {
             poll: Poll::new().map_err(BenchError::Poll)?,
             events: Events::with_capacity(1024),
+            ready_scratch: Vec::with_capacity(1024),
             conns: Vec::with_capacity(receivers + senders),
             receivers,
             run: std::process::id() ^ start.elapsed().subsec_nanos(),
@@ -272,12 +275,16 @@ impl Engine {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(BenchError::Poll(e)),
         }
-        let ready: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| (e.token().0, e.is_readable(), e.is_writable()))
-            .collect();
-        for (index, readable, writable) in ready {
+        // Copied out because handling an event needs `self` mutably; the scratch is
+        // kept so the bench's hot loop does not allocate per poll.
+        let mut ready = std::mem::take(&mut self.ready_scratch);
+        ready.clear();
+        ready.extend(
+            self.events
+                .iter()
+                .map(|e| (e.token().0, e.is_readable(), e.is_writable())),
+        );
+        for &(index, readable, writable) in &ready {
             if writable {
                 if let Some(Err(_)) = self.conns[index].as_mut().map(Conn::flush) {
                     self.drop_conn(index);
@@ -287,6 +294,7 @@ impl Engine {
                 self.read(index);
             }
         }
+        self.ready_scratch = ready;
         Ok(())
     }
 

@@ -89,7 +89,7 @@ pub enum Scenario {
         #[arg(long, short = 'm', default_value_t = 1000)]
         messages: u64,
         /// Message size in bytes (at most 1024; never below the stamp's length).
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=proto_core::MAX_MESSAGE as i64))]
         size: u16,
         /// Flow control: most messages per sender in flight, i.e. sent but not yet
         /// received by every receiver (on average). Keeps the bench from overrunning
@@ -115,7 +115,7 @@ pub enum Scenario {
         #[arg(long, short = 't', value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5s")]
         duration: Duration,
         /// Message size in bytes (at most 1024).
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=proto_core::MAX_MESSAGE as i64))]
         size: u16,
     },
     /// Hold many idle connections, then prove they all still receive.

@@ -147,3 +147,25 @@ fn the_rate_limit_slows_a_flood_without_dropping_anything() {
     let want: Vec<String> = (0..120).map(|n: i32| n.to_string()).collect();
     assert_eq!(texts, want);
 }
+
+#[test]
+fn past_max_refusers_a_newcomer_is_turned_away_at_once_in_text() {
+    let mut cfg = config();
+    cfg.max_clients = 1;
+    cfg.max_refusers = 0;
+    let server = start(cfg);
+    let mut a = server.binary();
+    a.sync();
+    // With no refuser thread to wait for its preamble, even a binary client gets the
+    // text form, with no preamble before it.
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, &proto_core::PREAMBLE).unwrap();
+    let mut got = Vec::new();
+    // The server closes without reading the preamble, which may reset the connection
+    // once the bytes are in: what arrived before that is what counts.
+    let _ = std::io::Read::read_to_end(&mut s, &mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("*** server full"), "{got:?}");
+    assert_eq!(a.sync(), []);
+}
