@@ -1,7 +1,7 @@
 //! The handle through which the outside (console, signal handler, tests) stops a
 //! running server and looks into its room.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use proto_core::PeerAddr;
 
@@ -19,42 +19,47 @@ pub enum Stop {
 }
 
 /// A cloneable handle on one server: the shutdown signal passed to [`crate::run`],
-/// and a view of its room for the console's `list`.
-#[derive(Clone)]
+/// and a view of its room for the console's `list`. The room itself belongs to the
+/// running server; the handle only looks at it.
+#[derive(Clone, Default)]
 pub struct Control {
-    stop: Arc<Mutex<Option<Stop>>>,
-    pub(crate) room: Arc<Room>,
+    inner: Arc<Inner>,
 }
 
-impl Default for Control {
-    fn default() -> Self {
-        Self::new()
-    }
+#[derive(Default)]
+struct Inner {
+    stop: Mutex<Option<Stop>>,
+    room: Mutex<Weak<Room>>,
 }
 
 impl Control {
     /// A handle for a server not yet running.
     pub fn new() -> Self {
-        Self {
-            stop: Arc::new(Mutex::new(None)),
-            room: Arc::new(Room::new()),
-        }
+        Self::default()
     }
 
     /// Asks the server to stop. The first request wins; [`crate::run`] returns once
     /// every connection is closed (normally within a second; a connection still being
     /// sniffed is waited for until its sniff timeout ends).
     pub fn stop(&self, how: Stop) {
-        lock(&self.stop).get_or_insert(how);
+        lock(&self.inner.stop).get_or_insert(how);
     }
 
     /// The stop request, if one was made.
     pub fn stopping(&self) -> Option<Stop> {
-        *lock(&self.stop)
+        *lock(&self.inner.stop)
     }
 
-    /// The addresses of the clients in the room now.
+    /// The addresses of the clients in the room now (none while no server runs).
     pub fn peers(&self) -> Vec<PeerAddr> {
-        self.room.peers()
+        lock(&self.inner.room)
+            .upgrade()
+            .map(|room| room.peers())
+            .unwrap_or_default()
+    }
+
+    /// Lets [`Control::peers`] see `room`, the room of the server this handle runs.
+    pub(crate) fn watch(&self, room: &Arc<Room>) {
+        *lock(&self.inner.room) = Arc::downgrade(room);
     }
 }

@@ -20,25 +20,49 @@
 //! in-process on `127.0.0.1:0`; the binary is a thin shell around it.
 #![deny(missing_docs)]
 
+// Modules in the order a connection meets them; each group depends only on the
+// groups below it (the settings, the stop handle and the helpers at the bottom are
+// used throughout).
+
+// The accept loop, counting connections in the shared context.
+mod accept;
+mod context;
+
+// A new connection: its mode from its first bytes, or a refusal.
+mod sniff;
+
+mod refuse;
+
+// A client's life: join, read, leave.
+mod session;
+
+mod departure;
+
+// Its read loops: messages in, batches to the room, the rate limit.
+mod readbuf;
+mod reader;
+mod throttle;
+
+// The room's one order, and each client's outbox.
+mod room;
+
+mod outbox;
+
+// The bytes on the wire.
+mod wire;
+
+// Settings, the stop handle, the console, errors, operating-system helpers.
 mod cli;
 mod config;
 mod console;
 mod control;
 mod error;
-mod log;
-mod outbox;
-mod readbuf;
-mod reader;
-mod room;
-mod server;
-mod session;
 mod sys;
-mod wire;
 
+pub use accept::{bind, run};
 pub use cli::Cli;
 pub use config::Config;
 pub use console::console;
 pub use control::{Control, Stop};
 pub use error::ServerError;
-pub use server::{bind, run};
 pub use sys::raise_fd_limit;

@@ -13,8 +13,9 @@ fn main() -> ExitCode {
     // backtrace, which needs more. One line says enough, and the thread's own
     // `catch_unwind` keeps the server running.
     std::panic::set_hook(Box::new(|info| {
-        let _ = writeln!(io::stderr(), "host-server: internal error: {info}");
+        tracing::error!("internal error: {info}");
     }));
+    init_log();
     let config = Cli::parse().config();
     let listener = match bind(&config) {
         Ok(listener) => listener,
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
     let control = Control::new();
     let on_signal = control.clone();
     if let Err(e) = ctrlc::set_handler(move || on_signal.stop(Stop::Terminate)) {
-        eprintln!("host-server: warning: cannot catch Ctrl-C and SIGTERM: {e}");
+        tracing::warn!("cannot catch Ctrl-C and SIGTERM: {e}");
     }
     let at_console = control.clone();
     // The console thread is left blocked on stdin when the server stops; exiting the
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         .name("console".into())
         .spawn(move || {
             if let Err(e) = console(io::stdin().lock(), io::stdout(), &at_console) {
-                eprintln!("host-server: console: {e}");
+                tracing::error!("console: {e}");
             }
         });
     match run(listener, &config, &control) {
@@ -51,4 +52,18 @@ fn main() -> ExitCode {
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("host-server: error: {e}");
     ExitCode::FAILURE
+}
+
+/// The log on standard error: a UTC timestamp and a level on every line; `RUST_LOG`
+/// filters it (default `info`: joins, leaves, refusals, drops and errors).
+fn init_log() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use proto_core::ErrorCode;
 
-use crate::sys::{cut, is_timeout, lock, send_now, wait};
+use crate::sys::{cut, is_transient, lock, send_now, wait};
 use crate::wire::{self, Mode};
 
 /// Most chunks handed to one `writev`.
@@ -136,7 +136,7 @@ impl Outbox {
                     return;
                 }
                 Ok(n) => sent = n,
-                Err(e) if is_timeout(&e) => {}
+                Err(e) if is_transient(&e) => {}
                 Err(e) => return self.stop(st, End::Failed(e.kind())),
             }
             st.head_sent = sent;
@@ -232,7 +232,7 @@ impl Outbox {
             match result {
                 Ok(n) if cleared => st.aligned = on_boundary(&batch, head_sent, n),
                 Ok(n) => consume(&mut st, n),
-                Err(e) if is_timeout(&e) => {}
+                Err(e) if is_transient(&e) => {}
                 Err(_) if cleared => st.aligned = head_sent == 0,
                 Err(e) => st.end = Some(End::Failed(e.kind())),
             }

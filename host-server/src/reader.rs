@@ -1,102 +1,106 @@
 //! The read loops of a client in the room: binary frames or text lines in, batches
 //! of chat messages out to the room, errors back to the sender alone.
+//!
+//! The loop reads at most one buffer at a time, decodes every complete message in it
+//! with proto-core, and broadcasts them as one batch, so a busy sender costs one lock
+//! and one send per recipient per read, and no sender can hold the room for more than
+//! one buffer's worth.
 
-use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proto_core::{
     looks_like_http, DecodeError, ErrorCode, Frame, FrameDecoder, LineDecoder, LineError,
     PREAMBLE_LEN,
 };
 
+use crate::context::Context;
+use crate::departure::Departure;
 use crate::outbox::End;
 use crate::readbuf::ReadBuf;
 use crate::room::{Batch, Client};
-use crate::server::Shared;
-use crate::session::http_refusal;
-use crate::sys::is_timeout;
+use crate::sys::is_transient;
+use crate::throttle::Throttle;
 use crate::wire::{self, Mode};
 
 /// Most messages broadcast as one batch, so a batch's encoding stays small next to
 /// the outbox limit.
 const MAX_BATCH: usize = 64;
 
-/// Why a client left the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Departure {
-    /// The peer closed the connection.
-    Closed,
-    /// The peer closed in the middle of a frame; the partial frame was dropped.
-    ClosedMidFrame,
-    /// A binary client said Bye.
-    Bye,
-    /// The connection failed (reset, or found dead by TCP keepalive).
-    Failed(io::ErrorKind),
-    /// A binary client answered nothing, not even a ping, for the dead-peer timeout.
-    TimedOut,
-    /// A text client's first line was an HTTP request.
-    Refused,
-    /// The server is shutting down.
-    ServerClosing,
-    /// The server began shutting down before the client joined; what it was sent
-    /// (the shutdown notice) is still delivered.
-    TooLate,
-    /// The reader thread panicked.
-    Panicked,
-}
-
-impl Departure {
-    /// The reason told to the room and the log, given how the outbox ended (an
-    /// eviction or a failed write explains a read that ended at the same time).
-    pub(crate) fn reason(self, ended: Option<End>) -> Option<String> {
-        match (ended, self) {
-            (Some(End::Evict(code)), _) => Some(format!("dropped: {code}")),
-            (Some(End::Failed(kind)), _) => Some(format!("connection failed: {kind}")),
-            (Some(End::Cut), _) | (_, Departure::ServerClosing | Departure::TooLate) => {
-                Some("server closing".to_string())
-            }
-            (_, Departure::Closed | Departure::Bye) => None,
-            (_, Departure::ClosedMidFrame) => Some("closed in the middle of a frame".into()),
-            (_, Departure::Failed(kind)) => Some(format!("connection failed: {kind}")),
-            (_, Departure::TimedOut) => Some(format!("dropped: {}", ErrorCode::TIMEOUT)),
-            (_, Departure::Refused) => Some("refused: HTTP request".into()),
-            (_, Departure::Panicked) => Some("internal error".into()),
-        }
-    }
-
-    /// How the outbox is to end: send what is queued after a clean ending, cut at
-    /// once after a failure.
-    pub(crate) fn end(self) -> End {
-        match self {
-            Departure::Closed
-            | Departure::ClosedMidFrame
-            | Departure::Bye
-            | Departure::Refused
-            | Departure::TooLate => End::Flush,
-            Departure::TimedOut => End::Evict(ErrorCode::TIMEOUT),
-            Departure::Failed(_) | Departure::ServerClosing | Departure::Panicked => End::Cut,
-        }
-    }
-}
-
-/// One read: bytes, a clean end, a timeout, or a failure.
+/// One read: bytes, a clean end, or nothing yet.
 enum Got {
     Bytes(usize),
     Eof,
     Timeout,
 }
 
-/// Reads into `buf`, waiting at most `timeout` (`None`: for ever).
-fn read_some(
-    client: &Client,
-    buf: &mut ReadBuf,
-    timeout: Option<Duration>,
-) -> Result<Got, Departure> {
-    match buf.read(client.outbox.stream(), timeout) {
-        Ok(0) => Ok(Got::Eof),
-        Ok(n) => Ok(Got::Bytes(n)),
-        Err(e) if is_timeout(&e) => Ok(Got::Timeout),
-        Err(e) => Err(Departure::Failed(e.kind())),
+/// What a read loop needs: the client, the server, the batch being filled and the
+/// count of messages relayed since the rate limit last took them.
+struct Sender<'a> {
+    client: &'a Client,
+    ctx: &'a Context,
+    batch: Batch,
+    relayed: usize,
+    throttle: Option<Throttle>,
+}
+
+impl<'a> Sender<'a> {
+    fn new(client: &'a Client, ctx: &'a Context) -> Self {
+        Self {
+            client,
+            ctx,
+            batch: Batch::default(),
+            relayed: 0,
+            throttle: ctx.config.rate_limit.map(Throttle::new),
+        }
+    }
+
+    /// Adds one message, broadcasting the batch when it is full.
+    fn push(&mut self, text: &str) {
+        self.batch.push(text);
+        if self.batch.len() >= MAX_BATCH {
+            self.relay();
+        }
+    }
+
+    /// Broadcasts the batch (if any) and empties it; returns how many messages it held.
+    fn relay(&mut self) -> usize {
+        let n = self.batch.len();
+        if n > 0 {
+            self.ctx.room.broadcast(self.client, &self.batch);
+            self.batch.clear();
+            self.relayed += n;
+        }
+        n
+    }
+
+    /// Relays what is batched, then holds the reader back as the rate limit says.
+    fn relay_and_pause(&mut self) {
+        self.relay();
+        let relayed = std::mem::take(&mut self.relayed);
+        if let Some(throttle) = &mut self.throttle {
+            throttle.pause(relayed, &self.client.outbox);
+        }
+    }
+
+    /// Sends `bytes` to this client alone.
+    fn answer(&self, bytes: &[u8]) {
+        self.client.outbox.push_bytes(bytes);
+    }
+
+    /// Reads into `buf`, waiting at most `timeout` (`None`: for ever).
+    fn read(&self, buf: &mut ReadBuf, timeout: Option<Duration>) -> Result<Got, Departure> {
+        match buf.read(self.client.outbox.stream(), timeout) {
+            Ok(0) => Ok(Got::Eof),
+            Ok(n) => Ok(Got::Bytes(n)),
+            Err(e) if is_transient(&e) => Ok(Got::Timeout),
+            Err(e) => Err(Departure::Failed(e.kind())),
+        }
+    }
+
+    /// True when the server cut this client's outbox (an eviction, a shutdown), so
+    /// reading on is pointless.
+    fn cut_off(&self) -> bool {
+        self.client.outbox.ended().is_some_and(|e| e != End::Flush)
     }
 }
 
@@ -106,114 +110,96 @@ pub(crate) fn read_binary(
     client: &Client,
     buf: &mut ReadBuf,
     have: usize,
-    shared: &Shared,
+    ctx: &Context,
 ) -> Departure {
-    let timeout = Some(shared.config.dead_peer_timeout / 2);
+    let timeout = Some(ctx.config.dead_peer_timeout / 2);
     let mut decoder = FrameDecoder::new();
-    let mut batch = Batch::default();
-    let mut throttle = Throttle::new(shared);
+    let mut sender = Sender::new(client, ctx);
     let (mut start, mut end) = (PREAMBLE_LEN.min(have), have);
     // The nonce of an unanswered ping, and the bytes sent to the client by then.
     let mut pinged: Option<(u64, u64)> = None;
     loop {
         let input = &buf.bytes()[start..end];
-        let bye = binary_events(client, &mut decoder, input, &mut batch, shared);
-        if bye {
+        if binary_events(&mut sender, &mut decoder, input) {
             return Departure::Bye;
         }
-        relay(&mut batch, client, shared);
-        throttle.pause(batch.take_relayed(), client);
+        sender.relay_and_pause();
         (start, end) = (0, 0);
-        match read_some(client, buf, timeout) {
+        match sender.read(buf, timeout) {
             Ok(Got::Bytes(n)) => (pinged, end) = (None, n),
             Ok(Got::Eof) if decoder.is_idle() => return Departure::Closed,
             Ok(Got::Eof) => return Departure::ClosedMidFrame,
             Ok(Got::Timeout) => match pinged {
                 // Silent, but still taking what it is sent: busy reading, not dead.
                 Some((nonce, sent)) if client.outbox.sent_total() > sent => {
-                    pinged = Some((ping(client, nonce), client.outbox.sent_total()));
+                    pinged = Some((ping(&sender, nonce), client.outbox.sent_total()));
                 }
                 Some(_) => return Departure::TimedOut,
-                None => pinged = Some((ping(client, 0), client.outbox.sent_total())),
+                None => pinged = Some((ping(&sender, 0), client.outbox.sent_total())),
             },
             Err(departure) => return departure,
         }
-        if client.outbox.ended().is_some_and(|e| e != End::Flush) {
+        if sender.cut_off() {
             return Departure::ServerClosing;
         }
     }
 }
 
 /// Sends a ping to a silent binary client; returns its nonce.
-fn ping(client: &Client, last: u64) -> u64 {
+fn ping(sender: &Sender<'_>, last: u64) -> u64 {
     let nonce = last.wrapping_add(1);
-    let mut bytes = Vec::new();
-    wire::encode_into(Mode::Binary, &Frame::Ping { nonce }, &mut bytes);
-    client.outbox.push_bytes(&bytes);
+    sender.answer(&binary(&Frame::Ping { nonce }));
     nonce
 }
 
-/// Broadcasts the batch (if any) and empties it; returns how many messages it held.
-/// The batch counts them for the rate limit.
-fn relay(batch: &mut Batch, client: &Client, shared: &Shared) -> usize {
-    let n = batch.len();
-    if n > 0 {
-        shared.control.room.broadcast(client, batch);
-        batch.clear();
-    }
-    n
+/// The binary encoding of `frame`.
+fn binary(frame: &Frame<'_>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    wire::encode_into(Mode::Binary, frame, &mut bytes);
+    bytes
 }
 
-/// Handles every complete frame in `input`: chats go into `batch` (broadcast whenever
-/// it fills), pings are answered, bad frames get an error notice. Returns true when the
-/// client said Bye (the batch before it is broadcast).
-fn binary_events(
-    client: &Client,
-    decoder: &mut FrameDecoder,
-    mut input: &[u8],
-    batch: &mut Batch,
-    shared: &Shared,
-) -> bool {
+/// Handles every complete frame in `input`. Returns true when the client said Bye
+/// (the batch before it is broadcast).
+fn binary_events(sender: &mut Sender<'_>, decoder: &mut FrameDecoder, mut input: &[u8]) -> bool {
     while !input.is_empty() {
         let (used, event) = decoder.feed(input);
         match event {
             None => {}
-            Some(Ok(Frame::Chat { text })) => batch.push(text),
-            Some(Ok(Frame::Ping { nonce })) => {
-                // Messages before the ping go out first, and pending notices, so its
-                // pong tells the client its messages have been handed to the room and
-                // it has heard of everything that happened before.
-                if relay(batch, client, shared) == 0 {
-                    shared.control.room.flush_notices();
-                }
-                let mut bytes = Vec::new();
-                wire::encode_into(Mode::Binary, &Frame::Pong { nonce }, &mut bytes);
-                client.outbox.push_bytes(&bytes);
-            }
-            Some(Ok(Frame::Pong { .. })) => {}
-            Some(Ok(Frame::Bye)) => {
-                relay(batch, client, shared);
-                return true;
-            }
-            Some(Ok(other)) => {
-                let text = format!("clients may not send {:?} frames; discarded", other.kind());
-                client.outbox.push_bytes(&wire::error(
-                    Mode::Binary,
-                    ErrorCode::UNKNOWN_FRAME,
-                    &text,
-                ));
-            }
+            Some(Ok(frame)) if binary_frame(sender, frame) => return true,
+            Some(Ok(_)) => {}
             Some(Err(e)) => {
                 let text = format!("{e}; discarded");
-                client
-                    .outbox
-                    .push_bytes(&wire::error(Mode::Binary, decode_code(&e), &text));
+                sender.answer(&wire::error(Mode::Binary, decode_code(&e), &text));
             }
         }
-        if batch.len() >= MAX_BATCH {
-            relay(batch, client, shared);
-        }
         input = &input[used..];
+    }
+    false
+}
+
+/// Handles one well-formed frame; true when it is a Bye.
+fn binary_frame(sender: &mut Sender<'_>, frame: Frame<'_>) -> bool {
+    match frame {
+        Frame::Chat { text } => sender.push(text),
+        Frame::Ping { nonce } => {
+            // Messages before the ping go out first, and pending notices, so its
+            // pong tells the client its messages have been handed to the room and
+            // it has heard of everything that happened before.
+            if sender.relay() == 0 {
+                sender.ctx.room.flush_notices();
+            }
+            sender.answer(&binary(&Frame::Pong { nonce }));
+        }
+        Frame::Pong { .. } => {}
+        Frame::Bye => {
+            sender.relay();
+            return true;
+        }
+        other => {
+            let text = format!("clients may not send {:?} frames; discarded", other.kind());
+            sender.answer(&wire::error(Mode::Binary, ErrorCode::UNKNOWN_FRAME, &text));
+        }
     }
     false
 }
@@ -234,35 +220,26 @@ pub(crate) fn read_text(
     client: &Client,
     buf: &mut ReadBuf,
     have: usize,
-    shared: &Shared,
+    ctx: &Context,
 ) -> Departure {
     let mut decoder = LineDecoder::new();
-    let mut batch = Batch::default();
-    let mut throttle = Throttle::new(shared);
+    let mut sender = Sender::new(client, ctx);
     let mut first_line = true;
     let mut end = have;
     loop {
-        let refused = text_events(
-            client,
-            &mut decoder,
-            &buf.bytes()[..end],
-            &mut batch,
-            &mut first_line,
-            shared,
-        );
-        if refused {
-            client.outbox.push_last(&http_refusal());
+        let input = &buf.bytes()[..end];
+        if text_events(&mut sender, &mut decoder, input, &mut first_line) {
+            client.outbox.push_last(&wire::http_refusal());
             return Departure::Refused;
         }
-        relay(&mut batch, client, shared);
-        throttle.pause(batch.take_relayed(), client);
-        end = match read_some(client, buf, None) {
+        sender.relay_and_pause();
+        end = match sender.read(buf, None) {
             Ok(Got::Bytes(n)) => n,
             Ok(Got::Timeout) => 0,
-            Ok(Got::Eof) => return text_eof(client, &mut decoder, &mut first_line, shared),
+            Ok(Got::Eof) => return text_eof(&mut sender, &mut decoder, &mut first_line),
             Err(departure) => return departure,
         };
-        if client.outbox.ended().is_some_and(|e| e != End::Flush) {
+        if sender.cut_off() {
             return Departure::ServerClosing;
         }
     }
@@ -270,42 +247,33 @@ pub(crate) fn read_text(
 
 /// A clean end: the unterminated last line, if any, is still delivered.
 fn text_eof(
-    client: &Client,
+    sender: &mut Sender<'_>,
     decoder: &mut LineDecoder,
     first_line: &mut bool,
-    shared: &Shared,
 ) -> Departure {
-    let mut batch = Batch::default();
-    let refused = match decoder.finish() {
-        Some(event) => text_event(client, event, &mut batch, first_line),
-        None => false,
-    };
-    if refused {
-        return Departure::Refused;
+    if let Some(event) = decoder.finish() {
+        if text_event(sender, event, first_line) {
+            return Departure::Refused;
+        }
     }
-    relay(&mut batch, client, shared);
+    sender.relay();
     Departure::Closed
 }
 
 /// Handles every complete line in `input`. Returns true when the first line is an
 /// HTTP request (nothing after it is read).
 fn text_events(
-    client: &Client,
+    sender: &mut Sender<'_>,
     decoder: &mut LineDecoder,
     mut input: &[u8],
-    batch: &mut Batch,
     first_line: &mut bool,
-    shared: &Shared,
 ) -> bool {
     while !input.is_empty() {
         let (used, event) = decoder.feed(input);
         if let Some(event) = event {
-            if text_event(client, event, batch, first_line) {
+            if text_event(sender, event, first_line) {
                 return true;
             }
-        }
-        if batch.len() >= MAX_BATCH {
-            relay(batch, client, shared);
         }
         input = &input[used..];
     }
@@ -314,16 +282,15 @@ fn text_events(
 
 /// Handles one line or line error; true when it is a refused first line.
 fn text_event(
-    client: &Client,
+    sender: &mut Sender<'_>,
     event: Result<&str, LineError>,
-    batch: &mut Batch,
     first_line: &mut bool,
 ) -> bool {
     let first = std::mem::replace(first_line, false);
     let (code, text) = match event {
         Ok(line) if first && looks_like_http(line) => return true,
         Ok(line) => {
-            batch.push(line);
+            sender.push(line);
             return false;
         }
         Err(LineError::TooLong) => (ErrorCode::TOO_LONG, "line too long"),
@@ -337,55 +304,6 @@ fn text_event(
         ),
         _ => format!("{text}; discarded"),
     };
-    client
-        .outbox
-        .push_bytes(&wire::error(Mode::Text, code, &text));
+    sender.answer(&wire::error(Mode::Text, code, &text));
     false
-}
-
-/// The per-client rate limit: a token bucket of messages. When it runs dry the
-/// reader sleeps instead of reading, so the sender is slowed by TCP, never dropped.
-struct Throttle {
-    per_sec: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Throttle {
-    fn new(shared: &Shared) -> Option<Self> {
-        shared.config.rate_limit.map(|rate| {
-            let per_sec = f64::from(rate.get());
-            Throttle {
-                per_sec,
-                tokens: per_sec,
-                last: Instant::now(),
-            }
-        })
-    }
-}
-
-/// Extension for an optional throttle: takes `n` tokens, sleeping while in debt.
-trait Pause {
-    fn pause(&mut self, n: usize, client: &Client);
-}
-
-impl Pause for Option<Throttle> {
-    fn pause(&mut self, n: usize, client: &Client) {
-        let Some(t) = self else {
-            return;
-        };
-        let now = Instant::now();
-        let refill = now.duration_since(t.last).as_secs_f64() * t.per_sec;
-        t.tokens = (t.tokens + refill).min(t.per_sec) - n as f64;
-        t.last = now;
-        if t.tokens >= 0.0 {
-            return;
-        }
-        let debt = Duration::from_secs_f64(-t.tokens / t.per_sec);
-        let until = now + debt;
-        // Sleep in slices so a closing connection is not held up.
-        while Instant::now() < until && client.outbox.ended().is_none() {
-            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
-        }
-    }
 }

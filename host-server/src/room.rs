@@ -47,8 +47,6 @@ impl Client {
 pub(crate) struct Batch {
     text: String,
     ends: Vec<usize>,
-    /// Messages cleared out of the batch since the last [`Batch::take_relayed`].
-    relayed: usize,
 }
 
 impl Batch {
@@ -70,14 +68,8 @@ impl Batch {
 
     /// Forgets the messages (once relayed), keeping the memory for the next batch.
     pub(crate) fn clear(&mut self) {
-        self.relayed += self.ends.len();
         self.text.clear();
         self.ends.clear();
-    }
-
-    /// How many messages were cleared since the last call: what the rate limit counts.
-    pub(crate) fn take_relayed(&mut self) -> usize {
-        std::mem::take(&mut self.relayed)
     }
 
     fn iter(&self) -> impl Iterator<Item = &str> {
@@ -396,16 +388,5 @@ mod tests {
         assert!(b.is_empty());
         b.push("x");
         assert_eq!(b.iter().collect::<Vec<_>>(), ["x"]);
-    }
-
-    #[test]
-    fn batch_counts_every_message_relayed_for_the_rate_limit() {
-        let mut b = Batch::default();
-        for n in [3, 64, 2] {
-            (0..n).for_each(|_| b.push("m"));
-            b.clear();
-        }
-        assert_eq!(b.take_relayed(), 69);
-        assert_eq!(b.take_relayed(), 0);
     }
 }

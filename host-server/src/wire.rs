@@ -75,6 +75,12 @@ pub(crate) fn refusal(mode: Mode, code: ErrorCode, text: &str) -> Vec<u8> {
     bytes
 }
 
+/// The line sent to a text client whose first line is an HTTP request.
+pub(crate) fn http_refusal() -> Vec<u8> {
+    let text = "refused: this is a chat server, not a web server";
+    error(Mode::Text, ErrorCode::REFUSED, text)
+}
+
 /// Cuts `text` to at most [`MAX_MESSAGE`] bytes on a character boundary.
 fn clip(text: &str) -> &str {
     if text.len() <= MAX_MESSAGE {
