@@ -48,6 +48,31 @@ IPv6) to serve a LAN, and port 0 for any free port (the real one is printed)")]
           value_parser = clap::value_parser!(u64).range(128 * 1024..=1 << 32))]
     pub outbox_limit: u64,
 
+    /// Bytes waiting for one client past which senders wait for it (are read no
+    /// further) while it keeps draining; less than half of --outbox-limit.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().pace_at as u64,
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 31))]
+    pub pace_at: u64,
+
+    /// Bytes per second a client with messages waiting must read to count as
+    /// reading; a slower one stops pacing the room and is dropped if it falls too
+    /// far behind.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = defaults().min_drain_rate,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_drain_rate: u32,
+
+    /// How far behind --min-drain-rate a client may fall before it stops holding
+    /// senders back: the longest a reader that stops can delay the room.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().pace_grace),
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub pace_grace_ms: u64,
+
+    /// Seconds behind --min-drain-rate after which a client with messages waiting is
+    /// dropped as too slow (it gets a notice saying so).
+    #[arg(long, value_name = "SECS", default_value_t = defaults().stall_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stall_timeout: u64,
+
     /// Messages per second one client may send; faster senders are read more slowly
     /// (TCP makes them wait), never dropped. Off unless given.
     #[arg(long, value_name = "MSGS_PER_SEC")]
@@ -81,6 +106,12 @@ IPv6) to serve a LAN, and port 0 for any free port (the real one is printed)")]
           value_parser = clap::value_parser!(u64).range(512..=16 * 1024))]
     pub read_buffer: u64,
 
+    /// Kernel receive buffer per client (SO_RCVBUF): bounds what a flooding client
+    /// can park in the server's memory while it is paced.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().recv_buffer as u64,
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 30))]
+    pub recv_buffer: u64,
+
     /// Kernel send buffer per client (SO_SNDBUF), in bytes. System autotuning unless given.
     #[arg(long, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(4096..=64 << 20))]
@@ -108,22 +139,36 @@ fn size(n: u64) -> usize {
 
 impl Cli {
     /// The settings this command line asks for.
-    pub fn config(&self) -> Config {
-        Config {
+    ///
+    /// # Errors
+    /// A message saying which settings contradict each other.
+    pub fn config(&self) -> Result<Config, String> {
+        if self.pace_at.saturating_mul(2) > self.outbox_limit {
+            return Err(format!(
+                "--pace-at {} must be at most half of --outbox-limit {}",
+                self.pace_at, self.outbox_limit
+            ));
+        }
+        Ok(Config {
             bind: self.bind,
             backlog: self.backlog,
             max_clients: size(self.max_clients),
             outbox_limit: size(self.outbox_limit),
+            pace_at: size(self.pace_at),
+            min_drain_rate: self.min_drain_rate,
+            pace_grace: Duration::from_millis(self.pace_grace_ms),
+            stall_timeout: Duration::from_secs(self.stall_timeout),
             rate_limit: self.rate_limit,
             dead_peer_timeout: Duration::from_secs(self.dead_peer_timeout),
             sniff_timeout: Duration::from_millis(self.sniff_timeout_ms),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             thread_stack: size(self.thread_stack),
             read_buffer: size(self.read_buffer),
+            recv_buffer: size(self.recv_buffer),
             send_buffer: self.send_buffer.map(size),
             accept_pause: Duration::from_millis(self.accept_pause_ms),
             max_refusers: size(self.max_refusers),
-        }
+        })
     }
 }
 
@@ -134,7 +179,7 @@ mod tests {
     #[test]
     fn no_flags_gives_the_defaults() {
         let cli = Cli::try_parse_from(["host-server"]).unwrap();
-        assert_eq!(cli.config(), Config::default());
+        assert_eq!(cli.config(), Ok(Config::default()));
     }
 
     #[test]
@@ -150,6 +195,14 @@ mod tests {
             "3",
             "--outbox-limit",
             "200000",
+            "--pace-at",
+            "5000",
+            "--min-drain-rate",
+            "99",
+            "--pace-grace-ms",
+            "14",
+            "--stall-timeout",
+            "15",
             "--rate-limit",
             "10",
             "--dead-peer-timeout",
@@ -162,6 +215,8 @@ mod tests {
             "40000",
             "--read-buffer",
             "600",
+            "--recv-buffer",
+            "9000",
             "--send-buffer",
             "8192",
             "--accept-pause-ms",
@@ -175,17 +230,43 @@ mod tests {
             backlog: 7,
             max_clients: 3,
             outbox_limit: 200_000,
+            pace_at: 5000,
+            min_drain_rate: 99,
+            pace_grace: Duration::from_millis(14),
+            stall_timeout: Duration::from_secs(15),
             rate_limit: NonZeroU32::new(10),
             dead_peer_timeout: Duration::from_secs(4),
             sniff_timeout: Duration::from_millis(11),
             shutdown_grace: Duration::from_millis(12),
             thread_stack: 40_000,
             read_buffer: 600,
+            recv_buffer: 9000,
             send_buffer: Some(8192),
             accept_pause: Duration::from_millis(13),
             max_refusers: 5,
         };
-        assert_eq!(cli.config(), want);
+        assert_eq!(cli.config(), Ok(want));
+    }
+
+    #[test]
+    fn a_pace_mark_over_half_the_outbox_limit_is_refused() {
+        let args = [
+            "host-server",
+            "--outbox-limit",
+            "200000",
+            "--pace-at",
+            "100001",
+        ];
+        let err = Cli::try_parse_from(args).unwrap().config().unwrap_err();
+        assert!(err.contains("--pace-at 100001"), "{err}");
+        let args = [
+            "host-server",
+            "--outbox-limit",
+            "200000",
+            "--pace-at",
+            "100000",
+        ];
+        assert!(Cli::try_parse_from(args).unwrap().config().is_ok());
     }
 
     #[test]
@@ -202,8 +283,13 @@ mod tests {
             ["host-server", "--thread-stack", "1024"],
             ["host-server", "--read-buffer", "511"],
             ["host-server", "--send-buffer", "100"],
+            ["host-server", "--recv-buffer", "100"],
             ["host-server", "--accept-pause-ms", "0"],
             ["host-server", "--max-refusers", "1025"],
+            ["host-server", "--pace-at", "100"],
+            ["host-server", "--min-drain-rate", "0"],
+            ["host-server", "--pace-grace-ms", "5"],
+            ["host-server", "--stall-timeout", "0"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -22,6 +22,24 @@ pub struct Config {
     /// Bytes waiting to be sent to one client before it is dropped as too slow.
     /// Default 1 MiB. This bounds the memory a stalled reader can hold.
     pub outbox_limit: usize,
+    /// Bytes waiting for one client past which every sender waits (is read no
+    /// further) until that client has drained below it again, as long as the client
+    /// keeps draining. Default 64 KiB: at a reader's pace of 2 MB/s that is 30 ms of
+    /// messages queued ahead of a newcomer's, and it is small next to `outbox_limit`.
+    /// Must be less than half of `outbox_limit`.
+    pub pace_at: usize,
+    /// Bytes a second a client with bytes waiting must take to count as draining.
+    /// Default 8 KiB/s: a 115,200-baud serial link (about 11.5 KB/s) keeps up, a reader
+    /// that trickles a few bytes a second does not.
+    pub min_drain_rate: u32,
+    /// How far behind its drain rate a client may fall (no bytes taken for this long,
+    /// or too few) before it stops holding senders back. Default 250 ms: the longest a
+    /// reader that has just stopped can delay the room, once.
+    pub pace_grace: Duration,
+    /// How far behind its drain rate a client with bytes waiting may fall before it is
+    /// dropped as too slow. Default 10 s, as long as a busy reader might pause; under
+    /// a flood, `outbox_limit` drops a stopped reader sooner.
+    pub stall_timeout: Duration,
     /// Messages per second one client may send; more are not dropped but read later,
     /// so TCP slows the sender down. `None` (the default) means no limit.
     pub rate_limit: Option<NonZeroU32>,
@@ -43,6 +61,11 @@ pub struct Config {
     /// Bytes read from a client at a time; also bounds one batch of its messages.
     /// Default 4 KiB.
     pub read_buffer: usize,
+    /// Kernel receive buffer size per client (`SO_RCVBUF`). Default 128 KiB, far more
+    /// than chat needs. It bounds what a flooding client can park in the server's
+    /// kernel while it is paced (the system's autotuning would let it grow to tens
+    /// of megabytes).
+    pub recv_buffer: usize,
     /// Kernel send buffer size per client (`SO_SNDBUF`); `None` (the default) keeps
     /// the system's autotuning.
     pub send_buffer: Option<usize>,
@@ -62,12 +85,17 @@ impl Default for Config {
             backlog: 128,
             max_clients: 8000,
             outbox_limit: 1 << 20,
+            pace_at: 64 * 1024,
+            min_drain_rate: 8 * 1024,
+            pace_grace: Duration::from_millis(250),
+            stall_timeout: Duration::from_secs(10),
             rate_limit: None,
             dead_peer_timeout: Duration::from_secs(60),
             sniff_timeout: Duration::from_millis(500),
             shutdown_grace: Duration::from_millis(500),
             thread_stack: 64 * 1024,
             read_buffer: 4096,
+            recv_buffer: 128 * 1024,
             send_buffer: None,
             accept_pause: Duration::from_millis(100),
             max_refusers: 64,

@@ -16,7 +16,15 @@ fn main() -> ExitCode {
         tracing::error!("internal error: {info}");
     }));
     init_log();
-    let config = Cli::parse().config();
+    let config = match Cli::parse().config() {
+        Ok(config) => config,
+        Err(e) => {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, e)
+                .exit()
+        }
+    };
     let listener = match bind(&config) {
         Ok(listener) => listener,
         Err(e) => return fail(&e),

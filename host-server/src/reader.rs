@@ -73,10 +73,15 @@ impl<'a> Sender<'a> {
         n
     }
 
-    /// Relays what is batched, then holds the reader back as the rate limit says.
+    /// Relays what is batched, then holds the reader back while some other client
+    /// is behind and still draining (see `outbox::pacer`), and as the rate limit says.
     fn relay_and_pause(&mut self) {
         self.relay();
         let relayed = std::mem::take(&mut self.relayed);
+        if relayed > 0 {
+            let stopping = || self.cut_off() || self.ctx.control.stopping().is_some();
+            self.ctx.room.pacer().wait(self.client.id, stopping);
+        }
         if let Some(throttle) = &mut self.throttle {
             throttle.pause(relayed, &self.client.outbox);
         }

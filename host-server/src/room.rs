@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use proto_core::{Frame, NoticeKind, PeerAddr};
 
-use crate::outbox::{Chunk, Outbox};
+use crate::outbox::{Chunk, Outbox, Pacer};
 use crate::sys::{lock, wait};
 use crate::wire::{self, encode_into, Mode};
 
@@ -32,8 +32,15 @@ pub(crate) struct Client {
     pub(crate) id: u64,
     /// The address the others see.
     pub(crate) peer: PeerAddr,
-    /// Where its bytes go.
-    pub(crate) outbox: Outbox,
+    /// Where its bytes go (shared with the pacer while it is behind).
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+/// Pushes `chunk` to `client`, telling `pacer` if that put the client behind.
+fn deliver(pacer: &Pacer, client: &Client, chunk: &mut Chunk<'_>) {
+    if client.outbox.push(chunk) {
+        pacer.watch(client.id, &client.outbox);
+    }
 }
 
 impl Client {
@@ -117,7 +124,7 @@ impl Pending {
     }
 
     /// Sends every pending notice to the clients meant to get it.
-    fn flush(&mut self, clients: &[Arc<Client>]) {
+    fn flush(&mut self, clients: &[Arc<Client>], pacer: &Pacer) {
         if self.starts.is_empty() {
             return;
         }
@@ -125,15 +132,15 @@ impl Pending {
         for client in clients {
             let first = self.fresh.iter().find(|(id, _)| *id == client.id);
             match (first.map(|f| f.1), client.mode()) {
-                (None, Mode::Binary) => client.outbox.push(&mut binary),
-                (None, Mode::Text) => client.outbox.push(&mut text),
+                (None, Mode::Binary) => deliver(pacer, client, &mut binary),
+                (None, Mode::Text) => deliver(pacer, client, &mut text),
                 (Some(i), mode) if i < self.starts.len() => {
                     let (b, t) = self.starts[i];
                     let tail = match mode {
                         Mode::Binary => &self.binary[b..],
                         Mode::Text => &self.text[t..],
                     };
-                    client.outbox.push(&mut Chunk::new(tail));
+                    deliver(pacer, client, &mut Chunk::new(tail));
                 }
                 (Some(_), _) => {}
             }
@@ -161,6 +168,8 @@ struct State {
 /// The chat room.
 pub(crate) struct Room {
     state: Mutex<State>,
+    /// Senders wait here for clients that are behind.
+    pacer: Arc<Pacer>,
     /// Wakes the notice sender when the first notice of a burst is pending.
     notices: Condvar,
 }
@@ -173,8 +182,14 @@ impl Room {
                 next_seq: 1,
                 ..State::default()
             }),
+            pacer: Arc::default(),
             notices: Condvar::new(),
         }
+    }
+
+    /// The pacer every outbox of this room reports to.
+    pub(crate) fn pacer(&self) -> &Arc<Pacer> {
+        &self.pacer
     }
 
     /// A new client id.
@@ -249,7 +264,7 @@ impl Room {
     pub(crate) fn flush_notices(&self) {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
-        st.pending.flush(&st.clients);
+        st.pending.flush(&st.clients, &self.pacer);
     }
 
     /// Sends pending notices in bursts until the room closes: the notice thread's body.
@@ -270,7 +285,7 @@ impl Room {
             thread::sleep(delay);
             st = lock(&self.state);
             let st = &mut *st;
-            st.pending.flush(&st.clients);
+            st.pending.flush(&st.clients, &self.pacer);
         }
     }
 
@@ -282,7 +297,7 @@ impl Room {
         if st.closing || batch.is_empty() {
             return;
         }
-        st.pending.flush(&st.clients);
+        st.pending.flush(&st.clients, &self.pacer);
         let first = st.next_seq;
         st.next_seq += batch.len() as u64;
         let text_wanted = st.text_clients > usize::from(from.mode() == Mode::Text);
@@ -302,8 +317,8 @@ impl Room {
         let (mut binary, mut text) = (Chunk::new(&st.binary), Chunk::new(&st.text));
         for client in st.clients.iter().filter(|c| c.id != from.id) {
             match client.mode() {
-                Mode::Binary => client.outbox.push(&mut binary),
-                Mode::Text => client.outbox.push(&mut text),
+                Mode::Binary => deliver(&self.pacer, client, &mut binary),
+                Mode::Text => deliver(&self.pacer, client, &mut text),
             }
         }
         if from.mode() == Mode::Binary {
@@ -312,7 +327,7 @@ impl Room {
             for seq in first..st.next_seq {
                 encode_into(Mode::Binary, &Frame::Ack { seq }, &mut st.acks);
             }
-            from.outbox.push(&mut Chunk::new(&st.acks));
+            deliver(&self.pacer, from, &mut Chunk::new(&st.acks));
         }
     }
 

@@ -12,7 +12,7 @@ use proto_core::{looks_like_http, ErrorCode, LineDecoder, PeerAddr, PREAMBLE, VE
 use crate::context::Context;
 use crate::control::Stop;
 use crate::departure::Departure;
-use crate::outbox::{End, Outbox};
+use crate::outbox::{End, Limits, Outbox};
 use crate::readbuf::ReadBuf;
 use crate::reader::{read_binary, read_text};
 use crate::refuse::{drain, refuse};
@@ -52,7 +52,12 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
     let client = Arc::new(Client {
         id: ctx.room.next_id(),
         peer,
-        outbox: Outbox::new(stream, mode, config.outbox_limit),
+        outbox: Arc::new(Outbox::new(
+            stream,
+            mode,
+            Limits::of(config),
+            ctx.room.pacer().clone(),
+        )),
     });
     let Some(member) = Member::enter(client, ctx) else {
         return;
@@ -163,7 +168,10 @@ impl Drop for Member<'_> {
         let outbox = &self.client.outbox;
         if self.joined {
             let closing = self.ctx.control.stopping().is_some();
-            let why = departure.reason(outbox.ended(), closing);
+            let mut why = departure.reason(outbox.ended(), closing);
+            if let (Some(why), Some(dropped)) = (&mut why, outbox.dropped()) {
+                why.push_str(&format!(": {dropped}"));
+            }
             let count = self.ctx.room.leave(self.client.id, why.as_deref());
             let peer = self.client.peer;
             match &why {
@@ -222,7 +230,12 @@ mod tests {
         let client = Arc::new(Client {
             id: 1,
             peer: PeerAddr::from(addr),
-            outbox: Outbox::new(Arc::new(inside), Mode::Text, 1 << 20),
+            outbox: Arc::new(Outbox::new(
+                Arc::new(inside),
+                Mode::Text,
+                Limits::of(&ctx.config),
+                ctx.room.pacer().clone(),
+            )),
         });
         let result = catch_unwind(AssertUnwindSafe(|| {
             let _member = Member::enter(client, &ctx).expect("joined");

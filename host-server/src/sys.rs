@@ -78,7 +78,56 @@ pub(crate) fn configure_client(stream: &TcpStream, config: &Config) -> io::Resul
     if let Some(size) = config.send_buffer {
         sock.set_send_buffer_size(size)?;
     }
+    sock.set_recv_buffer_size(config.recv_buffer)?;
+    set_notsent_lowat(stream, NOTSENT_LOWAT)
+}
+
+/// Unsent bytes the kernel holds for one client before the socket reports itself
+/// full. Without a bound the kernel would queue megabytes for a slow reader, where
+/// pacing cannot see them and every later message waits behind them; with it, the
+/// backlog stays in the outbox, which the pace mark and the limits govern.
+const NOTSENT_LOWAT: u32 = 32 * 1024;
+
+/// Bounds the unsent bytes of a test's socket as the server bounds its clients'.
+#[cfg(test)]
+pub(crate) fn configure_notsent_for_tests(stream: &TcpStream) -> io::Result<()> {
+    set_notsent_lowat(stream, NOTSENT_LOWAT)
+}
+
+/// Lifts the bound on unsent bytes, so a client being dropped can be sent the end of
+/// its frame and the notice even though its socket is full.
+pub(crate) fn relax_send_limits(stream: &TcpStream) -> io::Result<()> {
+    set_notsent_lowat(stream, u32::MAX)?;
+    // A send buffer set small (`--send-buffer`) may be full too: make room. An
+    // autotuned buffer is large already, and setting it would stop the autotuning.
+    let sock = SockRef::from(stream);
+    let size = sock.send_buffer_size()?;
+    if size < 1 << 20 {
+        sock.set_send_buffer_size(size + 64 * 1024)?;
+    }
     Ok(())
+}
+
+/// Sets `TCP_NOTSENT_LOWAT`, which neither std, socket2 nor rustix offer.
+fn set_notsent_lowat(stream: &TcpStream, bytes: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the descriptor is open for the lifetime of `stream`, and the option
+    // value points to a live c_int whose size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// How long the writer thread blocks in one write before looking at its queue's

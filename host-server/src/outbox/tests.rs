@@ -1,0 +1,381 @@
+//! The outbox over real loopback socket pairs: write-through, queueing, coalescing,
+//! limits, pacing, and how it ends.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::thread::{self, JoinHandle};
+
+use proto_core::{Frame, FrameDecoder, Notice, NoticeKind, PeerAddr};
+use socket2::{Domain, SockRef, Socket, Type};
+
+use super::*;
+use crate::sys::WRITER_TICK;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn limits() -> Limits {
+    Limits {
+        hard: 1 << 20,
+        pace_at: 64 * 1024,
+        min_rate: 8192,
+        grace: Duration::from_millis(250),
+        stall: Duration::from_secs(10),
+    }
+}
+
+/// A connected pair: the server's side (small send buffer, bounded writes, as the
+/// server sets it) and the peer, whose receive buffer is small when `small_peer`.
+fn pair(small_peer: bool) -> (Arc<TcpStream>, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let peer = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    if small_peer {
+        peer.set_recv_buffer_size(4096).unwrap();
+    }
+    peer.connect(&addr.into()).unwrap();
+    let (inside, _) = listener.accept().unwrap();
+    inside.set_write_timeout(Some(WRITER_TICK)).unwrap();
+    if small_peer {
+        SockRef::from(&inside).set_send_buffer_size(4096).unwrap();
+        set_notsent_lowat_for_test(&inside);
+    }
+    let peer: TcpStream = peer.into();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    (Arc::new(inside), peer)
+}
+
+fn set_notsent_lowat_for_test(stream: &TcpStream) {
+    // The server bounds unsent bytes in the kernel (see `sys`); so do these tests,
+    // so a stopped peer fills the outbox quickly.
+    let _ = crate::sys::configure_notsent_for_tests(stream);
+}
+
+fn new_outbox(stream: &Arc<TcpStream>, mode: Mode, limits: Limits) -> (Arc<Outbox>, Arc<Pacer>) {
+    let pacer = Arc::new(Pacer::default());
+    let outbox = Arc::new(Outbox::new(stream.clone(), mode, limits, pacer.clone()));
+    (outbox, pacer)
+}
+
+fn writer(outbox: &Arc<Outbox>) -> JoinHandle<()> {
+    let outbox = outbox.clone();
+    thread::spawn(move || {
+        outbox.run_writer();
+        outbox.writer_exited();
+    })
+}
+
+fn queued(outbox: &Outbox) -> usize {
+    lock(&outbox.state).queued
+}
+
+/// Reads until EOF (or an error such as a reset); returns what arrived.
+fn read_all(peer: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match peer.read(&mut buf) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn broadcast(seq: u64, text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let peer = PeerAddr::V4 {
+        ip: [127, 0, 0, 1],
+        port: 1,
+    };
+    wire::encode_into(
+        Mode::Binary,
+        &Frame::Broadcast { seq, peer, text },
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn an_idle_outbox_writes_through_without_queueing() {
+    let (inside, mut peer) = pair(false);
+    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    assert!(!outbox.push(&mut Chunk::new(b"hello\n")));
+    assert_eq!(queued(&outbox), 0);
+    assert_eq!(outbox.sent_total(), 6);
+    let mut got = [0u8; 6];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello\n");
+}
+
+#[test]
+fn what_the_socket_does_not_take_is_queued_and_sent_in_order_by_the_writer() {
+    let (inside, mut peer) = pair(true);
+    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let line = |i: usize| format!("{i:05} {}\n", "x".repeat(994));
+    for i in 0..200 {
+        outbox.push(&mut Chunk::new(line(i).as_bytes()));
+    }
+    assert!(queued(&outbox) > 0, "a 4 KiB socket took 200 KB at once");
+    let w = writer(&outbox);
+    outbox.end(End::Flush);
+    let got = read_all(&mut peer);
+    let want: String = (0..200).map(line).collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want.as_bytes(), "bytes out of order");
+    w.join().unwrap();
+}
+
+#[test]
+fn one_writev_sends_every_queued_chunk() {
+    let (inside, mut peer) = pair(false);
+    let chunks: Vec<Arc<[u8]>> = [&b"abc"[..], b"defg", b"hi"].map(Arc::from).to_vec();
+    assert_eq!(write_batch(&inside, &chunks, 1).unwrap(), 8);
+    let mut got = [0u8; 8];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"bcdefghi");
+}
+
+#[test]
+fn the_hard_limit_drops_at_the_first_byte_past_it() {
+    let (inside, _peer) = pair(true);
+    let hard = 128 * 1024;
+    let (outbox, _) = new_outbox(
+        &inside,
+        Mode::Binary,
+        Limits {
+            hard,
+            pace_at: 16 * 1024,
+            ..limits()
+        },
+    );
+    // Fill the socket until pushes queue, then fill the queue to the limit exactly.
+    let frame = broadcast(1, &"y".repeat(1000));
+    while queued(&outbox) == 0 {
+        outbox.push(&mut Chunk::new(&frame));
+    }
+    while queued(&outbox) + frame.len() <= hard {
+        outbox.push(&mut Chunk::new(&frame));
+    }
+    let fill = vec![b'z'; hard - queued(&outbox)];
+    outbox.push(&mut Chunk::new(&fill));
+    assert_eq!(queued(&outbox), hard);
+    assert_eq!(outbox.ended(), None, "dropped at the limit, not past it");
+    outbox.push(&mut Chunk::new(b"!"));
+    assert_eq!(outbox.ended(), Some(End::Evict(ErrorCode::SLOW_CONSUMER)));
+    let why = outbox.dropped().unwrap();
+    assert!(
+        why.contains(&format!("{} bytes waiting", hard + 1)),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
+    let (inside, mut peer) = pair(true);
+    let (outbox, pacer) = new_outbox(
+        &inside,
+        Mode::Binary,
+        Limits {
+            hard: 64 * 1024,
+            pace_at: 16 * 1024,
+            ..limits()
+        },
+    );
+    let w = writer(&outbox);
+    let mut seq = 0;
+    while outbox.ended().is_none() {
+        seq += 1;
+        outbox.push(&mut Chunk::new(&broadcast(seq, &"q".repeat(1013))));
+    }
+    w.join().unwrap();
+    assert_eq!(queued(&outbox), 0, "the backlog was freed");
+    assert_eq!(pacer.behind(), 0);
+    let got = read_all(&mut peer);
+    let mut decoder = FrameDecoder::new();
+    let mut input = &got[..];
+    let mut frames = Vec::new();
+    while !input.is_empty() {
+        let (used, event) = decoder.feed(input);
+        if let Some(event) = event {
+            frames.push(format!("{:?}", event.expect("every frame whole")));
+        }
+        input = &input[used..];
+    }
+    assert!(decoder.is_idle(), "the stream ended inside a frame");
+    let last = frames.last().expect("frames");
+    let want = format!(
+        "{:?}",
+        Frame::Notice(Notice {
+            kind: NoticeKind::Error(ErrorCode::SLOW_CONSUMER),
+            peer: None,
+            text: "",
+        })
+    );
+    let want_prefix = &want[..want.find("text").unwrap()];
+    assert!(last.starts_with(want_prefix), "{last}");
+    assert!(frames.len() > 2, "{}", frames.len());
+}
+
+#[test]
+fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
+    let (inside, mut peer) = pair(true);
+    let (outbox, _) = new_outbox(
+        &inside,
+        Mode::Text,
+        Limits {
+            hard: 64 * 1024,
+            pace_at: 16 * 1024,
+            ..limits()
+        },
+    );
+    let w = writer(&outbox);
+    let line = format!("[127.0.0.1:1] {}\n", "t".repeat(985));
+    while outbox.ended().is_none() {
+        outbox.push(&mut Chunk::new(line.as_bytes()));
+    }
+    w.join().unwrap();
+    let got = String::from_utf8(read_all(&mut peer)).unwrap();
+    let lines: Vec<&str> = got.lines().collect();
+    let (notice, relayed) = lines.split_last().unwrap();
+    assert!(
+        notice.starts_with(&format!("*** disconnected: {}", ErrorCode::SLOW_CONSUMER)),
+        "{} bytes, {} lines, ends {:?}; dropped: {:?}",
+        got.len(),
+        lines.len(),
+        &got[got.len().saturating_sub(60)..],
+        outbox.dropped()
+    );
+    assert!(relayed.iter().all(|l| *l == &line[..line.len() - 1]));
+    assert!(got.ends_with('\n'));
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
+    let (inside, mut peer) = pair(true);
+    let stall = Duration::from_millis(600);
+    let (outbox, _) = new_outbox(&inside, Mode::Text, Limits { stall, ..limits() });
+    let w = writer(&outbox);
+    let started = Instant::now();
+    let line = format!("{}\n", "s".repeat(999));
+    // A line every 10 ms, far below the hard limit: only the stall can end this.
+    while outbox.ended().is_none() && started.elapsed() < WAIT {
+        outbox.push(&mut Chunk::new(line.as_bytes()));
+        thread::sleep(Duration::from_millis(10));
+    }
+    w.join().unwrap();
+    assert!(started.elapsed() >= stall, "{:?}", started.elapsed());
+    let why = outbox.dropped().unwrap();
+    assert!(why.contains("nothing taken for"), "{why}");
+    let got = String::from_utf8(read_all(&mut peer)).unwrap();
+    let last = got.lines().last().unwrap();
+    assert!(last.starts_with("*** disconnected"), "{last}");
+}
+
+#[test]
+fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
+    let (inside, mut peer) = pair(true);
+    let pace_at = 16 * 1024;
+    let (outbox, pacer) = new_outbox(
+        &inside,
+        Mode::Text,
+        Limits {
+            pace_at,
+            ..limits()
+        },
+    );
+    let line = format!("{}\n", "p".repeat(999));
+    let mut reports = 0;
+    while queued(&outbox) <= pace_at + 8 * 1024 {
+        reports += usize::from(outbox.push(&mut Chunk::new(line.as_bytes())));
+    }
+    assert_eq!(reports, 1);
+    assert_eq!(pacer.behind(), 1);
+    assert!(outbox.is_behind());
+    assert!(outbox.holds_until(Instant::now()).is_some());
+    let w = writer(&outbox);
+    let reader = thread::spawn(move || read_all(&mut peer).len());
+    let deadline = Instant::now() + WAIT;
+    while pacer.behind() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(pacer.behind(), 0, "caught up");
+    outbox.end(End::Flush);
+    w.join().unwrap();
+    assert!(reader.join().unwrap() > pace_at);
+}
+
+#[test]
+fn a_stopped_client_stops_holding_senders_after_the_grace() {
+    let (inside, _peer) = pair(true);
+    let grace = Duration::from_millis(200);
+    let (outbox, pacer) = new_outbox(
+        &inside,
+        Mode::Text,
+        Limits {
+            pace_at: 8 * 1024,
+            grace,
+            ..limits()
+        },
+    );
+    let line = format!("{}\n", "g".repeat(999));
+    let mut went = false;
+    while !went {
+        went = outbox.push(&mut Chunk::new(line.as_bytes()));
+    }
+    pacer.watch(1, &outbox);
+    let started = Instant::now();
+    pacer.wait(2, || false);
+    let waited = started.elapsed();
+    assert!(waited >= grace / 2, "did not wait: {waited:?}");
+    assert!(waited < WAIT, "{waited:?}");
+    assert!(outbox.holds_until(Instant::now()).is_none());
+    // A sender never waits for itself.
+    let started = Instant::now();
+    outbox.push(&mut Chunk::new(line.as_bytes()));
+    pacer.wait(1, || false);
+    assert!(started.elapsed() < grace);
+}
+
+#[test]
+fn flush_sends_everything_then_closes_and_cut_sends_nothing_more() {
+    let (inside, mut peer) = pair(true);
+    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let line = format!("{}\n", "f".repeat(999));
+    for _ in 0..50 {
+        outbox.push(&mut Chunk::new(line.as_bytes()));
+    }
+    let w = writer(&outbox);
+    outbox.end(End::Flush);
+    assert_eq!(read_all(&mut peer).len(), 50 * line.len());
+    w.join().unwrap();
+    assert!(outbox.wait_done(Instant::now() + WAIT));
+
+    let (inside, mut peer) = pair(true);
+    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    for _ in 0..50 {
+        outbox.push(&mut Chunk::new(line.as_bytes()));
+    }
+    let sent = usize::try_from(outbox.sent_total()).unwrap();
+    let w = writer(&outbox);
+    outbox.end(End::Cut);
+    assert_eq!(queued(&outbox), 0, "the backlog was freed");
+    w.join().unwrap();
+    let got = read_all(&mut peer).len();
+    assert!(got <= sent, "{got} > {sent}: the cut sent queued bytes");
+    assert!(got < 50 * line.len());
+}
+
+#[test]
+fn frame_ends_are_found_in_both_modes() {
+    let text = b"ab\ncde\nf\n";
+    assert_eq!(frame_end(Mode::Text, text, 0), 0);
+    assert_eq!(frame_end(Mode::Text, text, 1), 3);
+    assert_eq!(frame_end(Mode::Text, text, 3), 3);
+    assert_eq!(frame_end(Mode::Text, text, 4), 7);
+    let mut binary = broadcast(1, "one");
+    let first = binary.len();
+    binary.extend(broadcast(2, "three"));
+    assert_eq!(frame_end(Mode::Binary, &binary, 0), 0);
+    assert_eq!(frame_end(Mode::Binary, &binary, 1), first);
+    assert_eq!(frame_end(Mode::Binary, &binary, first), first);
+    assert_eq!(frame_end(Mode::Binary, &binary, first + 1), binary.len());
+}

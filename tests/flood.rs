@@ -1,0 +1,393 @@
+//! Floods against real, imperfect readers: a reader that keeps reading is never the
+//! one who pays for a flood; the sender is paced to it; only a reader that has
+//! stopped (or trickles) is dropped, with a reason it can read.
+//!
+//! The readers here are slower than the server on purpose: they sleep between reads,
+//! as a program that parses each line or a slow terminal does.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use proto_core::{Frame, FrameDecoder, NoticeKind, PREAMBLE};
+use socket2::{Domain, Socket, Type};
+
+use crate::util::{BinClient, Server, WAIT};
+
+/// Lines of the flood: 20,000 of 500 bytes (with the newline) make 10 MB.
+const FLOOD_LINES: usize = 20_000;
+const LINE: usize = 500;
+
+/// What the paced readers here drain: about 2 MB/s.
+const READER_RATE: usize = 2_000_000;
+
+/// The server's settings for these tests: a short stall timeout, so a stopped reader
+/// is dropped within the test's time.
+const SERVER: &[&str] = &["--stall-timeout", "3"];
+
+fn flood_line(k: usize) -> String {
+    let head = format!("F{k:06} ");
+    format!("{head}{}", "x".repeat(LINE - 1 - head.len()))
+}
+
+/// A message of the quiet client: its number and when it was sent.
+fn quiet_line(i: usize, t0: Instant) -> String {
+    format!("Q{i:04} {}", t0.elapsed().as_micros())
+}
+
+/// How a connection speaks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Text,
+    Binary,
+}
+
+/// A raw connection that has been let into the room (its welcome has arrived).
+fn join(addr: SocketAddr, mode: Mode, recv_buffer: Option<usize>) -> (TcpStream, Vec<u8>) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    if mode == Mode::Binary {
+        stream.write_all(&PREAMBLE).unwrap();
+    }
+    // Read up to the end of the welcome (a text line, or a frame after the preamble).
+    let mut byte = [0u8; 1];
+    loop {
+        stream.read_exact(&mut byte).expect("welcome");
+        got.push(byte[0]);
+        let done = match mode {
+            Mode::Text => byte[0] == b'\n',
+            Mode::Binary => {
+                got.len() > PREAMBLE.len() + 3
+                    && got.len()
+                        == PREAMBLE.len()
+                            + 3
+                            + usize::from(u16::from_be_bytes([
+                                got[PREAMBLE.len() + 1],
+                                got[PREAMBLE.len() + 2],
+                            ]))
+            }
+        };
+        if done {
+            break;
+        }
+    }
+    let rest = match mode {
+        Mode::Text => got,
+        Mode::Binary => got.split_off(PREAMBLE.len()),
+    };
+    (stream, rest)
+}
+
+/// What a paced reader got: every byte, and when each read ended (at which offset).
+struct Received {
+    bytes: Vec<u8>,
+    reads: Vec<(Instant, usize)>,
+    /// The stream ended (EOF or error) before `until` said stop.
+    ended: bool,
+}
+
+impl Received {
+    /// When the byte at `offset` had arrived.
+    fn time_of(&self, offset: usize) -> Instant {
+        let i = self.reads.partition_point(|&(_, end)| end <= offset);
+        self.reads[i.min(self.reads.len() - 1)].0
+    }
+}
+
+/// Reads `stream` at about `rate` bytes a second (reads of up to 16 KiB with sleeps
+/// between), until the end of the stream or until `stop` returns true for the bytes
+/// so far.
+fn paced_reader(
+    mut stream: TcpStream,
+    first: Vec<u8>,
+    rate: usize,
+    stop: impl Fn(&[u8]) -> bool + Send + 'static,
+) -> JoinHandle<Received> {
+    thread::spawn(move || {
+        let mut got = Received {
+            reads: vec![(Instant::now(), first.len())],
+            bytes: first,
+            ended: false,
+        };
+        let mut buf = vec![0u8; 16 * 1024];
+        let started = Instant::now();
+        let mut taken = 0usize;
+        stream.set_read_timeout(Some(WAIT * 3)).unwrap();
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    got.ended = true;
+                    return got;
+                }
+                Ok(n) => {
+                    got.bytes.extend_from_slice(&buf[..n]);
+                    got.reads.push((Instant::now(), got.bytes.len()));
+                    taken += n;
+                }
+            }
+            if stop(&got.bytes) {
+                return got;
+            }
+            let due = started + Duration::from_secs_f64(taken as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
+    })
+}
+
+/// The chat texts in `bytes`, with the offset where each ends, and the notices.
+/// Chat texts with the offset where each ends.
+type Chats = Vec<(String, usize)>;
+/// Notices with their error code, if any.
+type Notices = Vec<(Option<u8>, String)>;
+
+fn messages(mode: Mode, bytes: &[u8]) -> (Chats, Notices) {
+    let (mut chats, mut notices) = (Vec::new(), Vec::new());
+    match mode {
+        Mode::Text => {
+            let mut at = 0;
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                at += line.len();
+                let line = String::from_utf8_lossy(line);
+                let Some(line) = line.strip_suffix('\n') else {
+                    panic!("the stream ended inside a line: {line:?}");
+                };
+                match line.strip_prefix("*** ") {
+                    Some(notice) => notices.push((None, notice.to_string())),
+                    None => {
+                        let text = line.split_once("] ").map_or(line, |(_, t)| t);
+                        chats.push((text.to_string(), at));
+                    }
+                }
+            }
+        }
+        Mode::Binary => {
+            let mut decoder = FrameDecoder::new();
+            let mut input = bytes;
+            let mut at = 0;
+            while !input.is_empty() {
+                let (used, event) = decoder.feed(input);
+                at += used;
+                input = &input[used..];
+                match event {
+                    Some(Ok(Frame::Broadcast { text, .. })) => chats.push((text.to_string(), at)),
+                    Some(Ok(Frame::Notice(n))) => notices.push((
+                        match n.kind {
+                            NoticeKind::Error(code) => Some(code.0),
+                            _ => None,
+                        },
+                        n.text.to_string(),
+                    )),
+                    Some(Ok(_)) | None => {}
+                    Some(Err(e)) => panic!("bad frame: {e}"),
+                }
+            }
+            assert!(decoder.is_idle(), "the stream ended inside a frame");
+        }
+    }
+    (chats, notices)
+}
+
+/// A client that sends the flood as fast as the server takes it; returns when the
+/// last byte was written (and, in binary mode, the client, whose acks are drained).
+/// Returns when the last byte was written, how much the flooder's own kernel could
+/// hold (its send buffer), and in binary mode the client, whose acks are drained.
+fn flooder(addr: SocketAddr, mode: Mode, lines: usize) -> JoinHandle<(Instant, usize, Flooder)> {
+    match mode {
+        Mode::Text => {
+            let (mut stream, _) = join(addr, Mode::Text, None);
+            // It reads what the room says meanwhile, as nc does: a socket closed with
+            // unread bytes is reset, and the reset would destroy the flood's tail.
+            let mut hears = stream.try_clone().unwrap();
+            thread::spawn(move || std::io::copy(&mut hears, &mut std::io::sink()));
+            thread::spawn(move || {
+                let mut chunk = String::new();
+                for k in 0..lines {
+                    chunk.push_str(&flood_line(k));
+                    chunk.push('\n');
+                    if chunk.len() >= 64 * 1024 || k + 1 == lines {
+                        stream.write_all(chunk.as_bytes()).expect("flood");
+                        chunk.clear();
+                    }
+                }
+                let done = Instant::now();
+                (done, send_buffer(&stream), Flooder::Text(stream))
+            })
+        }
+        Mode::Binary => {
+            let mut client = BinClient::join(addr);
+            thread::spawn(move || {
+                for k in 0..lines {
+                    client.say(&flood_line(k));
+                }
+                let done = Instant::now();
+                (done, send_buffer(&client.stream), Flooder::Binary(client))
+            })
+        }
+    }
+}
+
+/// The flooder's connection, kept open until the readers are done.
+#[allow(dead_code)]
+enum Flooder {
+    Text(TcpStream),
+    Binary(BinClient),
+}
+
+fn send_buffer(stream: &TcpStream) -> usize {
+    socket2::SockRef::from(stream).send_buffer_size().unwrap()
+}
+
+/// A client that says a short line every 20 ms until `stop`; returns how many.
+fn quiet(
+    addr: SocketAddr,
+    t0: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> JoinHandle<usize> {
+    let (mut stream, _) = join(addr, Mode::Text, None);
+    // It hears the flood too, and reads it, as any chat client does.
+    let mut hears = stream.try_clone().unwrap();
+    thread::spawn(move || std::io::copy(&mut hears, &mut std::io::sink()));
+    thread::spawn(move || {
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            stream
+                .write_all(format!("{}\n", quiet_line(i, t0)).as_bytes())
+                .expect("quiet client");
+            i += 1;
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(200));
+        i
+    })
+}
+
+/// Checks that `chats` hold the whole flood in order and every quiet message; returns
+/// the quiet messages' latencies, send to receipt.
+fn check_flood(
+    got: &Received,
+    mode: Mode,
+    lines: usize,
+    quiet_sent: usize,
+    t0: Instant,
+) -> Vec<Duration> {
+    let (chats, _) = messages(mode, &got.bytes);
+    let flood: Vec<&str> = chats
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .filter(|t| t.starts_with('F'))
+        .collect();
+    assert_eq!(flood.len(), lines, "flood messages lost");
+    for (k, text) in flood.iter().enumerate() {
+        assert!(*text == flood_line(k), "flood message {k} out of order");
+    }
+    let mut latencies = Vec::new();
+    let quiet: Vec<&(String, usize)> = chats.iter().filter(|(t, _)| t.starts_with('Q')).collect();
+    assert_eq!(quiet.len(), quiet_sent, "quiet messages lost");
+    for (i, (text, end)) in quiet.iter().enumerate() {
+        let (number, sent) = text[1..].split_once(' ').unwrap();
+        assert_eq!(
+            number.parse::<usize>().unwrap(),
+            i,
+            "quiet message out of order"
+        );
+        let sent = t0 + Duration::from_micros(sent.parse().unwrap());
+        latencies.push(got.time_of(*end - 1).saturating_duration_since(sent));
+    }
+    latencies.sort();
+    latencies
+}
+
+fn p99(latencies: &[Duration]) -> Duration {
+    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
+}
+
+fn has_all(mode: Mode, lines: usize) -> impl Fn(&[u8]) -> bool + Send + 'static {
+    let last = flood_line(lines - 1);
+    move |bytes: &[u8]| {
+        let tail = &bytes[bytes.len().saturating_sub(2 * LINE)..];
+        let found = tail.windows(last.len()).any(|w| w == last.as_bytes());
+        found && (mode == Mode::Binary || bytes.ends_with(b"\n"))
+    }
+}
+
+/// Behaviours 1 and 2: a reader at 2 MB/s gets the whole flood, in order, and is not
+/// dropped; the flooder is paced to it; a quiet client is not queued behind it.
+fn steady_reader_keeps_up(mode: Mode) {
+    let server = Server::start(SERVER);
+    let (stream, first) = join(server.addr, mode, None);
+    let t0 = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let quiet = quiet(server.addr, t0, stop.clone());
+    let reader = paced_reader(stream, first, READER_RATE, has_all(mode, FLOOD_LINES));
+    let started = Instant::now();
+    let flood = flooder(server.addr, mode, FLOOD_LINES);
+    let (sent_at, own_buffer, _client) = flood.join().unwrap();
+    let got = reader.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let quiet_sent = quiet.join().unwrap();
+    assert!(!got.ended, "the steady reader was disconnected");
+    // Paced, not buffered: when the flooder's last write returned, the reader had
+    // all of the flood but what the flooder's own kernel still held (its send
+    // buffer), the server's receive buffer, the pace mark and the sockets between.
+    let received_then = got
+        .reads
+        .iter()
+        .take_while(|(t, _)| *t <= sent_at)
+        .last()
+        .unwrap()
+        .1;
+    let total = got.bytes.len();
+    println!(
+        "{mode:?}: flood sent in {:?}, received in {:?}; {received_then} of {total} bytes \
+         had arrived when the flooder finished; its own send buffer holds {own_buffer}",
+        sent_at - started,
+        got.reads.last().unwrap().0 - started,
+    );
+    let in_flight = own_buffer + 1024 * 1024;
+    assert!(
+        received_then + in_flight >= total,
+        "the flooder finished with only {received_then} of {total} bytes delivered"
+    );
+    // The quiet client's messages arrived among the flood, each all but at once.
+    let latencies = check_flood(&got, mode, FLOOD_LINES, count_quiet(&got, mode), t0);
+    assert!(quiet_sent >= latencies.len());
+    let p99 = p99(&latencies);
+    println!(
+        "{mode:?}: {} quiet messages, p99 latency {p99:?}, max {:?}",
+        latencies.len(),
+        latencies.last().unwrap()
+    );
+    assert!(
+        p99 < Duration::from_secs(1),
+        "quiet p99 {p99:?}: queued behind the flood"
+    );
+}
+
+/// Quiet messages the reader got (the quiet client goes on after the flood ends, so
+/// only those that arrived are checked, and they must be a contiguous run from 0).
+fn count_quiet(got: &Received, mode: Mode) -> usize {
+    messages(mode, &got.bytes)
+        .0
+        .iter()
+        .filter(|(t, _)| t.starts_with('Q'))
+        .count()
+}
+
+#[test]
+fn a_steady_text_reader_keeps_up_with_a_text_flood() {
+    steady_reader_keeps_up(Mode::Text);
+}
+
+#[test]
+fn a_steady_binary_reader_keeps_up_with_a_binary_flood() {
+    steady_reader_keeps_up(Mode::Binary);
+}
