@@ -75,6 +75,15 @@ fn firmware_joins_the_room_over_tcp_and_chats_with_a_text_client() {
         "[{me}] ctl:\\x01\\x07\t\\x1b[31mred\\x1b[0m \\u{{202e}}evil \\x7f end"
     ));
     out.expect_eq(&format!("[{me}] bye firmware"));
+    // QEMU's link loses nothing: a dropped frame means the driver misread the FIFO
+    // (TCP's retransmissions would hide that from the chat itself).
+    let ethernet = out.expect("`room-net: ethernet: ...`", |l| {
+        l.starts_with("room-net: ethernet: ")
+    });
+    assert!(
+        ethernet.contains(" 0 dropped)"),
+        "the driver dropped frames: {ethernet}"
+    );
     out.expect_eq("room-net: said bye");
     out.expect_eq("room-net: connection closed");
     let status = qemu.wait_exit();
