@@ -15,7 +15,8 @@
 //! This library holds what they need: a polling UART driver implementing
 //! `embedded-io` ([`uart`]), a polled Ethernet driver implementing smoltcp's `Device`
 //! ([`eth`]), a SysTick millisecond clock ([`clock`]), one smoltcp TCP socket as a
-//! blocking `embedded-io` stream ([`net`]), one console for human-readable output
+//! blocking `embedded-io` stream ([`net`]) and the `room-net` programs' network
+//! bring-up under QEMU ([`qemu_net`]), one console for human-readable output
 //! that goes either through semihosting or through defmt ([`console`], [`say!`]),
 //! exit through semihosting with handlers that turn a panic or a hard fault into a
 //! failing exit status ([`exit`]), stack painting to measure stack depth ([`stack`]),
@@ -27,6 +28,7 @@ pub mod console;
 pub mod eth;
 pub mod exit;
 pub mod net;
+pub mod qemu_net;
 pub mod room;
 pub mod stack;
 pub mod uart;
