@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# CI entry point of the firmware: runs the protocol conformance test on a Cortex-M3
-# under QEMU (plain semihosting output, then defmt output decoded by defmt-print),
-# and prints what proto-core and the TCP/IP stack cost in flash and static RAM.
-# (The room clients themselves run in the root integration tests: firmware_room and
-# firmware_net.)
+# CI entry point of the firmware: checks its formatting and lints, runs the protocol
+# conformance test on a Cortex-M3 under QEMU (plain semihosting output, then defmt
+# output decoded by defmt-print), and prints what proto-core and the TCP/IP stack
+# cost in flash and static RAM. (The room clients themselves run in the root
+# integration tests, firmware_room and firmware_net.)
 #
 # It installs and checks nothing: it needs qemu-system-arm, the thumbv7m-none-eabi
 # Rust target, defmt-print and `size` (binutils; set SIZE to use another tool such
@@ -15,6 +15,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 export QEMU_TIMEOUT="${QEMU_TIMEOUT:-60}"
 elf_dir="$CARGO_TARGET_DIR/thumbv7m-none-eabi/release"
 size_tool="${SIZE:-size}"
+
+echo "== format and lints of the firmware crate (its own workspace)"
+cargo fmt --check
+cargo clippy --release --locked --all-targets -- -D warnings
 
 echo "== conformance on thumbv7m-none-eabi (semihosting output)"
 cargo run --release --bin conformance
