@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use crate::firmware_util::{build_firmware, build_host_server, require_tools, Qemu, TextClient};
 use crate::util::{Server, WAIT};
 
+/// The server's `--dead-peer-timeout`: it pings a binary client silent for half of
+/// it, and drops one that has not answered by the end of it.
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The address and port the firmware dials.
 const SERVER_IN_GUEST: &str = "10.0.2.100:7000";
 
@@ -39,7 +43,13 @@ fn longest_line() -> String {
 fn firmware_joins_the_room_over_tcp_and_chats_with_a_text_client() {
     require_tools();
     let firmware = build_firmware("room-net");
-    let server = Server::start_binary(&build_host_server(), "127.0.0.1:0", &[]);
+    // A binary client silent for 1 s gets a ping, and is dropped if it has not
+    // answered 1 s later.
+    let server = Server::start_binary(
+        &build_host_server(),
+        "127.0.0.1:0",
+        &["--dead-peer-timeout", &PEER_TIMEOUT.as_secs().to_string()],
+    );
     let mut text = TextClient::connect(server.addr);
     text.expect("the text client's welcome", |l| l.starts_with("*** "));
 
@@ -57,6 +67,10 @@ fn firmware_joins_the_room_over_tcp_and_chats_with_a_text_client() {
     // and relays the greeting with that peer header.
     text.expect_eq(&format!("*** {firmware_addr} joined"));
     text.expect_eq(&format!("[{firmware_addr}] hello over tcp from cortex-m"));
+
+    // Silence long enough for the server to ping the firmware twice: a firmware that
+    // did not answer would be dropped, and would not see what follows.
+    std::thread::sleep(PEER_TIMEOUT + PEER_TIMEOUT / 4);
 
     let me = text.local_addr();
     text.send("hello from the host");
