@@ -277,6 +277,16 @@ impl Device for Eth {
     }
 }
 
+impl crate::net::Nic for Eth {
+    fn rx_pending(&self) -> bool {
+        Eth::rx_pending(self)
+    }
+
+    fn rx_arp(&self) -> u32 {
+        self.counters.rx_arp
+    }
+}
+
 /// A received frame, already out of the FIFO.
 pub struct RxToken<'a> {
     frame: &'a [u8],

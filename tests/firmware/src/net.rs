@@ -39,16 +39,6 @@ pub trait Nic: Device {
     fn rx_arp(&self) -> u32;
 }
 
-impl Nic for crate::eth::Eth {
-    fn rx_pending(&self) -> bool {
-        crate::eth::Eth::rx_pending(self)
-    }
-
-    fn rx_arp(&self) -> u32 {
-        self.counters().rx_arp
-    }
-}
-
 /// Where the client sits on the network and how long it waits for what.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
