@@ -1,7 +1,7 @@
 //! The chat-room session of the `room` firmware, over any `embedded-io` transport.
 //!
 //! The firmware joins like any binary client: it exchanges preambles, waits for its
-//! welcome notice, says [`HELLO`] once, shows what the room says, answers pings, and
+//! welcome notice, says its greeting once, shows what the room says, answers pings, and
 //! leaves with a bye frame when someone writes a message containing [`TRIGGER`].
 
 use core::fmt;
@@ -14,8 +14,10 @@ use proto_core::{
 
 use crate::{say, stack};
 
-/// The one message the firmware sends to the room.
+/// The greeting of the `room` firmware, which reaches the room over the UART.
 pub const HELLO: &str = "hello from cortex-m";
+/// The greeting of the `room-net` firmware, which reaches the room over TCP/IP.
+pub const HELLO_TCP: &str = "hello over tcp from cortex-m";
 /// A room message containing this makes the firmware say bye and stop.
 pub const TRIGGER: &str = "bye firmware";
 
@@ -41,12 +43,22 @@ pub enum RoomError<E> {
     Write(WriteError<E>),
 }
 
-impl<E: fmt::Debug> fmt::Display for RoomError<E> {
+impl<E: fmt::Debug + fmt::Display> fmt::Display for RoomError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RoomError::SendPreamble(e) => write!(f, "cannot send the preamble: {e:?}"),
+            RoomError::SendPreamble(e) => write!(f, "cannot send the preamble: {e}"),
+            // The transport's own message reads better than proto-core's `{:?}` of it.
+            RoomError::ReadPreamble(ReadError::Transport(e)) => {
+                write!(f, "no preamble from the server: {e}")
+            }
             RoomError::ReadPreamble(e) => write!(f, "bad preamble from the server: {e}"),
+            RoomError::Read(ReadError::Transport(e)) => {
+                write!(f, "cannot read from the server: {e}")
+            }
             RoomError::Read(e) => write!(f, "cannot read from the server: {e}"),
+            RoomError::Write(WriteError::Transport(e)) => {
+                write!(f, "cannot write to the server: {e}")
+            }
             RoomError::Write(e) => write!(f, "cannot write to the server: {e}"),
         }
     }
@@ -82,13 +94,15 @@ pub fn handshake<T: Read + Write>(io: &mut T) -> Result<(), RoomError<T::Error>>
     read_preamble(io).map_err(RoomError::ReadPreamble)
 }
 
-/// Takes part in the room until it is told to leave or the server goes.
+/// Takes part in the room until it is told to leave or the server goes: says
+/// `hello` once welcomed, shows what the room says, answers pings.
 ///
 /// # Errors
 /// [`RoomError::Read`] or [`RoomError::Write`] when the transport fails or the
 /// stream ends; a bad frame is shown and skipped.
 pub fn chat<T: Read + Write, const N: usize>(
     reader: &mut FrameReader<T, N>,
+    hello: &str,
     stats: &mut Stats,
 ) -> Result<End, RoomError<T::Error>> {
     let mut greeted = false;
@@ -112,7 +126,7 @@ pub fn chat<T: Read + Write, const N: usize>(
         let reply = match action {
             Action::Nothing => continue,
             Action::Stop => return Ok(End::ServerLeft),
-            Action::SayHello => Frame::Chat { text: HELLO },
+            Action::SayHello => Frame::Chat { text: hello },
             Action::Pong(nonce) => Frame::Pong { nonce },
             Action::Leave => Frame::Bye,
         };

@@ -34,7 +34,7 @@ fn main() -> ! {
         exit(false)
     };
     let mut stats = Stats::default();
-    let end = room::chat(reader, &mut stats);
+    let end = room::chat(reader, room::HELLO, &mut stats);
     say!(
         "room: {} frames; stack: next_frame used at most {} bytes, write_frame {} bytes",
         stats.frames,
