@@ -7,6 +7,7 @@ mod chat;
 mod client_cli;
 mod faults;
 mod firmware_room;
+mod real_clients;
 mod reliability;
 mod shutdown;
 mod soak;
