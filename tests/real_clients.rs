@@ -7,7 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, TextClient, WAIT};
+use proto_core::Frame;
+
+use crate::util::{BinClient, Got, Server, TextClient, WAIT};
 
 /// A gap between two sends, longer than the server's 200 ms text pause.
 const GAP: Duration = Duration::from_millis(300);
@@ -219,4 +221,55 @@ fn clients_that_send_no_telnet_command_never_get_one() {
     nc.expect(|l| l.ends_with("] and hello"));
     quiet.drain(Duration::from_millis(300));
     assert!(!quiet.got.contains(&0xff), "{:02x?}", quiet.got);
+}
+
+#[test]
+fn an_empty_message_is_no_message_in_either_mode() {
+    let server = Server::start(&[]);
+    let mut sender = BinClient::join(server.addr);
+    let receiver = BinClient::join(server.addr);
+    let mut text = TextClient::connect(server.addr);
+    text.expect(|l| l.starts_with("*** welcome"));
+    let text_peer = text.peer();
+    receiver.heard_of(&text_peer);
+    sender.heard_of(&text_peer);
+    sender.say("one");
+    sender.send(&Frame::Chat { text: "" });
+    sender.say("two");
+    text.write(b"\n\r\nthree\n");
+    // The receiver gets the three messages, numbered one after the other: the empty
+    // ones were neither relayed nor numbered.
+    let chats: Vec<(u64, String)> = (0..3)
+        .map(
+            |_| match receiver.expect(|g| matches!(g, Got::Chat { .. })) {
+                Got::Chat { seq, text, .. } => (seq, text),
+                _ => unreachable!(),
+            },
+        )
+        .collect();
+    let texts: Vec<&str> = chats.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    assert_eq!(chats[1].0, chats[0].0 + 1);
+    assert_eq!(chats[2].0, chats[1].0 + 1);
+    // The sender has two acks and no error for the empty Chat.
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        match sender.next() {
+            Got::Ack { seq } => acks.push(seq),
+            Got::Notice {
+                code: Some(code),
+                text,
+            } => panic!("error {code}: {text}"),
+            _ => {}
+        }
+    }
+    assert_eq!(acks, [chats[0].0, chats[1].0]);
+    // And the text client saw no `[PEER] ` line with nothing after it.
+    let lines: Vec<String> = (0..2)
+        .map(|_| text.expect(|l| l.starts_with('[')))
+        .collect();
+    assert!(
+        lines[0].ends_with("] one") && lines[1].ends_with("] two"),
+        "{lines:?}"
+    );
 }
