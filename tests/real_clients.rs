@@ -236,7 +236,7 @@ fn an_empty_message_is_no_message_in_either_mode() {
     sender.say("one");
     sender.send(&Frame::Chat { text: "" });
     sender.say("two");
-    let mut next_chat = || match receiver.expect(|g| matches!(g, Got::Chat { .. })) {
+    let next_chat = || match receiver.expect(|g| matches!(g, Got::Chat { .. })) {
         Got::Chat { seq, text, .. } => (seq, text),
         _ => unreachable!(),
     };
