@@ -59,8 +59,8 @@ impl TelnetReply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum TelnetEvent<'a> {
-    /// Data bytes: a run of the input holding no command (`IAC IAC` gives its second
-    /// byte, a literal `ff`).
+    /// Data bytes: a run of the input holding no command and at most one LF, at its
+    /// end (`IAC IAC` gives its second byte, a literal `ff`).
     Data(&'a [u8]),
     /// An option request to answer with these bytes.
     Reply(TelnetReply),
@@ -160,14 +160,22 @@ impl TelnetDecoder {
         }
     }
 
-    /// One step: consumes a run of data (up to, not including, the next IAC) or the
-    /// bytes of at most one command.
+    /// One step: consumes a run of data (up to the next IAC, not included, or the
+    /// next LF, included) or the bytes of at most one command.
     pub(crate) fn advance(&mut self, input: &[u8]) -> (usize, Step) {
         let mut used = 0;
         while let Some(&byte) = input.get(used) {
             match self.state {
                 State::Data => {
-                    let run = memchr::memchr(IAC, &input[used..]).unwrap_or(input.len() - used);
+                    // A run also ends after an LF, so a caller that splits lines
+                    // (`TextDecoder`) gets one line at a time and no byte is scanned
+                    // twice, however many lines one read holds.
+                    let rest = &input[used..];
+                    let run = match memchr::memchr2(IAC, b'\n', rest) {
+                        Some(at) if rest[at] == b'\n' => at + 1,
+                        Some(at) => at,
+                        None => rest.len(),
+                    };
                     if run > 0 {
                         return (used + run, Step::Data(used, used + run));
                     }

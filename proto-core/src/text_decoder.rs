@@ -74,9 +74,10 @@ impl TextDecoder {
                         at += n;
                         continue;
                     }
-                    // A line ended inside the run. The rest of the run holds no IAC
-                    // (a run ends where a command begins, and `end` is `n`), so the
-                    // Telnet decoder reads it as data again on the next call.
+                    // A line ended inside the run (only an over-long line's error
+                    // can, as a run ends at its first LF). The rest of the run holds
+                    // no IAC (a run ends where a command begins, and `end` is `n`), so
+                    // the Telnet decoder reads it as data again on the next call.
                     let consumed = at + start + used;
                     let event = self.lines.resolve(run, step).map(TextEvent::Message);
                     return (consumed, event);
