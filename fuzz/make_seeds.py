@@ -32,6 +32,8 @@ SEEDS = {
         "seed_invalid_utf8": ("line", "invalid UTF-8 then a line", []),
         "seed_unterminated": ("line", "unterminated last line", []),
         "seed_controls": ("line", "controls are returned as they are", [2]),
+        "seed_telnet_ctrl_c": ("telnet", "Ctrl-C: interrupt process, then do timing-mark", [3]),
+        "seed_telnet_subnegotiation": ("telnet", "subnegotiation and other commands dropped", [1]),
     },
 }
 

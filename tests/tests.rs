@@ -10,6 +10,7 @@ mod firmware_net;
 mod firmware_room;
 mod firmware_util;
 mod flood;
+mod real_clients;
 mod reliability;
 mod shutdown;
 mod soak;

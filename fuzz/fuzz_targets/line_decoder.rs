@@ -3,15 +3,22 @@
 //! at LF, one CR before the LF is dropped, empty lines are skipped, a line over
 //! `MAX_MESSAGE` bytes is `TooLong`, one that is not UTF-8 is `InvalidUtf8`, and the
 //! unterminated last line counts when the stream ends.
+//!
+//! The same input then goes to a `TextDecoder`, which must agree with a byte-by-byte
+//! reading of the Telnet rules in front of the line rules, and which is also fed with
+//! a pause after every chunk.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proto_core::{LineDecoder, LineError, MAX_MESSAGE};
+use proto_core::{
+    LineDecoder, LineError, TextDecoder, TextEvent, MAX_MESSAGE, TELNET_SUBNEGOTIATION_MAX,
+};
 use proto_core_fuzz::Input;
 
 fuzz_target!(|data: &[u8]| {
     let input = Input::parse(data);
     assert_eq!(decode(&input), expected(input.stream));
+    text(&input);
 });
 
 fn decode(input: &Input) -> Vec<Result<Vec<u8>, LineError>> {
@@ -63,4 +70,131 @@ fn expected(stream: &[u8]) -> Vec<Result<Vec<u8>, LineError>> {
             }
         })
         .collect()
+}
+
+/// Feeds the same input to a `TextDecoder` (Telnet commands, lines and pause-ended
+/// messages). Without pauses, its events must equal a byte-by-byte reading of the
+/// rules; with a pause after every chunk, nothing may panic, every message must obey
+/// the limits, and a newline-framed connection must ignore the pauses.
+fn text(input: &Input) {
+    assert_eq!(decode_text(input, false), expected_text(input.stream));
+    decode_text(input, true);
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum TextEv {
+    Message(Result<Vec<u8>, LineError>),
+    Reply([u8; 3]),
+}
+
+fn decode_text(input: &Input, pauses: bool) -> Vec<TextEv> {
+    let mut dec = TextDecoder::new();
+    let mut events = Vec::new();
+    for (_, chunk) in input.chunks() {
+        let mut at = 0;
+        while at < chunk.len() {
+            let (used, event) = dec.feed(&chunk[at..]);
+            assert!(used >= 1 && used <= chunk.len() - at, "bad consumed count");
+            at += used;
+            match event {
+                Some(TextEvent::Message(m)) => events.push(TextEv::Message(checked(m))),
+                Some(TextEvent::Reply(r)) => events.push(TextEv::Reply(r.to_bytes())),
+                None => assert_eq!(at, chunk.len(), "no event yet input left over"),
+            }
+        }
+        if pauses {
+            let framed = dec.is_newline_framed();
+            let waits = dec.waits_for_pause();
+            if let Some(m) = dec.pause() {
+                assert!(waits && !framed, "a pause ended a message it should not");
+                events.push(TextEv::Message(checked(m)));
+            }
+        }
+    }
+    if let Some(last) = dec.finish() {
+        events.push(TextEv::Message(checked(last)));
+    }
+    events
+}
+
+/// The text-mode input rules applied byte by byte, with no pauses.
+fn expected_text(stream: &[u8]) -> Vec<TextEv> {
+    #[derive(Clone, Copy)]
+    enum T {
+        Data,
+        Iac,
+        Opt(u8),
+        Sub(usize),
+        SubIac(usize),
+    }
+    let max_sub = TELNET_SUBNEGOTIATION_MAX;
+    let mut out = Vec::new();
+    let (mut state, mut line, mut discarding) = (T::Data, Vec::new(), false);
+    for &b in stream {
+        let mut data = None;
+        state = match (state, b) {
+            (T::Data, 0xff) => T::Iac,
+            (T::Data, _) | (T::Iac, 0xff) => {
+                data = Some(b);
+                T::Data
+            }
+            (T::Iac, 0xfb..=0xfe) => T::Opt(b),
+            (T::Iac, 0xfa) => T::Sub(0),
+            (T::Iac, 0xf4 | 0xf5 | 0xf8) => {
+                line.clear();
+                discarding = false;
+                T::Data
+            }
+            (T::Iac, _) => T::Data,
+            (T::Opt(verb), opt) => {
+                match (verb, opt) {
+                    (0xfd, 6) => out.push(TextEv::Reply([0xff, 0xfb, 6])),
+                    (0xfd, _) => out.push(TextEv::Reply([0xff, 0xfc, opt])),
+                    (0xfb, _) => out.push(TextEv::Reply([0xff, 0xfe, opt])),
+                    _ => {}
+                }
+                T::Data
+            }
+            (T::Sub(k), 0xff) => T::SubIac(k + 1),
+            (T::Sub(k), _) if k + 1 >= max_sub => T::Data,
+            (T::Sub(k), _) => T::Sub(k + 1),
+            (T::SubIac(_), 0xf0) => T::Data,
+            (T::SubIac(k), _) if k + 1 >= max_sub => T::Data,
+            (T::SubIac(k), _) => T::Sub(k + 1),
+        };
+        match data {
+            Some(b'\n') => end_line(&mut line, &mut discarding, &mut out),
+            Some(_) if discarding => {}
+            Some(byte) => {
+                line.push(byte);
+                // The decoder holds 1025 bytes (1024 and a CR): one more is too long.
+                if line.len() > MAX_MESSAGE + 1 {
+                    out.push(TextEv::Message(Err(LineError::TooLong)));
+                    line.clear();
+                    discarding = true;
+                }
+            }
+            None => {}
+        }
+    }
+    end_line(&mut line, &mut discarding, &mut out);
+    out
+}
+
+fn end_line(line: &mut Vec<u8>, discarding: &mut bool, out: &mut Vec<TextEv>) {
+    let taken = std::mem::take(line);
+    if std::mem::take(discarding) {
+        return;
+    }
+    let text = taken.strip_suffix(b"\r").unwrap_or(&taken);
+    if text.is_empty() {
+        return;
+    }
+    out.push(TextEv::Message(if text.len() > MAX_MESSAGE {
+        Err(LineError::TooLong)
+    } else if core::str::from_utf8(text).is_err() {
+        Err(LineError::InvalidUtf8)
+    } else {
+        Ok(text.to_vec())
+    }));
 }

@@ -32,23 +32,63 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 const THREADS_GRACE: Duration = Duration::from_secs(2);
 
 /// Opens the listening socket of `config.bind` with `config.backlog`. An IPv6
-/// address listens dual-stack, so `[::]:9000` takes IPv4 clients too.
+/// address listens dual-stack, so `[::]:9000` takes IPv4 clients too. A host name
+/// is resolved and its addresses tried in turn (IPv4 first): the server listens on
+/// the first that binds, which `TcpListener::local_addr` tells.
 ///
 /// # Errors
-/// [`ServerError::Bind`] if the address cannot be bound or listened on.
+/// [`ServerError::Resolve`] if the name does not resolve; [`ServerError::Bind`]
+/// (for the last address tried) if no address can be bound or listened on.
 pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
-    let addr = config.bind;
-    let fail = |source| ServerError::Bind { addr, source };
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    let addrs = config
+        .bind
+        .resolve()
+        .map_err(|source| ServerError::Resolve {
+            addr: config.bind.clone(),
+            source,
+        })?;
+    let mut failure = None;
+    for (i, &addr) in addrs.iter().enumerate() {
+        match bind_one(addr, config.backlog) {
+            Ok(listener) => {
+                if addrs.len() > 1 {
+                    tracing::info!(
+                        "{} resolves to {}; listening on {addr}",
+                        config.bind,
+                        addrs
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                return Ok(listener);
+            }
+            Err(source) => {
+                if i + 1 < addrs.len() {
+                    tracing::warn!("cannot listen on {addr}: {source}; trying the next address");
+                }
+                failure = Some(ServerError::Bind { addr, source });
+            }
+        }
+    }
+    // `resolve` never gives an empty list, so there was a failure.
+    Err(failure.unwrap_or_else(|| ServerError::Resolve {
+        addr: config.bind.clone(),
+        source: io::ErrorKind::NotFound.into(),
+    }))
+}
+
+/// Binds and listens on one address.
+fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
-        socket.set_only_v6(false).map_err(fail)?;
+        socket.set_only_v6(false)?;
     }
     // Lets a restarted server bind while old connections linger in TIME_WAIT.
-    socket.set_reuse_address(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
-    let backlog = i32::try_from(config.backlog).unwrap_or(i32::MAX);
-    socket.listen(backlog).map_err(fail)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }
 

@@ -1,11 +1,11 @@
 //! The command line: every setting of [`Config`] as a flag, with its default.
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::Parser;
 
+use crate::bind_addr::BindAddr;
 use crate::config::Config;
 
 fn defaults() -> Config {
@@ -27,9 +27,11 @@ fn defaults() -> Config {
 pub struct Cli {
     /// Address to listen on (see the help text for the LAN forms).
     #[arg(long, value_name = "ADDR", default_value_t = defaults().bind,
-          help = "Address to listen on. Use 0.0.0.0:9000 (IPv4) or [::]:9000 (IPv4 and \
-IPv6) to serve a LAN, and port 0 for any free port (the real one is printed)")]
-    pub bind: SocketAddr,
+          help = "Address to listen on: IP:PORT, [IPV6]:PORT or HOST:PORT, the port \
+optional (9000). Use 0.0.0.0:9000 (IPv4) or [::]:9000 (IPv4 and IPv6) to serve a LAN, and \
+port 0 for any free port (the real one is printed). A host name listens on the first of \
+its addresses that binds, IPv4 first")]
+    pub bind: BindAddr,
 
     /// Listen backlog: connections the kernel queues before the server accepts them.
     #[arg(long, value_name = "N", default_value_t = defaults().backlog,
@@ -89,6 +91,13 @@ IPv6) to serve a LAN, and port 0 for any free port (the real one is printed)")]
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().sniff_timeout),
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub sniff_timeout_ms: u64,
+
+    /// Milliseconds a text client that has sent no newline yet must be silent for
+    /// what it sent to count as one message (clients that send messages without a
+    /// newline). Once a client sends a newline, only newlines end its messages.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().text_pause),
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub text_pause_ms: u64,
 
     /// Milliseconds clients get to receive the shutdown notice after Ctrl-C or SIGTERM
     /// before their connections are cut.
@@ -150,7 +159,7 @@ impl Cli {
             ));
         }
         Ok(Config {
-            bind: self.bind,
+            bind: self.bind.clone(),
             backlog: self.backlog,
             max_clients: size(self.max_clients),
             outbox_limit: size(self.outbox_limit),
@@ -161,6 +170,7 @@ impl Cli {
             rate_limit: self.rate_limit,
             dead_peer_timeout: Duration::from_secs(self.dead_peer_timeout),
             sniff_timeout: Duration::from_millis(self.sniff_timeout_ms),
+            text_pause: Duration::from_millis(self.text_pause_ms),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             thread_stack: size(self.thread_stack),
             read_buffer: size(self.read_buffer),
@@ -209,6 +219,8 @@ mod tests {
             "4",
             "--sniff-timeout-ms",
             "11",
+            "--text-pause-ms",
+            "14",
             "--shutdown-grace-ms",
             "12",
             "--thread-stack",
@@ -237,6 +249,7 @@ mod tests {
             rate_limit: NonZeroU32::new(10),
             dead_peer_timeout: Duration::from_secs(4),
             sniff_timeout: Duration::from_millis(11),
+            text_pause: Duration::from_millis(14),
             shutdown_grace: Duration::from_millis(12),
             thread_stack: 40_000,
             read_buffer: 600,
@@ -276,9 +289,12 @@ mod tests {
             ["host-server", "--max-clients", "0"],
             ["host-server", "--rate-limit", "0"],
             ["host-server", "--outbox-limit", "10"],
-            ["host-server", "--bind", "nowhere"],
+            ["host-server", "--bind", "no where"],
             ["host-server", "--dead-peer-timeout", "1"],
             ["host-server", "--sniff-timeout-ms", "9"],
+            ["host-server", "--text-pause-ms", "9"],
+            ["host-server", "--bind", "127.0.0.1:99999"],
+            ["host-server", "--bind", ""],
             ["host-server", "--shutdown-grace-ms", "901"],
             ["host-server", "--thread-stack", "1024"],
             ["host-server", "--read-buffer", "511"],

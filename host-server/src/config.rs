@@ -4,14 +4,16 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::bind_addr::{BindAddr, DEFAULT_PORT};
+
 /// The server's settings. [`Config::default`] gives the documented defaults; the
 /// command line (see `cli`) overrides them one by one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Address to listen on (used by [`crate::bind`]; [`crate::run`] takes a bound
     /// listener). Default `127.0.0.1:9000`; `0.0.0.0:9000` or `[::]:9000` serve a LAN,
-    /// the latter dual-stack.
-    pub bind: SocketAddr,
+    /// the latter dual-stack. A host name and a missing port (9000) are accepted.
+    pub bind: BindAddr,
     /// Listen backlog: connections the kernel queues before they are accepted.
     /// Default 128.
     pub backlog: u32,
@@ -52,6 +54,12 @@ pub struct Config {
     /// (which sends its preamble at once) from a text client (which may type nothing
     /// for a while). Default 500 ms; after it, a silent client is taken as text.
     pub sniff_timeout: Duration,
+    /// How long a text client that has not sent a newline yet must stay silent for
+    /// the bytes it sent to count as one message. Clients written for the original
+    /// assignment send each message with no newline; once a client sends a newline
+    /// (or a Telnet command), only newlines end its messages. Default 200 ms: a
+    /// message is delivered promptly, and one `send` arrives as one burst.
+    pub text_pause: Duration,
     /// After Ctrl-C or SIGTERM, how long clients get to receive the shutdown notice
     /// before their connections are cut. Default 500 ms.
     pub shutdown_grace: Duration,
@@ -81,7 +89,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            bind: BindAddr::Ip(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
             backlog: 128,
             max_clients: 8000,
             outbox_limit: 1 << 20,
@@ -92,6 +100,7 @@ impl Default for Config {
             rate_limit: None,
             dead_peer_timeout: Duration::from_secs(60),
             sniff_timeout: Duration::from_millis(500),
+            text_pause: Duration::from_millis(200),
             shutdown_grace: Duration::from_millis(500),
             thread_stack: 64 * 1024,
             read_buffer: 4096,

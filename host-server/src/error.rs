@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::bind_addr::BindAddr;
+
 /// Why the server could not start or keep listening.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -13,6 +15,13 @@ pub enum ServerError {
         /// The address asked for.
         addr: SocketAddr,
         /// What the system said.
+        source: io::Error,
+    },
+    /// The host name of `--bind` could not be resolved.
+    Resolve {
+        /// The address asked for.
+        addr: BindAddr,
+        /// What the resolver said.
         source: io::Error,
     },
     /// The listener given to [`crate::run`] could not be made non-blocking.
@@ -25,6 +34,9 @@ impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Resolve { addr, source } => {
+                write!(f, "cannot resolve {addr} to listen on: {source}")
+            }
             ServerError::Listener(e) => write!(f, "cannot use the listening socket: {e}"),
             ServerError::Thread(e) => write!(f, "cannot start a thread: {e}"),
         }
@@ -34,7 +46,7 @@ impl fmt::Display for ServerError {
 impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ServerError::Bind { source, .. } => Some(source),
+            ServerError::Bind { source, .. } | ServerError::Resolve { source, .. } => Some(source),
             ServerError::Listener(e) | ServerError::Thread(e) => Some(e),
         }
     }

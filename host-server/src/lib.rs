@@ -52,6 +52,7 @@ mod outbox;
 mod wire;
 
 // Settings, the stop handle, the console, errors, operating-system helpers.
+mod bind_addr;
 mod cli;
 mod config;
 mod console;
@@ -60,6 +61,7 @@ mod error;
 mod sys;
 
 pub use accept::{bind, run};
+pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;
 pub use config::Config;
 pub use console::console;

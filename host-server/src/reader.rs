@@ -6,11 +6,11 @@
 //! and one send per recipient per read, and no sender can hold the room for more than
 //! one buffer's worth.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto_core::{
-    looks_like_http, DecodeError, ErrorCode, Frame, FrameDecoder, LineDecoder, LineError,
-    PREAMBLE_LEN,
+    looks_like_http, DecodeError, ErrorCode, Frame, FrameDecoder, LineError, TextDecoder,
+    TextEvent, PREAMBLE_LEN,
 };
 
 use crate::context::Context;
@@ -186,6 +186,9 @@ fn binary_events(sender: &mut Sender<'_>, decoder: &mut FrameDecoder, mut input:
 /// Handles one well-formed frame; true when it is a Bye.
 fn binary_frame(sender: &mut Sender<'_>, frame: Frame<'_>) -> bool {
     match frame {
+        // An empty text is no message, as an empty line is none in text mode: it is
+        // not relayed, numbered or acknowledged.
+        Frame::Chat { text: "" } => {}
         Frame::Chat { text } => sender.push(text),
         Frame::Ping { nonce } => {
             // Messages before the ping go out first, and pending notices, so its
@@ -219,29 +222,53 @@ fn decode_code(e: &DecodeError) -> ErrorCode {
     }
 }
 
-/// Reads a text client's lines until it leaves. `buf[..have]` holds the bytes read
-/// so far.
+/// Reads a text client's messages until it leaves. `buf[..have]` holds the bytes
+/// read so far.
+///
+/// Telnet commands are taken out and answered through the client's outbox. Until
+/// the client sends its first LF (or a Telnet command), a pause of
+/// `config.text_pause` with nothing arriving ends its message: clients written for
+/// the original assignment send each message with no newline.
 pub(crate) fn read_text(
     client: &Client,
     buf: &mut ReadBuf,
     have: usize,
     ctx: &Context,
 ) -> Departure {
-    let mut decoder = LineDecoder::new();
+    let pause = ctx.config.text_pause;
+    let mut decoder = TextDecoder::new();
     let mut sender = Sender::new(client, ctx);
-    let mut first_line = true;
+    let mut state = TextState::default();
     let mut end = have;
+    let mut last_bytes = Instant::now();
     loop {
         let input = &buf.bytes()[..end];
-        if text_events(&mut sender, &mut decoder, input, &mut first_line) {
+        if text_events(&mut sender, &mut decoder, input, &mut state) {
             client.outbox.push_last(&wire::http_refusal());
             return Departure::Refused;
         }
         sender.relay_and_pause();
-        end = match sender.read(buf, None) {
-            Ok(Got::Bytes(n)) => n,
+        // Wait for the rest of a message only as long as the pause rule allows.
+        let timeout = decoder
+            .waits_for_pause()
+            .then(|| pause.saturating_sub(last_bytes.elapsed()));
+        end = match sender.read(buf, timeout) {
+            Ok(Got::Bytes(n)) => {
+                last_bytes = Instant::now();
+                n
+            }
+            Ok(Got::Timeout) if timeout.is_some() && last_bytes.elapsed() >= pause => {
+                if let Some(event) = decoder.pause() {
+                    state.note_pause(client);
+                    if text_event(&mut sender, event, &mut state.first_line) {
+                        client.outbox.push_last(&wire::http_refusal());
+                        return Departure::Refused;
+                    }
+                }
+                0
+            }
             Ok(Got::Timeout) => 0,
-            Ok(Got::Eof) => return text_eof(&mut sender, &mut decoder, &mut first_line),
+            Ok(Got::Eof) => return text_eof(&mut sender, &mut decoder, &mut state.first_line),
             Err(departure) => return departure,
         };
         if sender.cut_off() {
@@ -250,10 +277,48 @@ pub(crate) fn read_text(
     }
 }
 
-/// A clean end: the unterminated last line, if any, is still delivered.
+/// What the text read loop remembers about its client.
+#[derive(Debug)]
+struct TextState {
+    /// No message has been taken yet: the next is checked for HTTP.
+    first_line: bool,
+    /// A pause has ended a message (logged once per connection).
+    paused: bool,
+    /// The client has been seen to speak Telnet (logged once per connection).
+    telnet: bool,
+}
+
+impl Default for TextState {
+    fn default() -> Self {
+        Self {
+            first_line: true,
+            paused: false,
+            telnet: false,
+        }
+    }
+}
+
+impl TextState {
+    fn note_pause(&mut self, client: &Client) {
+        if !std::mem::replace(&mut self.paused, true) {
+            tracing::info!(
+                "{}: sends messages without newlines; a pause ends each one",
+                client.peer
+            );
+        }
+    }
+
+    fn note_telnet(&mut self, client: &Client) {
+        if !std::mem::replace(&mut self.telnet, true) {
+            tracing::debug!("{}: speaks Telnet; options refused", client.peer);
+        }
+    }
+}
+
+/// A clean end: the unterminated last message, if any, is still delivered.
 fn text_eof(
     sender: &mut Sender<'_>,
-    decoder: &mut LineDecoder,
+    decoder: &mut TextDecoder,
     first_line: &mut bool,
 ) -> Departure {
     if let Some(event) = decoder.finish() {
@@ -265,22 +330,31 @@ fn text_eof(
     Departure::Closed
 }
 
-/// Handles every complete line in `input`. Returns true when the first line is an
-/// HTTP request (nothing after it is read).
+/// Handles every complete message and Telnet command in `input`. Returns true when
+/// the first message is an HTTP request (nothing after it is read).
 fn text_events(
     sender: &mut Sender<'_>,
-    decoder: &mut LineDecoder,
+    decoder: &mut TextDecoder,
     mut input: &[u8],
-    first_line: &mut bool,
+    state: &mut TextState,
 ) -> bool {
     while !input.is_empty() {
         let (used, event) = decoder.feed(input);
-        if let Some(event) = event {
-            if text_event(sender, event, first_line) {
-                return true;
+        match event {
+            Some(TextEvent::Message(message)) => {
+                let refused = text_event(sender, message, &mut state.first_line);
+                if refused {
+                    return true;
+                }
             }
+            // Only a client that sent a Telnet command gets one back.
+            Some(TextEvent::Reply(reply)) => sender.answer(&reply.to_bytes()),
+            None => {}
         }
         input = &input[used..];
+    }
+    if decoder.is_telnet() {
+        state.note_telnet(sender.client);
     }
     false
 }

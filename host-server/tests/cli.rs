@@ -132,3 +132,72 @@ fn an_address_in_use_exits_one_with_a_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
 }
+
+/// Starts the server with `--bind BIND` alone; returns it and its first stdout line
+/// (empty if it exited without one).
+fn spawn_bound(bind: &str) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(["--bind", bind])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    (Proc { child, stdout }, first.trim().to_string())
+}
+
+#[test]
+fn bind_takes_a_host_name_and_a_missing_port() {
+    let (_p, first) = spawn_bound("localhost:0");
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .parse()
+        .unwrap();
+    // IPv4 first, so clients told 127.0.0.1 (most are) reach it.
+    assert!(
+        addr.is_ipv4() && addr.ip().is_loopback() && addr.port() != 0,
+        "{addr}"
+    );
+    let s = client(&addr.to_string());
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert!(line.starts_with("*** welcome"), "{line:?}");
+
+    // No port: 9000. On a shared machine it may be taken, and then the refusal
+    // names it instead.
+    let (mut p, first) = spawn_bound("127.0.0.1");
+    if first.is_empty() {
+        assert_eq!(exit_code(&mut p), Some(1));
+        let mut err = String::new();
+        p.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(err.contains("cannot listen on 127.0.0.1:9000"), "{err}");
+    } else {
+        assert_eq!(first, "listening on 127.0.0.1:9000");
+    }
+}
+
+#[test]
+fn a_bad_bind_address_is_a_usage_error_that_says_what_is_allowed() {
+    for (bad, says) in [
+        ("127.0.0.1:99999", "0 to 65535"),
+        ("no where", "neither an IP address nor a host name"),
+        ("[::1]:x", "0 to 65535"),
+    ] {
+        let out = Command::new(BIN).args(["--bind", bad]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains(says) && err.contains("HOST:PORT"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use proto_core::{Frame, FrameDecoder, LineDecoder, PeerAddr, MAX_FRAME};
+use proto_core::{Frame, FrameDecoder, LineDecoder, PeerAddr, TextDecoder, TextEvent, MAX_FRAME};
 
 /// The size of one socket read.
 const READ: usize = 64 * 1024;
@@ -72,6 +72,25 @@ fn decode_lines(stream: &[u8]) -> usize {
     lines
 }
 
+/// The same through a `TextDecoder`, as the server reads text clients (Telnet
+/// commands taken out, then lines); returns the lines.
+fn decode_text(stream: &[u8]) -> usize {
+    let mut dec = TextDecoder::new();
+    let mut lines = 0;
+    for read in stream.chunks(READ) {
+        let mut input = read;
+        while !input.is_empty() {
+            let (used, event) = dec.feed(input);
+            if let Some(TextEvent::Message(Ok(line))) = event {
+                black_box(line);
+                lines += 1;
+            }
+            input = &input[used..];
+        }
+    }
+    lines
+}
+
 fn bench_decode(c: &mut Criterion) {
     let long = "m".repeat(1024);
     let short = "sixteen bytes ok";
@@ -108,6 +127,11 @@ fn bench_decode(c: &mut Criterion) {
         let id = format!("line_{}", text.len());
         group.bench_with_input(BenchmarkId::new("bytes", &id), &lines, |b, s| {
             b.iter(|| decode_lines(s))
+        });
+        assert_eq!(decode_text(&lines), count);
+        let id = format!("text_{}", text.len());
+        group.bench_with_input(BenchmarkId::new("bytes", &id), &lines, |b, s| {
+            b.iter(|| decode_text(s))
         });
     }
     group.finish();

@@ -15,6 +15,9 @@
 //! - [`Frame::encode`] writes a frame into a caller's buffer; [`write_frame`] writes
 //!   one to any [`embedded_io::Write`]; [`FrameReader`] reads frames from any
 //!   [`embedded_io::Read`].
+//! - [`TextDecoder`] reads a text client: [`TelnetDecoder`] takes Telnet's in-band
+//!   commands out and says what to answer, the [`LineDecoder`] splits lines, and a
+//!   client that sends no newline has its messages ended by pauses.
 //! - [`sanitize`] renders untrusted text so that it cannot drive or disguise a terminal.
 //!
 //! Nothing in this crate panics on input from the network; the fuzz targets in the
@@ -28,7 +31,9 @@ mod error;
 mod io;
 mod line;
 mod sanitize;
+mod telnet;
 mod text;
+mod text_decoder;
 mod wire;
 
 pub use decoder::FrameDecoder;
@@ -36,7 +41,9 @@ pub use error::{DecodeError, EncodeError, LineError, ReadError, WriteError};
 pub use io::{read_preamble, write_frame, write_preamble, FrameReader};
 pub use line::LineDecoder;
 pub use sanitize::{sanitize, Sanitized};
+pub use telnet::{TelnetDecoder, TelnetEvent, TelnetReply, TELNET_SUBNEGOTIATION_MAX, TIMING_MARK};
 pub use text::{encode_text_line, looks_like_http, TextLine, TEXT_LINE_MAX};
+pub use text_decoder::{TextDecoder, TextEvent};
 pub use wire::{
     sniff, ErrorCode, Frame, FrameKind, Notice, NoticeKind, PeerAddr, Sniff, FRAME_HEADER_LEN,
     MAGIC, MAX_BODY, MAX_FRAME, PEER_MAX_LEN, PREAMBLE, PREAMBLE_LEN, VERSION,

@@ -27,7 +27,9 @@ pub struct LineDecoder {
     discarding: bool,
 }
 
-enum Step {
+/// What [`LineDecoder::advance`] found; offsets are into the input it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
     NeedMore,
     InInput(usize, usize),
     InBuffer,
@@ -56,24 +58,56 @@ impl LineDecoder {
     /// `input` was consumed.
     pub fn feed<'a>(&'a mut self, input: &'a [u8]) -> (usize, Option<Result<&'a str, LineError>>) {
         let (used, step) = self.advance(input);
+        (used, self.resolve(input, step))
+    }
+
+    /// The line or error `step` stands for; `input` is the slice `step` came from.
+    pub(crate) fn resolve<'a>(
+        &'a self,
+        input: &'a [u8],
+        step: Step,
+    ) -> Option<Result<&'a str, LineError>> {
         let line = match step {
-            Step::NeedMore => return (used, None),
-            Step::Error(e) => return (used, Some(Err(e))),
+            Step::NeedMore => return None,
+            Step::Error(e) => return Some(Err(e)),
             Step::InInput(start, end) => &input[start..end],
             Step::InBuffer => strip_cr(&self.buf),
         };
-        (
-            used,
-            Some(core::str::from_utf8(line).map_err(|_| LineError::InvalidUtf8)),
-        )
+        Some(core::str::from_utf8(line).map_err(|_| LineError::InvalidUtf8))
     }
 
     /// Ends the stream: returns the unterminated last line, if there is one, as if
     /// its LF had arrived. Call it when the peer closed cleanly; after a reset, drop
     /// the decoder instead.
     pub fn finish(&mut self) -> Option<Result<&str, LineError>> {
+        self.end_line()
+    }
+
+    /// Ends the line being received as if its LF had arrived, and goes on decoding:
+    /// returns the partial line held, if there is one; an over-long line being
+    /// discarded ends here without a second error. For a stream whose messages are
+    /// not ended by LF (see `TextDecoder`).
+    pub fn end_line(&mut self) -> Option<Result<&str, LineError>> {
         // A returned line is dropped and a discarded one ends, as for any LF.
         self.feed(b"\n").1
+    }
+
+    /// Throws away the line being received (for Telnet's Interrupt Process): the
+    /// next byte starts a new line. An over-long line being discarded ends too.
+    pub fn discard_line(&mut self) {
+        self.buf.clear();
+        self.returned = false;
+        self.discarding = false;
+    }
+
+    /// The bytes of the unterminated line received so far (empty when none is, or
+    /// while an over-long line is being discarded).
+    pub fn partial(&self) -> &[u8] {
+        if self.returned || self.discarding {
+            &[]
+        } else {
+            &self.buf
+        }
     }
 
     /// True when no partial line is held: the stream could end here losing nothing.
@@ -81,7 +115,8 @@ impl LineDecoder {
         (self.buf.is_empty() || self.returned) && !self.discarding
     }
 
-    fn advance(&mut self, input: &[u8]) -> (usize, Step) {
+    /// One step of [`feed`](Self::feed), without borrowing the result.
+    pub(crate) fn advance(&mut self, input: &[u8]) -> (usize, Step) {
         if self.returned {
             self.buf.clear();
             self.returned = false;
@@ -235,5 +270,47 @@ mod tests {
         assert!(!dec.is_idle());
         assert_eq!(dec.finish(), None);
         assert!(dec.is_idle());
+    }
+
+    #[test]
+    fn partial_end_line_and_discard_line() {
+        let mut dec = LineDecoder::new();
+        assert_eq!(dec.feed(b"abc"), (3, None));
+        assert_eq!(dec.partial(), b"abc");
+        assert_eq!(dec.end_line(), Some(Ok("abc")));
+        assert_eq!(dec.partial(), b"");
+        assert_eq!(dec.feed(b"thrown"), (6, None));
+        dec.discard_line();
+        assert!(dec.is_idle());
+        assert_eq!(
+            dec.feed(
+                b"kept
+"
+            )
+            .1,
+            Some(Ok("kept"))
+        );
+        // Discarding an over-long line ends at a discard or at end_line.
+        assert_eq!(dec.feed(&[b'z'; 1100]).1, Some(Err(LineError::TooLong)));
+        assert_eq!(dec.partial(), b"");
+        dec.discard_line();
+        assert_eq!(
+            dec.feed(
+                b"fresh
+"
+            )
+            .1,
+            Some(Ok("fresh"))
+        );
+        assert_eq!(dec.feed(&[b'z'; 1100]).1, Some(Err(LineError::TooLong)));
+        assert_eq!(dec.end_line(), None);
+        assert_eq!(
+            dec.feed(
+                b"again
+"
+            )
+            .1,
+            Some(Ok("again"))
+        );
     }
 }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use proto_core::{
     encode_text_line, sanitize, ErrorCode, Frame, LineError, Notice, NoticeKind, PeerAddr,
-    MAX_FRAME, MAX_MESSAGE, TEXT_LINE_MAX,
+    TelnetReply, TextEvent, MAX_FRAME, MAX_MESSAGE, TEXT_LINE_MAX,
 };
 
 /// A frame that owns its text, so a strategy can produce it.
@@ -248,5 +248,177 @@ proptest! {
         let (decoded, left) = PeerAddr::decode(&wire).expect("decodes");
         prop_assert_eq!(decoded, peer);
         prop_assert_eq!(left, &rest[..]);
+    }
+}
+
+/// Bytes rich in Telnet commands, LFs and CRs, with runs long enough to pass the
+/// line limit and the subnegotiation limit.
+fn telnetish() -> impl Strategy<Value = Vec<u8>> {
+    let token = prop_oneof![
+        4 => vec(prop_oneof![Just(b'a'), Just(b'\n'), Just(b'\r'), 0xc0u8..0xff], 1..8),
+        2 => (0xf0u8..=0xff, 0u8..40).prop_map(|(cmd, opt)| vec![0xff, cmd, opt]),
+        1 => Just(vec![0xff, 0xff]),
+        1 => Just(vec![0xff, 0xfa]),
+        1 => Just(vec![0xff, 0xf0]),
+        1 => (1usize..1100).prop_map(|n| vec![b'x'; n]),
+    ];
+    vec(token, 0..60).prop_map(|tokens| tokens.concat())
+}
+
+/// The text-mode input rules (PROTOCOL.md 7.2 and 7.3) applied byte by byte, with no
+/// pauses: the events a `TextDecoder` must yield, written as `decode_text` writes them.
+fn expected_text(stream: &[u8]) -> Vec<String> {
+    #[derive(Clone, Copy)]
+    enum T {
+        Data,
+        Iac,
+        Opt(u8),
+        Sub(usize),
+        SubIac(usize),
+    }
+    let max_sub = proto_core::TELNET_SUBNEGOTIATION_MAX;
+    let mut out = Vec::new();
+    let (mut state, mut line, mut discarding) = (T::Data, Vec::new(), false);
+    let end_line = |line: &mut Vec<u8>, discarding: &mut bool, out: &mut Vec<String>| {
+        let taken = std::mem::take(line);
+        if std::mem::take(discarding) {
+            return;
+        }
+        let text = taken.strip_suffix(b"\r").unwrap_or(&taken);
+        if text.is_empty() {
+            return;
+        }
+        let event = if text.len() > MAX_MESSAGE {
+            Err(LineError::TooLong)
+        } else {
+            std::str::from_utf8(text).map_err(|_| LineError::InvalidUtf8)
+        };
+        out.push(format!("{:?}", TextEvent::Message(event)));
+    };
+    for &b in stream {
+        let mut data = None;
+        state = match (state, b) {
+            (T::Data, 0xff) => T::Iac,
+            (T::Data, _) => {
+                data = Some(b);
+                T::Data
+            }
+            (T::Iac, 0xff) => {
+                data = Some(0xff);
+                T::Data
+            }
+            (T::Iac, 0xfb..=0xfe) => T::Opt(b),
+            (T::Iac, 0xfa) => T::Sub(0),
+            (T::Iac, 0xf4 | 0xf5 | 0xf8) => {
+                line.clear();
+                discarding = false;
+                T::Data
+            }
+            (T::Iac, _) => T::Data,
+            (T::Opt(verb), opt) => {
+                let reply = match (verb, opt) {
+                    (0xfd, 6) => Some(TelnetReply::Will(6)),
+                    (0xfd, _) => Some(TelnetReply::Wont(opt)),
+                    (0xfb, _) => Some(TelnetReply::Dont(opt)),
+                    _ => None,
+                };
+                if let Some(reply) = reply {
+                    out.push(format!("{:?}", TextEvent::Reply(reply)));
+                }
+                T::Data
+            }
+            (T::Sub(k), 0xff) => T::SubIac(k + 1),
+            (T::Sub(k), _) if k + 1 >= max_sub => T::Data,
+            (T::Sub(k), _) => T::Sub(k + 1),
+            (T::SubIac(_), 0xf0) => T::Data,
+            (T::SubIac(k), _) if k + 1 >= max_sub => T::Data,
+            (T::SubIac(k), _) => T::Sub(k + 1),
+        };
+        match data {
+            Some(b'\n') => end_line(&mut line, &mut discarding, &mut out),
+            Some(_) if discarding => {}
+            Some(byte) => {
+                line.push(byte);
+                // The decoder holds 1025 bytes (1024 and a CR): one more is too long.
+                if line.len() > MAX_MESSAGE + 1 {
+                    out.push(format!("{:?}", TextEvent::Message(Err(LineError::TooLong))));
+                    line.clear();
+                    discarding = true;
+                }
+            }
+            None => {}
+        }
+    }
+    end_line(&mut line, &mut discarding, &mut out);
+    out
+}
+
+proptest! {
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn text_decoder_follows_the_rules_however_the_stream_is_cut(
+        bytes in prop_oneof![telnetish(), noise()],
+        sizes in sizes(),
+    ) {
+        let want = expected_text(&bytes);
+        prop_assert_eq!(common::decode_text(&[&bytes], &[usize::MAX]), want.clone());
+        prop_assert_eq!(common::decode_text(&[&bytes], &sizes), want);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn without_telnet_commands_text_decoding_is_line_decoding(
+        bytes in noise().prop_map(|b| b.into_iter().filter(|&x| x != 0xff).collect::<Vec<u8>>()),
+        sizes in sizes(),
+    ) {
+        let lines: Vec<String> = common::decode_lines(&bytes, &sizes)
+            .into_iter()
+            .map(|l| format!("Message({l})"))
+            .collect();
+        prop_assert_eq!(common::decode_text(&[&bytes], &sizes), lines);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn each_send_without_newline_is_one_message(
+        sends in vec("[^\n\r]{1,300}", 1..8),
+        sizes in sizes(),
+    ) {
+        let pieces: Vec<&[u8]> = sends.iter().map(|s| s.as_bytes()).collect();
+        let want: Vec<String> = sends
+            .iter()
+            .map(|s| format!("{:?}", TextEvent::Message(Ok(s.as_str()))))
+            .collect();
+        prop_assert_eq!(common::decode_text(&pieces, &sizes), want);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn pauses_never_cut_a_newline_framed_line(
+        lines in vec("[^\n\r]{1,200}", 1..6),
+        cuts in vec(any::<prop::sample::Index>(), 0..10),
+        telnet in any::<bool>(),
+    ) {
+        // A first line (or a Telnet command) makes the connection newline-framed;
+        // the rest arrives in pieces with pauses anywhere, inside characters too.
+        let mut stream: Vec<u8> = if telnet { b"\xff\xf1".to_vec() } else { b"first\n".to_vec() };
+        let start = stream.len();
+        for l in &lines {
+            stream.extend(l.as_bytes());
+            stream.push(b'\n');
+        }
+        let mut at: Vec<usize> = cuts.iter().map(|i| start + i.index(stream.len() - start)).collect();
+        at.sort_unstable();
+        at.dedup();
+        let mut pieces = Vec::new();
+        let mut from = 0;
+        for cut in at.into_iter().chain([stream.len()]) {
+            pieces.push(&stream[from..cut]);
+            from = cut;
+        }
+        prop_assert_eq!(
+            common::decode_text(&pieces, &[usize::MAX]),
+            common::decode_text(&[&stream], &[usize::MAX])
+        );
     }
 }

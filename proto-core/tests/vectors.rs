@@ -56,6 +56,7 @@ fn run(v: &Vector, input: &[u8], want: &[String]) -> Result<Vec<String>, String>
         }]),
         Decoder::Text => run_text(input).map(|line| vec![line]),
         Decoder::Sniff => Ok(vec![format!("{:?}", sniff(input))]),
+        Decoder::Telnet => run_telnet(input, want),
     }
 }
 
@@ -84,6 +85,16 @@ fn run_line(input: &[u8], want: &[String]) -> Result<Vec<String>, String> {
         }
     }
     Ok(common::decode_lines(input, &[usize::MAX]))
+}
+
+fn run_telnet(input: &[u8], want: &[String]) -> Result<Vec<String>, String> {
+    for sizes in CHUNKINGS {
+        let got = common::decode_text(&[input], sizes);
+        if got != want {
+            return Err(format!("fed in chunks of {sizes:?}, got {got:?}"));
+        }
+    }
+    Ok(common::decode_text(&[input], &[usize::MAX]))
 }
 
 fn run_text(input: &[u8]) -> Result<String, String> {
@@ -232,6 +243,19 @@ fn vectors_cover_the_protocol() {
         "*1025 ",
     ] {
         assert!(lines.contains(n), "no line vector has {n:?}");
+    }
+    let telnet = text_of(Decoder::Telnet);
+    for n in [
+        "Reply(Will(6))",
+        "Reply(Wont(",
+        "Reply(Dont(",
+        "fff4",
+        "fff5",
+        "fff8",
+        "ffff",
+        "fffa",
+    ] {
+        assert!(telnet.contains(n), "no telnet vector has {n:?}");
     }
     for d in [Decoder::Peer, Decoder::Text, Decoder::Sniff] {
         assert!(!text_of(d).is_empty(), "no {d:?} vector");

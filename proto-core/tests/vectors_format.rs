@@ -32,6 +32,9 @@ pub enum Decoder {
     Text,
     /// `sniff`: INPUT is the first bytes of a connection; EXPECTED is `{:?}` of `sniff`.
     Sniff,
+    /// `telnet`: INPUT is what a text client sends, fed to a `TextDecoder`, then
+    /// `finish()`; EXPECTED is `{:?}` of each `TextEvent`.
+    Telnet,
 }
 
 impl Decoder {
@@ -42,6 +45,7 @@ impl Decoder {
             "peer" => Self::Peer,
             "text" => Self::Text,
             "sniff" => Self::Sniff,
+            "telnet" => Self::Telnet,
             _ => return None,
         })
     }

@@ -19,7 +19,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Settings for tests: a short wait for silent clients, the rest as shipped.
 pub fn config() -> Config {
     Config {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)).into(),
         sniff_timeout: Duration::from_millis(100),
         ..Config::default()
     }

@@ -4,7 +4,7 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use proto_core::{FrameDecoder, LineDecoder, MAX_FRAME};
+use proto_core::{FrameDecoder, LineDecoder, TextDecoder, TextEvent, MAX_FRAME};
 
 /// What a [`FrameDecoder`] yielded over a whole stream.
 #[derive(Debug, Default)]
@@ -90,6 +90,46 @@ pub fn decode_lines(input: &[u8], sizes: &[usize]) -> Vec<String> {
     }
     if let Some(last) = dec.finish() {
         events.push(format!("{last:?}"));
+    }
+    events
+}
+
+/// Feeds each of `pieces` to one [`TextDecoder`] in chunks (see [`chunks`]), with a
+/// pause (`TextDecoder::pause`) after every piece but the last, then calls `finish`.
+/// Returns `{:?}` of every `TextEvent` yielded; the messages ended by a pause or by
+/// `finish` are written as `Message(...)` events too.
+pub fn decode_text(pieces: &[&[u8]], sizes: &[usize]) -> Vec<String> {
+    let mut dec = TextDecoder::new();
+    let mut events = Vec::new();
+    for (i, whole) in pieces.iter().enumerate() {
+        for mut piece in chunks(whole, sizes) {
+            while !piece.is_empty() {
+                let (used, event) = dec.feed(piece);
+                assert!(
+                    (1..=piece.len()).contains(&used),
+                    "feed must consume between 1 byte and all it was given"
+                );
+                match event {
+                    Some(event) => events.push(format!("{event:?}")),
+                    None => assert_eq!(used, piece.len(), "no event but input left over"),
+                }
+                piece = &piece[used..];
+            }
+        }
+        if i + 1 < pieces.len() {
+            let waits = dec.waits_for_pause();
+            let ended = dec.pause();
+            assert!(
+                waits || ended.is_none(),
+                "pause() acted but waits_for_pause() said no"
+            );
+            if let Some(message) = ended {
+                events.push(format!("{:?}", TextEvent::Message(message)));
+            }
+        }
+    }
+    if let Some(last) = dec.finish() {
+        events.push(format!("{:?}", TextEvent::Message(last)));
     }
     events
 }

@@ -5,7 +5,8 @@ use core::fmt::{self, Write as _};
 use chatroom_firmware::{say, stack};
 use heapless::String;
 use proto_core::{
-    encode_text_line, sniff, FrameDecoder, LineDecoder, PeerAddr, MAX_FRAME, TEXT_LINE_MAX,
+    encode_text_line, sniff, FrameDecoder, LineDecoder, PeerAddr, TextDecoder, TextEvent,
+    MAX_FRAME, TEXT_LINE_MAX,
 };
 
 use crate::vectors_format::{decode_input, events, matches, Decoder, Vector};
@@ -93,9 +94,13 @@ pub fn vector(vector: &Vector<'_>, scratch: &mut Scratch) -> bool {
             },
             Decoder::Sniff => checker.event(format_args!("{:?}", sniff(input))),
             Decoder::Text => text_line(input, &mut scratch.text, &mut checker),
+            Decoder::Telnet => text_input(input, chunk, &mut checker),
         }
         passed &= checker.finish();
-        if !matches!(vector.decoder, Decoder::Frame | Decoder::Line) {
+        if !matches!(
+            vector.decoder,
+            Decoder::Frame | Decoder::Line | Decoder::Telnet
+        ) {
             break;
         }
     }
@@ -171,6 +176,28 @@ fn lines<'v>(
     }
     if let Some(result) = decoder.finish() {
         checker.event(format_args!("{:?}", result));
+    }
+}
+
+/// Feeds `input` to a text-mode decoder (Telnet commands, then lines) in pieces of
+/// `chunk` bytes, then ends the stream, checking each event.
+fn text_input<'v>(
+    input: &[u8],
+    chunk: usize,
+    checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>,
+) {
+    let mut decoder = TextDecoder::new();
+    for mut rest in input.chunks(chunk) {
+        while !rest.is_empty() {
+            let (used, event) = decoder.feed(rest);
+            if let Some(event) = event {
+                checker.event(format_args!("{:?}", event));
+            }
+            rest = &rest[used..];
+        }
+    }
+    if let Some(result) = decoder.finish() {
+        checker.event(format_args!("{:?}", TextEvent::Message(result)));
     }
 }
 
