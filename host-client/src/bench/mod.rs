@@ -132,6 +132,17 @@ pub enum Scenario {
     },
 }
 
+impl Scenario {
+    /// The settings every scenario shares.
+    pub fn common(&self) -> &Common {
+        match self {
+            Scenario::Fanout { common, .. }
+            | Scenario::Latency { common, .. }
+            | Scenario::Idle { common, .. } => common,
+        }
+    }
+}
+
 /// Runs a scenario and returns its report.
 ///
 /// # Errors
