@@ -27,6 +27,7 @@ pub mod retry;
 pub mod session;
 pub mod sink;
 pub mod terminal;
+pub mod values;
 
 use std::fmt;
 

@@ -6,7 +6,6 @@
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use clap::Parser;
 use host_client::bench::{self, Scenario};
 use host_client::cli::{Args, Command};
 use host_client::sink::DIAG_PREFIX;
@@ -14,7 +13,7 @@ use host_client::terminal::Console;
 use host_client::{Config, Interrupter, EXIT_FAILURE, EXIT_OK};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_checked();
     match &args.command {
         Some(Command::Bench { scenario }) => bench(scenario),
         None => chat(&args.config()),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::engine::Engine;
 use super::stats::Latency;
-use super::Common;
+use super::{Common, Load};
 
 /// What a bench run measured.
 #[derive(Debug, Clone, Default)]
@@ -66,20 +66,14 @@ pub struct Report {
 }
 
 impl Report {
-    pub(super) fn new(
-        scenario: &'static str,
-        common: &Common,
-        receivers: usize,
-        senders: usize,
-        size: usize,
-    ) -> Self {
+    pub(super) fn new(scenario: &'static str, common: &Common, load: Load) -> Self {
         Self {
             scenario,
             mode: if common.text { "text" } else { "binary" },
-            receivers,
-            senders,
-            size,
-            stalled: common.stalled,
+            receivers: load.receivers,
+            senders: load.senders,
+            size: load.size,
+            stalled: load.stalled,
             ..Self::default()
         }
     }
