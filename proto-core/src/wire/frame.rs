@@ -205,35 +205,8 @@ impl<'a> Frame<'a> {
             FrameKind::Chat => Ok(Frame::Chat {
                 text: utf8(kind, body)?,
             }),
-            FrameKind::Broadcast => {
-                let seq = u64_at(kind, body)?;
-                let (peer, text) =
-                    PeerAddr::decode(&body[SEQ_LEN..]).ok_or(DecodeError::BadPeer { kind })?;
-                Ok(Frame::Broadcast {
-                    seq,
-                    peer,
-                    text: utf8(kind, text)?,
-                })
-            }
-            FrameKind::Notice => {
-                let [k, code, rest @ ..] = body else {
-                    return Err(DecodeError::BadLength {
-                        kind,
-                        len: body.len(),
-                    });
-                };
-                let notice_kind =
-                    NoticeKind::from_bytes(*k, *code).ok_or(DecodeError::BadNotice {
-                        kind: *k,
-                        code: *code,
-                    })?;
-                let (peer, text) = decode_optional_peer(rest)?;
-                Ok(Frame::Notice(Notice {
-                    kind: notice_kind,
-                    peer,
-                    text: utf8(kind, text)?,
-                }))
-            }
+            FrameKind::Broadcast => Self::parse_broadcast(body),
+            FrameKind::Notice => parse_notice(body).map(Frame::Notice),
             FrameKind::Ping => Ok(Frame::Ping {
                 nonce: nonce(kind, body)?,
             }),
@@ -249,6 +222,20 @@ impl<'a> Frame<'a> {
                 len: body.len(),
             }),
         }
+    }
+
+    /// A broadcast's body: sequence number, peer, text.
+    #[inline]
+    fn parse_broadcast(body: &'a [u8]) -> Result<Self, DecodeError> {
+        let kind = FrameKind::Broadcast;
+        let seq = u64_at(kind, body)?;
+        let (peer, text) =
+            PeerAddr::decode(&body[SEQ_LEN..]).ok_or(DecodeError::BadPeer { kind })?;
+        Ok(Frame::Broadcast {
+            seq,
+            peer,
+            text: utf8(kind, text)?,
+        })
     }
 
     /// The number of bytes [`Frame::encode`] writes, header included.
@@ -323,6 +310,27 @@ impl<'a> Frame<'a> {
         }
         Ok(needed)
     }
+}
+
+/// A notice's body: kind and code, optional peer, text.
+#[inline]
+fn parse_notice(body: &[u8]) -> Result<Notice<'_>, DecodeError> {
+    let [kind, code, rest @ ..] = body else {
+        return Err(DecodeError::BadLength {
+            kind: FrameKind::Notice,
+            len: body.len(),
+        });
+    };
+    let notice_kind = NoticeKind::from_bytes(*kind, *code).ok_or(DecodeError::BadNotice {
+        kind: *kind,
+        code: *code,
+    })?;
+    let (peer, text) = decode_optional_peer(rest)?;
+    Ok(Notice {
+        kind: notice_kind,
+        peer,
+        text: utf8(FrameKind::Notice, text)?,
+    })
 }
 
 /// Reads postcard's `Option<PeerAddr>`: a 0 or 1 tag, then the peer if 1.
