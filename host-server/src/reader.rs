@@ -5,8 +5,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use proto_core::{
-    looks_like_http, DecodeError, ErrorCode, Frame, FrameDecoder, LineDecoder, LineError,
-    PREAMBLE_LEN,
+    looks_like_http, DecodeError, ErrorCode, FeedResult, Frame, FrameDecoder, LineDecoder,
+    LineError, PREAMBLE_LEN,
 };
 
 use crate::outbox::End;
@@ -174,12 +174,10 @@ fn binary_events(
     batch: &mut Batch,
     shared: &Shared,
 ) -> bool {
-    while !input.is_empty() {
-        let (used, event) = decoder.feed(input);
-        match event {
-            None => {}
-            Some(Ok(Frame::Chat { text })) => batch.push(text),
-            Some(Ok(Frame::Ping { nonce })) => {
+    while let FeedResult::Complete { item, remaining } = decoder.feed(input) {
+        match item {
+            Ok(Frame::Chat { text }) => batch.push(text),
+            Ok(Frame::Ping { nonce }) => {
                 // Messages before the ping go out first, and pending notices, so its
                 // pong tells the client its messages have been handed to the room and
                 // it has heard of everything that happened before.
@@ -190,12 +188,12 @@ fn binary_events(
                 wire::encode_into(Mode::Binary, &Frame::Pong { nonce }, &mut bytes);
                 client.outbox.push_bytes(&bytes);
             }
-            Some(Ok(Frame::Pong { .. })) => {}
-            Some(Ok(Frame::Bye)) => {
+            Ok(Frame::Pong { .. }) => {}
+            Ok(Frame::Bye) => {
                 relay(batch, client, shared);
                 return true;
             }
-            Some(Ok(other)) => {
+            Ok(other) => {
                 let text = format!("clients may not send {:?} frames; discarded", other.kind());
                 client.outbox.push_bytes(&wire::error(
                     Mode::Binary,
@@ -203,7 +201,7 @@ fn binary_events(
                     &text,
                 ));
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 let text = format!("{e}; discarded");
                 client
                     .outbox
@@ -213,7 +211,7 @@ fn binary_events(
         if batch.len() >= MAX_BATCH {
             relay(batch, client, shared);
         }
-        input = &input[used..];
+        input = remaining;
     }
     false
 }

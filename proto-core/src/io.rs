@@ -101,16 +101,17 @@ impl<R: Read, const N: usize> FrameReader<R, N> {
                 }
                 (self.start, self.end) = (0, n);
             }
-            let base = self.start;
-            let (used, step) = self.decoder.advance(&self.buf[base..self.end]);
-            self.start += used;
-            if step != Step::NeedMore {
-                let input = &self.buf[base..self.end];
-                return match self.decoder.resolve(input, step) {
-                    Some(Ok(frame)) => Ok(frame),
-                    Some(Err(e)) => Err(ReadError::Decode(e)),
-                    None => Err(ReadError::UnexpectedEof),
-                };
+            let (start, end) = (self.start, self.end);
+            match self.decoder.advance(&self.buf[start..end]) {
+                Step::NeedMore => self.start = end,
+                Step::Done { used, event } => {
+                    self.start = start + used;
+                    let input = &self.buf[start..end];
+                    return self
+                        .decoder
+                        .resolve(input, event)
+                        .map_err(ReadError::Decode);
+                }
             }
         }
     }
