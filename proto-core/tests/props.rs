@@ -161,6 +161,17 @@ proptest! {
 
     #[test]
     #[cfg_attr(miri, ignore)]
+    fn write_frame_writes_what_encode_writes(owned in owned_frame()) {
+        let frame = owned.frame();
+        let mut out = [0u8; MAX_FRAME];
+        let mut w: &mut [u8] = &mut out;
+        proto_core::write_frame(&mut w, &frame).expect("a valid frame is written");
+        let written = MAX_FRAME - w.len();
+        prop_assert_eq!(&out[..written], &encode(&frame)[..]);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
     fn any_split_of_a_frame_stream_gives_the_same_frames(
         frames in vec(owned_frame(), 0..8),
         sizes in sizes(),
