@@ -59,13 +59,12 @@ fn decode_lines(stream: &[u8]) -> usize {
     let mut lines = 0;
     for read in stream.chunks(READ) {
         let mut input = read;
-        while !input.is_empty() {
-            let (used, event) = dec.feed(input);
-            if let Some(Ok(line)) = event {
+        while let FeedResult::Complete { item, remaining } = dec.feed(input) {
+            if let Ok(line) = item {
                 black_box(line);
                 lines += 1;
             }
-            input = &input[used..];
+            input = remaining;
         }
     }
     lines
