@@ -27,13 +27,13 @@ pub fn read_preamble<R: Read>(r: &mut R) -> Result<(), ReadError<R::Error>> {
     let mut got = [0u8; PREAMBLE_LEN];
     let mut have = 0;
     loop {
-        // `sniff` decides by the time all PREAMBLE_LEN bytes are in.
         match sniff(&got[..have]) {
             Sniff::NeedMore => {}
             Sniff::Binary { version: VERSION } => return Ok(()),
             Sniff::Binary { version } => return Err(ReadError::UnsupportedVersion { version }),
             Sniff::Text => return Err(ReadError::BadMagic),
         }
+        debug_assert!(have < PREAMBLE_LEN, "sniff decides on a whole preamble");
         match r.read(&mut got[have..]).map_err(ReadError::Transport)? {
             0 if have == 0 => return Err(ReadError::Closed),
             0 => return Err(ReadError::UnexpectedEof),
