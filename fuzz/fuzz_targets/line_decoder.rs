@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proto_core::{FeedResult, LineDecoder, LineError, MAX_MESSAGE};
+use proto_core::{LineDecoder, LineError, MAX_MESSAGE};
 use proto_core_fuzz::Input;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,11 +18,15 @@ fn decode(input: &Input) -> Vec<Result<Vec<u8>, LineError>> {
     let mut dec = LineDecoder::new();
     let mut events = Vec::new();
     for (_, chunk) in input.chunks() {
-        let mut rest = chunk;
-        while let FeedResult::Complete { item, remaining } = dec.feed(rest) {
-            assert!(remaining.len() < rest.len(), "an event from no input");
-            rest = remaining;
-            events.push(checked(item));
+        let mut at = 0;
+        while at < chunk.len() {
+            let (used, event) = dec.feed(&chunk[at..]);
+            assert!(used >= 1 && used <= chunk.len() - at, "bad consumed count");
+            at += used;
+            match event {
+                Some(line) => events.push(checked(line)),
+                None => assert_eq!(at, chunk.len(), "no event yet input left over"),
+            }
         }
     }
     if let Some(last) = dec.finish() {

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 
-use proto_core::{FeedResult, LineDecoder};
+use proto_core::LineDecoder;
 
 /// What the user did next.
 #[derive(Debug)]
@@ -83,12 +83,10 @@ impl<R: Read + Send> LineSource for ReaderInput<R> {
                     Err(e) => return InputEvent::Failed(e),
                 }
             }
-            match self.decoder.feed(&self.buf[self.start..self.end]) {
-                FeedResult::Consumed => self.start = self.end,
-                FeedResult::Complete { item, remaining } => {
-                    self.start = self.end - remaining.len();
-                    return Self::event(item);
-                }
+            let (used, line) = self.decoder.feed(&self.buf[self.start..self.end]);
+            self.start += used;
+            if let Some(line) = line {
+                return Self::event(line);
             }
         }
     }

@@ -295,14 +295,17 @@ fn text_events(
     first_line: &mut bool,
     shared: &Shared,
 ) -> bool {
-    while let FeedResult::Complete { item, remaining } = decoder.feed(input) {
-        if text_event(client, item, batch, first_line) {
-            return true;
+    while !input.is_empty() {
+        let (used, event) = decoder.feed(input);
+        if let Some(event) = event {
+            if text_event(client, event, batch, first_line) {
+                return true;
+            }
         }
         if batch.len() >= MAX_BATCH {
             relay(batch, client, shared);
         }
-        input = remaining;
+        input = &input[used..];
     }
     false
 }

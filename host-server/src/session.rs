@@ -137,7 +137,7 @@ fn start(stream: &TcpStream, mode: Mode, first: &[u8]) -> Result<(), StartError>
         }
         Mode::Text => {
             let mut probe = LineDecoder::new();
-            if let Some(Ok(line)) = probe.feed(first).item() {
+            if let (_, Some(Ok(line))) = probe.feed(first) {
                 if looks_like_http(line) {
                     refuse(stream, &http_refusal());
                     return Err(StartError::Http);

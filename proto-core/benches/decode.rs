@@ -59,12 +59,13 @@ fn decode_lines(stream: &[u8]) -> usize {
     let mut lines = 0;
     for read in stream.chunks(READ) {
         let mut input = read;
-        while let FeedResult::Complete { item, remaining } = dec.feed(input) {
-            if let Ok(line) = item {
+        while !input.is_empty() {
+            let (used, event) = dec.feed(input);
+            if let Some(Ok(line)) = event {
                 black_box(line);
                 lines += 1;
             }
-            input = remaining;
+            input = &input[used..];
         }
     }
     lines

@@ -3,7 +3,6 @@
 use heapless::Vec;
 
 use crate::error::LineError;
-use crate::feed::FeedResult;
 use crate::MAX_MESSAGE;
 
 /// Room for a maximal line plus the CR that may precede its LF.
@@ -28,21 +27,10 @@ pub struct LineDecoder {
     discarding: bool,
 }
 
-/// Where [`LineDecoder::advance`] stopped.
 enum Step {
-    /// All input consumed; no line complete yet.
     NeedMore,
-    /// A line or an error is complete after the first `used` bytes of the input.
-    Done { used: usize, event: Event },
-}
-
-/// What completed, and where the line lies.
-enum Event {
-    /// The line is the input's `start..end`.
     InInput(usize, usize),
-    /// The line is in the decoder's buffer.
     InBuffer,
-    /// The line was refused.
     Error(LineError),
 }
 
@@ -63,26 +51,21 @@ impl LineDecoder {
     /// Consumes bytes from the front of `input` until one line or error is complete,
     /// or `input` runs out.
     ///
-    /// Returns [`FeedResult::Consumed`] when all of `input` was taken in without
-    /// completing a line, else the line (without its LF or CR) or the error, and the
-    /// rest of `input`, to feed next.
-    pub fn feed<'d, 'i: 'd>(
-        &'d mut self,
-        input: &'i [u8],
-    ) -> FeedResult<'i, Result<&'d str, LineError>> {
-        let (used, event) = match self.advance(input) {
-            Step::NeedMore => return FeedResult::Consumed,
-            Step::Done { used, event } => (used, event),
+    /// Returns how many bytes were consumed and, if one was completed, the line
+    /// (without its LF or CR) or the error. When the second element is `None`, all of
+    /// `input` was consumed.
+    pub fn feed<'a>(&'a mut self, input: &'a [u8]) -> (usize, Option<Result<&'a str, LineError>>) {
+        let (used, step) = self.advance(input);
+        let line = match step {
+            Step::NeedMore => return (used, None),
+            Step::Error(e) => return (used, Some(Err(e))),
+            Step::InInput(start, end) => &input[start..end],
+            Step::InBuffer => strip_cr(&self.buf),
         };
-        let line = match event {
-            Event::Error(e) => Err(e),
-            Event::InInput(start, end) => Ok(&input[start..end]),
-            Event::InBuffer => Ok(strip_cr(&self.buf)),
-        };
-        FeedResult::Complete {
-            item: line.and_then(|l| core::str::from_utf8(l).map_err(|_| LineError::InvalidUtf8)),
-            remaining: &input[used..],
-        }
+        (
+            used,
+            Some(core::str::from_utf8(line).map_err(|_| LineError::InvalidUtf8)),
+        )
     }
 
     /// Ends the stream: returns the unterminated last line, if there is one, as if
@@ -90,7 +73,7 @@ impl LineDecoder {
     /// the decoder instead.
     pub fn finish(&mut self) -> Option<Result<&str, LineError>> {
         // A returned line is dropped and a discarded one ends, as for any LF.
-        self.feed(b"\n").item()
+        self.feed(b"\n").1
     }
 
     /// True when no partial line is held: the stream could end here losing nothing.
@@ -98,7 +81,7 @@ impl LineDecoder {
         (self.buf.is_empty() || self.returned) && !self.discarding
     }
 
-    fn advance(&mut self, input: &[u8]) -> Step {
+    fn advance(&mut self, input: &[u8]) -> (usize, Step) {
         if self.returned {
             self.buf.clear();
             self.returned = false;
@@ -107,10 +90,7 @@ impl LineDecoder {
         while used < input.len() {
             let rest = &input[used..];
             let Some(lf) = memchr::memchr(b'\n', rest) else {
-                return match self.hold(rest) {
-                    Held::Kept => Step::NeedMore,
-                    Held::Overflowed => Step::too_long(input.len()),
-                };
+                return (input.len(), self.hold(rest));
             };
             let (start, end, next) = (used, used + lf, used + lf + 1);
             used = next;
@@ -121,59 +101,40 @@ impl LineDecoder {
                 let line = strip_cr(&input[start..end]);
                 match line.len() {
                     0 => continue,
-                    n if n > MAX_MESSAGE => return Step::too_long(used),
-                    n => {
-                        let event = Event::InInput(start, start + n);
-                        return Step::Done { used, event };
-                    }
+                    n if n > MAX_MESSAGE => return (used, Step::Error(LineError::TooLong)),
+                    n => return (used, Step::InInput(start, start + n)),
                 }
             }
             if self.buf.extend_from_slice(&input[start..end]).is_err() {
                 self.buf.clear();
-                return Step::too_long(used);
+                return (used, Step::Error(LineError::TooLong));
             }
             match strip_cr(&self.buf).len() {
                 0 => self.buf.clear(),
                 n if n > MAX_MESSAGE => {
                     self.buf.clear();
-                    return Step::too_long(used);
+                    return (used, Step::Error(LineError::TooLong));
                 }
                 _ => {
                     self.returned = true;
-                    let event = Event::InBuffer;
-                    return Step::Done { used, event };
+                    return (used, Step::InBuffer);
                 }
             }
         }
-        Step::NeedMore
+        (used, Step::NeedMore)
     }
 
     /// Keeps an unterminated piece of a line, or starts discarding if it overflows.
-    fn hold(&mut self, piece: &[u8]) -> Held {
+    fn hold(&mut self, piece: &[u8]) -> Step {
         if self.discarding {
-            return Held::Kept;
+            return Step::NeedMore;
         }
         if self.buf.extend_from_slice(piece).is_err() {
             self.buf.clear();
             self.discarding = true;
-            return Held::Overflowed;
+            return Step::Error(LineError::TooLong);
         }
-        Held::Kept
-    }
-}
-
-/// What [`LineDecoder::hold`] did with a piece of a line.
-enum Held {
-    /// Kept it, or dropped it as part of a line already refused.
-    Kept,
-    /// The line outgrew the buffer: refuse it and drop the rest up to its LF.
-    Overflowed,
-}
-
-impl Step {
-    fn too_long(used: usize) -> Self {
-        let event = Event::Error(LineError::TooLong);
-        Step::Done { used, event }
+        Step::NeedMore
     }
 }
 
@@ -188,9 +149,12 @@ mod tests {
         let mut out = Vec::new();
         for piece in bytes.chunks(chunk.max(1)) {
             let mut input = piece;
-            while let FeedResult::Complete { item, remaining } = dec.feed(input) {
-                out.push(item.map(String::from));
-                input = remaining;
+            while !input.is_empty() {
+                let (used, ev) = dec.feed(input);
+                if let Some(ev) = ev {
+                    out.push(ev.map(String::from));
+                }
+                input = &input[used..];
             }
         }
         if let Some(last) = dec.finish() {
@@ -259,29 +223,15 @@ mod tests {
     }
 
     #[test]
-    fn feed_hands_back_the_rest_of_the_input() {
-        let mut dec = LineDecoder::new();
-        assert_eq!(
-            dec.feed(b"hi\nthere"),
-            FeedResult::Complete {
-                item: Ok("hi"),
-                remaining: b"there"
-            }
-        );
-        assert_eq!(dec.feed(b"there"), FeedResult::Consumed);
-        assert_eq!(dec.feed(b"!"), FeedResult::Consumed);
-        assert!(!dec.is_idle());
-        assert_eq!(dec.finish(), Some(Ok("there!")));
-    }
-
-    #[test]
     fn finish_after_discarding_or_returned_gives_nothing() {
         let mut dec = LineDecoder::new();
-        assert_eq!(dec.feed(b"hi\n").item(), Some(Ok("hi")));
+        let (_, ev) = dec.feed(b"hi\n");
+        assert_eq!(ev, Some(Ok("hi")));
         assert!(dec.is_idle());
         assert_eq!(dec.finish(), None);
         let big = [b'y'; 2000];
-        assert_eq!(dec.feed(&big).item(), Some(Err(LineError::TooLong)));
+        let (_, ev) = dec.feed(&big);
+        assert_eq!(ev, Some(Err(LineError::TooLong)));
         assert!(!dec.is_idle());
         assert_eq!(dec.finish(), None);
         assert!(dec.is_idle());

@@ -174,11 +174,13 @@ fn feed_frames(
 
 /// Hands every line in `input` to `on`.
 fn feed_lines(decoder: &mut LineDecoder, mut input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
-    while let FeedResult::Complete { item, remaining } = decoder.feed(input) {
-        match item {
-            Ok(text) => on(Incoming::Message { text, seq: None }),
-            Err(_) => on(Incoming::Bad),
+    while !input.is_empty() {
+        let (used, line) = decoder.feed(input);
+        match line {
+            Some(Ok(text)) => on(Incoming::Message { text, seq: None }),
+            Some(Err(_)) => on(Incoming::Bad),
+            None => {}
         }
-        input = remaining;
+        input = &input[used..];
     }
 }

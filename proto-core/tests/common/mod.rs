@@ -73,13 +73,17 @@ pub fn decode_lines(input: &[u8], sizes: &[usize]) -> Vec<String> {
     let mut dec = LineDecoder::new();
     let mut events = Vec::new();
     for mut piece in chunks(input, sizes) {
-        while let FeedResult::Complete { item, remaining } = dec.feed(piece) {
+        while !piece.is_empty() {
+            let (used, event) = dec.feed(piece);
             assert!(
-                remaining.len() < piece.len(),
-                "feed must consume at least one byte"
+                (1..=piece.len()).contains(&used),
+                "feed must consume between 1 byte and all it was given"
             );
-            events.push(format!("{item:?}"));
-            piece = remaining;
+            match event {
+                Some(line) => events.push(format!("{line:?}")),
+                None => assert_eq!(used, piece.len(), "no event but input left over"),
+            }
+            piece = &piece[used..];
         }
     }
     if let Some(last) = dec.finish() {

@@ -167,9 +167,12 @@ fn lines<'v>(
 ) {
     let mut decoder = LineDecoder::new();
     for mut rest in input.chunks(chunk) {
-        while let FeedResult::Complete { item, remaining } = decoder.feed(rest) {
-            checker.event(format_args!("{:?}", item));
-            rest = remaining;
+        while !rest.is_empty() {
+            let (used, event) = decoder.feed(rest);
+            if let Some(result) = event {
+                checker.event(format_args!("{:?}", result));
+            }
+            rest = &rest[used..];
         }
     }
     if let Some(result) = decoder.finish() {
