@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use proto_core::{Frame, FrameDecoder, NoticeKind, PREAMBLE};
+use proto_core::{FeedResult, Frame, FrameDecoder, NoticeKind, PREAMBLE};
 use socket2::{Domain, Socket, Type};
 
 use crate::util::{BinClient, Server, WAIT};
@@ -172,22 +172,20 @@ fn messages(mode: Mode, bytes: &[u8]) -> (Chats, Notices) {
         Mode::Binary => {
             let mut decoder = FrameDecoder::new();
             let mut input = bytes;
-            let mut at = 0;
-            while !input.is_empty() {
-                let (used, event) = decoder.feed(input);
-                at += used;
-                input = &input[used..];
-                match event {
-                    Some(Ok(Frame::Broadcast { text, .. })) => chats.push((text.to_string(), at)),
-                    Some(Ok(Frame::Notice(n))) => notices.push((
+            while let FeedResult::Complete { item, remaining } = decoder.feed(input) {
+                input = remaining;
+                let at = bytes.len() - remaining.len();
+                match item {
+                    Ok(Frame::Broadcast { text, .. }) => chats.push((text.to_string(), at)),
+                    Ok(Frame::Notice(n)) => notices.push((
                         match n.kind {
                             NoticeKind::Error(code) => Some(code.0),
                             _ => None,
                         },
                         n.text.to_string(),
                     )),
-                    Some(Ok(_)) | None => {}
-                    Some(Err(e)) => panic!("bad frame: {e}"),
+                    Ok(_) => {}
+                    Err(e) => panic!("bad frame: {e}"),
                 }
             }
             assert!(decoder.is_idle(), "the stream ended inside a frame");

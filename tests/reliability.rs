@@ -283,16 +283,15 @@ fn a_peer_that_stops_answering_is_dropped() {
     let mut dec = proto_core::FrameDecoder::new();
     let mut input = &got[proto_core::PREAMBLE_LEN..];
     let (mut pings, mut timeout) = (0, false);
-    while !input.is_empty() {
-        let (used, ev) = dec.feed(input);
-        match ev {
-            Some(Ok(proto_core::Frame::Ping { .. })) => pings += 1,
-            Some(Ok(proto_core::Frame::Notice(n))) => {
+    while let proto_core::FeedResult::Complete { item, remaining } = dec.feed(input) {
+        match item {
+            Ok(proto_core::Frame::Ping { .. }) => pings += 1,
+            Ok(proto_core::Frame::Notice(n)) => {
                 timeout |= n.kind == proto_core::NoticeKind::Error(proto_core::ErrorCode::TIMEOUT)
             }
             _ => {}
         }
-        input = &input[used..];
+        input = remaining;
     }
     assert!(
         pings >= 1 && timeout,

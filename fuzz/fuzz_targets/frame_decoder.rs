@@ -7,7 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proto_core::{encode_text_line, Frame, FrameDecoder, FrameKind, MAX_FRAME, TEXT_LINE_MAX};
+use proto_core::{
+    encode_text_line, FeedResult, Frame, FrameDecoder, FrameKind, MAX_FRAME, TEXT_LINE_MAX,
+};
 use proto_core_fuzz::Input;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,23 +31,21 @@ fn decode(input: &Input) -> Vec<String> {
     let mut dec = FrameDecoder::new();
     let mut events = Vec::new();
     for (offset, chunk) in input.chunks() {
-        let mut at = 0;
-        while at < chunk.len() {
-            let (used, event) = dec.feed(&chunk[at..]);
-            assert!(used >= 1 && used <= chunk.len() - at, "bad consumed count");
-            at += used;
-            match event {
-                Some(Ok(frame)) => {
+        let mut rest = chunk;
+        while let FeedResult::Complete { item, remaining } = dec.feed(rest) {
+            assert!(remaining.len() < rest.len(), "an event from no input");
+            rest = remaining;
+            match item {
+                Ok(frame) => {
                     // A frame's header and body are the last bytes consumed.
-                    let end = offset + at;
+                    let end = offset + chunk.len() - rest.len();
                     check_frame(&frame, &input.stream[..end]);
                     events.push(format!("{:?}", frame));
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     let _ = e.to_string();
                     events.push(format!("{e:?}"));
                 }
-                None => assert_eq!(at, chunk.len(), "no event yet input left over"),
             }
         }
     }

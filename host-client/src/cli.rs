@@ -1,13 +1,15 @@
 //! The command line, parsed by clap and turned into a validated [`Config`].
 
+use std::ffi::OsString;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::bench::Scenario;
-
 use crate::config::{Config, DEFAULT_ADDR, DEFAULT_ATTEMPTS};
+use crate::values::{at_least_one, positive_duration, server_addr};
 
 const AFTER_HELP: &str = "\
 Each line typed is sent to the room; a line longer than 1024 bytes is refused, not
@@ -37,11 +39,17 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Server address: HOST:PORT, IP:PORT or [IPV6]:PORT (port 9000 if left out).
-    #[arg(default_value = DEFAULT_ADDR)]
+    #[arg(default_value = DEFAULT_ADDR, value_parser = server_addr)]
     pub addr: String,
 
-    /// Connection attempts in all before giving up.
-    #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(DEFAULT_ATTEMPTS).unwrap_or(NonZeroU32::MIN))]
+    /// Whatever follows the address, which [`Args::try_parse_checked`] refuses with
+    /// a message of its own (clap alone would call it a misplaced subcommand).
+    #[arg(hide = true)]
+    pub extra: Vec<String>,
+
+    /// Connection attempts in all before giving up (at least 1).
+    #[arg(long, value_name = "N", value_parser = at_least_one,
+          default_value_t = NonZeroU32::new(DEFAULT_ATTEMPTS).unwrap_or(NonZeroU32::MIN))]
     pub attempts: NonZeroU32,
 
     /// Pause between two connection attempts (e.g. 100ms, 2s).
@@ -49,8 +57,9 @@ pub struct Args {
           default_value = "100ms")]
     pub retry_delay: Duration,
 
-    /// Limit on one TCP connect, and on waiting for the server's preamble.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+    /// Limit on one TCP connect, and on waiting for the server's preamble (more
+    /// than zero).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration,
           default_value = "5s")]
     pub connect_timeout: Duration,
 
@@ -80,6 +89,38 @@ pub enum Command {
 }
 
 impl Args {
+    /// The process's arguments, parsed and checked; on a usage error, prints it and
+    /// exits with status 2 (as clap does).
+    pub fn parse_checked() -> Self {
+        Self::try_parse_checked(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `argv` (the program's name first) as clap does, then refuses more than
+    /// one address.
+    ///
+    /// # Errors
+    /// clap's error, whose exit code is 2 for a usage error.
+    pub fn try_parse_checked<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args = Self::try_parse_from(argv)?;
+        if let Some(next) = args.extra.first() {
+            let hint = if Self::command().find_subcommand(next).is_some() {
+                format!(" (a subcommand comes first: host-client {next} ...)")
+            } else {
+                String::new()
+            };
+            let message = format!(
+                "one server address is expected, but '{next}' follows '{}'{hint}",
+                args.addr
+            );
+            return Err(Self::command().error(ErrorKind::TooManyValues, message));
+        }
+        Ok(args)
+    }
+
     /// The settings these arguments ask for.
     pub fn config(&self) -> Config {
         Config {
@@ -98,7 +139,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         let argv = std::iter::once("host-client").chain(args.iter().copied());
-        Args::try_parse_from(argv).map(|a| a.config())
+        Args::try_parse_checked(argv).map(|a| a.config())
     }
 
     #[test]
@@ -112,19 +153,6 @@ mod tests {
         assert_eq!(c.addr, "[::1]:9001");
         assert_eq!(c.attempts.get(), 5);
         assert_eq!(c.retry_delay, Duration::from_millis(250));
-    }
-
-    #[test]
-    fn bad_values_are_usage_errors() {
-        for bad in [
-            &["--attempts", "0"][..],
-            &["--attempts", "x"],
-            &["--retry-delay", "soon"],
-            &["--bogus"],
-        ] {
-            let e = parse(bad).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{bad:?}");
-        }
     }
 
     #[test]

@@ -152,8 +152,104 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Resolves `addr` (`host:port`, `ip:port`, `[ipv6]:port`, or any of them without
-/// the port, which then defaults to [`DEFAULT_PORT`]) to the addresses to try.
+/// Why a server address is malformed, found before any name lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddrError {
+    /// The address is empty.
+    Empty,
+    /// Nothing before the `:` that starts the port.
+    NoHost,
+    /// The port is not a number from 1 to 65535.
+    BadPort(String),
+    /// An opening `[` without its `]`, or text after the `]` that is not `:PORT`.
+    Brackets,
+    /// What stands between `[` and `]` is not an IPv6 address.
+    NotIpv6(String),
+    /// More than one `:` outside brackets, and not an IPv6 address.
+    Colons,
+}
+
+impl fmt::Display for AddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrError::Empty => f.write_str("the address is empty"),
+            AddrError::NoHost => f.write_str("no host before the ':'"),
+            AddrError::BadPort(port) => {
+                write!(f, "the port '{port}' is not a number from 1 to 65535")
+            }
+            AddrError::Brackets => {
+                f.write_str("write an IPv6 address as [ADDRESS] or [ADDRESS]:PORT")
+            }
+            AddrError::NotIpv6(inside) => {
+                write!(f, "'{inside}' in brackets is not an IPv6 address")
+            }
+            AddrError::Colons => f.write_str(
+                "too many ':' for HOST:PORT; write an IPv6 address in brackets, as [::1]:9000",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AddrError {}
+
+/// A server address as typed, split before any name lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// An IP address and port.
+    Ip(SocketAddr),
+    /// A host name, to resolve, and a port.
+    Name(&'a str, u16),
+}
+
+/// Splits `addr` (`host:port`, `ip:port`, `[ipv6]:port`, or any of them without the
+/// port, which then defaults to [`DEFAULT_PORT`]) into host and port, without
+/// resolving names. The command line checks addresses with it, so that a malformed
+/// one is a usage error.
+///
+/// # Errors
+/// See [`AddrError`].
+pub fn parse_addr(addr: &str) -> Result<Target<'_>, AddrError> {
+    if addr.is_empty() {
+        return Err(AddrError::Empty);
+    }
+    if let Ok(ip) = addr.parse::<IpAddr>() {
+        return Ok(Target::Ip(SocketAddr::new(ip, DEFAULT_PORT)));
+    }
+    if let Some(rest) = addr.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or(AddrError::Brackets)?;
+        let ip: std::net::Ipv6Addr = inside
+            .parse()
+            .map_err(|_| AddrError::NotIpv6(inside.to_string()))?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            _ => port(after.strip_prefix(':').ok_or(AddrError::Brackets)?)?,
+        };
+        return Ok(Target::Ip(SocketAddr::new(IpAddr::V6(ip), port)));
+    }
+    let Some((host, port_text)) = addr.rsplit_once(':') else {
+        return Ok(Target::Name(addr, DEFAULT_PORT));
+    };
+    if host.contains(':') {
+        return Err(AddrError::Colons);
+    }
+    if host.is_empty() {
+        return Err(AddrError::NoHost);
+    }
+    let port = port(port_text)?;
+    Ok(match host.parse::<IpAddr>() {
+        Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
+        Err(_) => Target::Name(host, port),
+    })
+}
+
+fn port(text: &str) -> Result<u16, AddrError> {
+    match text.parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(AddrError::BadPort(text.to_string())),
+    }
+}
+
+/// Resolves `addr` (see [`parse_addr`]) to the addresses to try.
 ///
 /// # Errors
 /// [`ConnectError::InvalidAddress`] if it does not parse or resolves to nothing.
@@ -162,15 +258,10 @@ pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ConnectError> {
         addr: addr.to_string(),
         source,
     };
-    let bare = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']'));
-    let resolved = if let Ok(ip) = bare.unwrap_or(addr).parse::<IpAddr>() {
-        Ok(vec![SocketAddr::new(ip, DEFAULT_PORT)])
-    } else if !addr.contains(':') && !addr.is_empty() {
-        (addr, DEFAULT_PORT)
-            .to_socket_addrs()
-            .map(Iterator::collect)
-    } else {
-        addr.to_socket_addrs().map(Iterator::collect)
+    let resolved = match parse_addr(addr) {
+        Ok(Target::Ip(ip)) => Ok(vec![ip]),
+        Ok(Target::Name(host, port)) => (host, port).to_socket_addrs().map(Iterator::collect),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
     };
     match resolved {
         Ok(addrs) if Vec::is_empty(&addrs) => Err(invalid(io::Error::new(
@@ -288,13 +379,33 @@ mod tests {
     }
 
     #[test]
-    fn malformed_addresses_are_invalid() {
-        for bad in ["", "127.0.0.1:notaport", "127.0.0.1:70000", "[::1:9000"] {
-            assert!(
-                matches!(resolve(bad), Err(ConnectError::InvalidAddress { .. })),
-                "{bad}"
-            );
-        }
+    fn malformed_addresses_are_refused_before_any_lookup() {
+        let bad_port = |p: &str| Err(AddrError::BadPort(p.into()));
+        assert_eq!(parse_addr(""), Err(AddrError::Empty));
+        assert_eq!(parse_addr("127.0.0.1:99999"), bad_port("99999"));
+        assert_eq!(parse_addr("127.0.0.1:0"), bad_port("0"));
+        assert_eq!(parse_addr("localhost:x"), bad_port("x"));
+        assert_eq!(parse_addr("[::1]:"), bad_port(""));
+        assert_eq!(parse_addr(":9000"), Err(AddrError::NoHost));
+        assert_eq!(parse_addr("[::1:9000"), Err(AddrError::Brackets));
+        assert_eq!(parse_addr("[::1]9000"), Err(AddrError::Brackets));
+        assert_eq!(
+            parse_addr("[1.2.3.4]:9000"),
+            Err(AddrError::NotIpv6("1.2.3.4".into()))
+        );
+        assert_eq!(parse_addr("a:b:c"), Err(AddrError::Colons));
+        assert_eq!(
+            parse_addr("chat.example:9001"),
+            Ok(Target::Name("chat.example", 9001))
+        );
+        assert_eq!(
+            parse_addr("chat.example"),
+            Ok(Target::Name("chat.example", 9000))
+        );
+        assert!(matches!(
+            resolve("127.0.0.1:70000"),
+            Err(ConnectError::InvalidAddress { .. })
+        ));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod retry;
 pub mod session;
 pub mod sink;
 pub mod terminal;
+pub mod values;
 
 use std::fmt;
 
@@ -80,7 +81,9 @@ pub fn attempt_message(failure: &retry::Failure<'_, AttemptError>) -> Option<Str
 }
 
 /// Connects as `config` says, reporting each failed attempt to `sink`, then runs a
-/// session with `input` until it ends.
+/// session with `input` until it ends. Once connected, and before the session
+/// starts, `on_connected` receives the session's [`Interrupter`]: the binary's
+/// Ctrl-C handler uses it to leave the room with `Bye`.
 ///
 /// # Errors
 /// See [`ClientError`].
@@ -88,6 +91,7 @@ pub fn run(
     config: &Config,
     input: Box<dyn LineSource>,
     mut sink: Box<dyn Sink>,
+    on_connected: impl FnOnce(Interrupter),
 ) -> Result<Ending, ClientError> {
     let report = |f: &retry::Failure<'_, AttemptError>| {
         if let Some(message) = attempt_message(f) {
@@ -95,7 +99,7 @@ pub fn run(
         }
     };
     let (stream, _) = connect(config, report).map_err(ClientError::Connect)?;
-    Session::new(stream, config.linger)
-        .run(input, sink)
-        .map_err(ClientError::Session)
+    let session = Session::new(stream, config.linger);
+    on_connected(session.interrupter());
+    session.run(input, sink).map_err(ClientError::Session)
 }

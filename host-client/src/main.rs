@@ -1,28 +1,30 @@
 //! `host-client`: the chatroom's console client. See `host-client --help`.
+//!
+//! A shell over [`host_client::run`] and [`host_client::bench::run`]: it parses the
+//! command line, routes Ctrl-C and maps outcomes to exit statuses.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use clap::Parser;
 use host_client::bench::{self, Scenario};
 use host_client::cli::{Args, Command};
 use host_client::sink::DIAG_PREFIX;
-use host_client::terminal::{self, TerminalMode};
-use host_client::{
-    attempt_message, connect, Interrupter, LineSource, ReaderInput, Session, Sink, WriterSink,
-    EXIT_FAILURE, EXIT_OK,
-};
+use host_client::terminal::Console;
+use host_client::{Config, Interrupter, EXIT_FAILURE, EXIT_OK};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if let Some(Command::Bench { scenario }) = &args.command {
-        return bench(scenario);
+    let args = Args::parse_checked();
+    match &args.command {
+        Some(Command::Bench { scenario }) => bench(scenario),
+        None => chat(&args.config()),
     }
-    let config = args.config();
+}
+
+fn chat(config: &Config) -> ExitCode {
     // The handler is installed before connecting, so Ctrl-C during the retries ends
     // the client with a message instead of killing it; once connected it says Bye.
-    let session_slot: Arc<Mutex<Option<Interrupter>>> = Arc::default();
-    let slot = Arc::clone(&session_slot);
+    let session: Arc<Mutex<Option<Interrupter>>> = Arc::default();
+    let slot = Arc::clone(&session);
     if let Err(e) = ctrlc::set_handler(move || {
         match slot.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             Some(interrupter) => interrupter.interrupt(),
@@ -34,19 +36,10 @@ fn main() -> ExitCode {
     }) {
         eprintln!("{DIAG_PREFIX}warning: Ctrl-C will not say goodbye: {e}");
     }
-    let connected = connect(&config, |f| {
-        if let Some(message) = attempt_message(f) {
-            eprintln!("{DIAG_PREFIX}{message}");
-        }
+    let Console { input, sink, mode } = Console::open();
+    let outcome = host_client::run(config, input, sink, |interrupter| {
+        *session.lock().unwrap_or_else(PoisonError::into_inner) = Some(interrupter);
     });
-    let stream = match connected {
-        Ok((stream, _)) => stream,
-        Err(e) => return fail(&e),
-    };
-    let session = Session::new(stream, config.linger);
-    *session_slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(session.interrupter());
-    let (input, sink, mode) = io_halves();
-    let outcome = session.run(input, sink);
     // Returning from main ends the process, input thread included.
     match outcome {
         Ok(_) => {
@@ -62,22 +55,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The line editor on a terminal, else plain standard input and output.
-fn io_halves() -> (Box<dyn LineSource>, Box<dyn Sink>, TerminalMode) {
-    if terminal::is_interactive() {
-        let mode = TerminalMode::save();
-        match terminal::editor() {
-            Ok((input, sink)) => return (Box::new(input), sink, mode),
-            Err(e) => eprintln!("{DIAG_PREFIX}warning: no line editor ({e}); reading plain lines"),
-        }
-    }
-    (
-        Box::new(ReaderInput::new(std::io::stdin())),
-        Box::new(WriterSink::stdio()),
-        TerminalMode::none(),
-    )
-}
-
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("{DIAG_PREFIX}error: {e}");
     ExitCode::from(EXIT_FAILURE)
@@ -86,11 +63,7 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 fn bench(scenario: &Scenario) -> ExitCode {
     match bench::run(scenario) {
         Ok(report) => {
-            let json = match scenario {
-                Scenario::Fanout { common, .. }
-                | Scenario::Latency { common, .. }
-                | Scenario::Idle { common, .. } => common.json,
-            };
+            let json = scenario.common().json;
             println!("{}", if json { report.json() } else { report.human() });
             ExitCode::from(EXIT_OK)
         }

@@ -3,7 +3,7 @@
 //! waits for whichever ends the session first.
 
 use std::fmt;
-use std::io;
+use std::io::{self, BufWriter};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use embedded_io_adapters::std::FromStd;
-use proto_core::{write_frame, Frame, FrameReader, NoticeKind, ReadError, WriteError};
+use proto_core::{write_frame, Frame, FrameReader, NoticeKind, ReadError, WriteError, MAX_FRAME};
 
 use crate::input::{InputEvent, LineSource};
 use crate::line::{classify, too_long_message, LineAction};
@@ -115,7 +115,7 @@ impl Interrupter {
     }
 }
 
-type Writer = Arc<Mutex<FromStd<TcpStream>>>;
+type Writer = Arc<Mutex<FromStd<BufWriter<TcpStream>>>>;
 type SharedSink = Arc<Mutex<Box<dyn Sink>>>;
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,7 +134,11 @@ struct Shared {
 
 impl Shared {
     fn send(&self, frame: &Frame<'_>) -> Result<(), io::Error> {
-        match write_frame(&mut *lock(&self.writer), frame) {
+        let mut writer = lock(&self.writer);
+        // write_frame writes a frame in parts; the flush sends them in one segment.
+        match write_frame(&mut *writer, frame)
+            .and_then(|()| embedded_io::Write::flush(&mut *writer).map_err(WriteError::Transport))
+        {
             Ok(()) => Ok(()),
             Err(WriteError::Transport(e)) => Err(e),
             // Lines are checked against the limit before they get here.
@@ -218,7 +222,10 @@ impl Session {
     ) -> io::Result<(Shared, thread::JoinHandle<()>)> {
         let reader = FrameReader::<_, READ_BUF>::new(FromStd::new(self.stream.try_clone()?));
         let shared = Shared {
-            writer: Arc::new(Mutex::new(FromStd::new(self.stream.try_clone()?))),
+            writer: Arc::new(Mutex::new(FromStd::new(BufWriter::with_capacity(
+                MAX_FRAME,
+                self.stream.try_clone()?,
+            )))),
             sink: Arc::new(Mutex::new(sink)),
             events: self.events_tx.clone(),
             leaving: Arc::new(AtomicBool::new(false)),

@@ -7,8 +7,8 @@ use rustix::termios::{tcgetattr, tcsetattr, OptionalActions, Termios};
 use rustyline::error::ReadlineError;
 use rustyline::{Config, DefaultEditor, ExternalPrinter};
 
-use crate::input::{InputEvent, LineSource};
-use crate::sink::{Sink, DIAG_PREFIX};
+use crate::input::{InputEvent, LineSource, ReaderInput};
+use crate::sink::{Sink, WriterSink, DIAG_PREFIX};
 
 /// The prompt shown before the line being typed.
 pub const PROMPT: &str = "> ";
@@ -114,4 +114,42 @@ pub fn editor() -> Result<(EditorInput, Box<dyn Sink>), ReadlineError> {
         diag_on_terminal: io::stderr().is_terminal(),
     };
     Ok((EditorInput { editor }, Box::new(sink)))
+}
+
+/// Where the binary's typed lines come from and its output goes.
+pub struct Console {
+    /// Typed lines.
+    pub input: Box<dyn LineSource>,
+    /// Chat output and diagnostics.
+    pub sink: Box<dyn Sink>,
+    /// The terminal's mode to put back on exit.
+    pub mode: TerminalMode,
+}
+
+impl Console {
+    /// The line editor when a person is at a terminal ([`is_interactive`]), else plain
+    /// standard input and output. A terminal whose editor cannot be set up falls
+    /// back to plain lines, with a warning.
+    pub fn open() -> Self {
+        if is_interactive() {
+            let mode = TerminalMode::save();
+            match editor() {
+                Ok((input, sink)) => {
+                    return Self {
+                        input: Box::new(input),
+                        sink,
+                        mode,
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{DIAG_PREFIX}warning: no line editor ({e}); reading plain lines")
+                }
+            }
+        }
+        Self {
+            input: Box::new(ReaderInput::new(io::stdin())),
+            sink: Box::new(WriterSink::stdio()),
+            mode: TerminalMode::none(),
+        }
+    }
 }

@@ -221,22 +221,79 @@ fn a_refused_connection_exits_1_after_the_attempts() {
     assert!(p.out.recv_timeout(LIMIT).is_err(), "stdout must stay empty");
 }
 
+/// Runs the client with `args`, checks that it exits with the usage status and
+/// prints nothing on standard output, and returns its standard error as one string.
+fn usage_error(args: &[&str]) -> String {
+    let mut p = Proc::spawn(args);
+    assert_eq!(
+        p.wait().code(),
+        Some(i32::from(host_client::EXIT_USAGE)),
+        "{args:?}"
+    );
+    assert!(p.out.recv_timeout(LIMIT).is_err(), "stdout must stay empty");
+    p.all_err().join("\n")
+}
+
 #[test]
 fn usage_errors_exit_2_and_help_lists_exit_statuses() {
     for bad in [
-        &["--attempts", "0"][..],
-        &["--retry-delay", "later"],
-        &["a", "b"],
+        &["--retry-delay", "later"][..],
+        &["--attempts", "x"],
+        &["--bogus"],
     ] {
-        let mut p = Proc::spawn(bad);
-        assert_eq!(
-            p.wait().code(),
-            Some(i32::from(host_client::EXIT_USAGE)),
-            "{bad:?}"
-        );
+        usage_error(bad);
     }
     let mut p = Proc::spawn(&["--help"]);
     assert_eq!(p.wait().code(), Some(0));
     let help: Vec<String> = p.out.iter().collect();
     assert!(help.iter().any(|l| l.contains("Exit status")), "{help:?}");
+}
+
+#[test]
+fn a_port_out_of_range_is_a_usage_error() {
+    let err = usage_error(&["127.0.0.1:99999"]);
+    assert!(
+        err.contains("'99999' is not a number from 1 to 65535"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_zero_connect_timeout_is_a_usage_error() {
+    let err = usage_error(&["--connect-timeout", "0s"]);
+    assert!(
+        err.contains("--connect-timeout") && err.contains("longer than zero"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_attempts_says_what_is_allowed() {
+    let err = usage_error(&["--attempts", "0"]);
+    assert!(err.contains("a whole number from 1"), "{err}");
+}
+
+#[test]
+fn a_second_address_says_one_is_expected() {
+    let err = usage_error(&["a", "b"]);
+    assert!(
+        err.contains("one server address is expected, but 'b' follows 'a'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_idle_offers_no_stalled_readers() {
+    let mut p = Proc::spawn(&["bench", "idle", "--help"]);
+    assert_eq!(p.wait().code(), Some(0));
+    let help = p.out.iter().collect::<Vec<_>>().join("\n");
+    assert!(help.contains("--connections"), "{help}");
+    assert!(!help.contains("--stalled"), "{help}");
+    let err = usage_error(&["bench", "idle", "--stalled", "1"]);
+    assert!(err.contains("--stalled"), "{err}");
+    for scenario in ["fanout", "latency"] {
+        let mut p = Proc::spawn(&["bench", scenario, "--help"]);
+        assert_eq!(p.wait().code(), Some(0));
+        assert!(p.out.iter().any(|l| l.contains("--stalled")), "{scenario}");
+    }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use host_client::connect::HandshakeError;
 use host_client::session::Lost;
 use host_client::{
-    AttemptError, ClientError, Config, ConnectError, Ending, InputEvent, LineSource, ReaderInput,
-    Session, SessionError, Sink,
+    AttemptError, ClientError, Config, ConnectError, Ending, InputEvent, Interrupter, LineSource,
+    ReaderInput, SessionError, Sink,
 };
 use proto_core::{Frame, NoticeKind, ReadError};
 
@@ -65,6 +65,8 @@ fn config(addr: SocketAddr) -> Config {
 /// A client running on its own thread, with its output captured.
 struct Client {
     out: Receiver<Out>,
+    /// What `run` hands its Ctrl-C hook once connected.
+    interrupter: Receiver<Interrupter>,
     done: Receiver<Result<Ending, ClientError>>,
     _thread: JoinHandle<()>,
 }
@@ -73,12 +75,15 @@ impl Client {
     fn start(config: Config, input: Box<dyn LineSource>) -> Self {
         let (out_tx, out) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
+        let (interrupter_tx, interrupter) = mpsc::channel();
         let thread = thread::spawn(move || {
-            let result = host_client::run(&config, input, Box::new(Capture(out_tx)));
+            let hook = move |i| interrupter_tx.send(i).unwrap();
+            let result = host_client::run(&config, input, Box::new(Capture(out_tx)), hook);
             let _ = done_tx.send(result);
         });
         Self {
             out,
+            interrupter,
             done,
             _thread: thread,
         }
@@ -288,22 +293,16 @@ fn a_shutdown_notice_then_close_is_reported_as_shutdown() {
 }
 
 #[test]
-fn the_interrupter_says_bye() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let cfg = config(listener.local_addr().unwrap());
-    let accepting = thread::spawn(move || Peer::accept(&listener));
-    let (stream, _) = host_client::connect(&cfg, |_| {}).unwrap();
-    let mut peer = accepting.join().unwrap();
-    let session = Session::new(stream, cfg.linger);
-    let interrupter = session.interrupter();
-    let (out_tx, _out) = mpsc::channel();
-    let (_typed, rx) = mpsc::channel();
-    let running =
-        thread::spawn(move || session.run(Box::new(Typed(rx)), Box::new(Capture(out_tx))));
+fn the_ctrl_c_hook_leaves_with_bye() {
+    let (client, _typed, mut peer) = connected();
+    let interrupter = client
+        .interrupter
+        .recv_timeout(LIMIT)
+        .expect("run hands over an interrupter once connected");
     interrupter.interrupt();
     assert_eq!(peer.next().unwrap(), bye());
     drop(peer);
-    assert!(matches!(running.join().unwrap(), Ok(Ending::Interrupted)));
+    assert!(matches!(client.result(), Ok(Ending::Interrupted)));
 }
 
 /// A port nothing listens on: bound, then released.

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use proto_core::{
-    looks_like_http, DecodeError, ErrorCode, Frame, FrameDecoder, LineError, TextDecoder,
-    TextEvent, PREAMBLE_LEN,
+    looks_like_http, DecodeError, ErrorCode, FeedResult, Frame, FrameDecoder, LineError,
+    TextDecoder, TextEvent, PREAMBLE_LEN,
 };
 
 use crate::context::Context;
@@ -167,18 +167,16 @@ fn binary(frame: &Frame<'_>) -> Vec<u8> {
 /// Handles every complete frame in `input`. Returns true when the client said Bye
 /// (the batch before it is broadcast).
 fn binary_events(sender: &mut Sender<'_>, decoder: &mut FrameDecoder, mut input: &[u8]) -> bool {
-    while !input.is_empty() {
-        let (used, event) = decoder.feed(input);
-        match event {
-            None => {}
-            Some(Ok(frame)) if binary_frame(sender, frame) => return true,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
+    while let FeedResult::Complete { item, remaining } = decoder.feed(input) {
+        match item {
+            Ok(frame) if binary_frame(sender, frame) => return true,
+            Ok(_) => {}
+            Err(e) => {
                 let text = format!("{e}; discarded");
                 sender.answer(&wire::error(Mode::Binary, decode_code(&e), &text));
             }
         }
-        input = &input[used..];
+        input = remaining;
     }
     false
 }

@@ -8,7 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use proto_core::{Frame, FrameDecoder, LineDecoder, PeerAddr, TextDecoder, TextEvent, MAX_FRAME};
+use proto_core::{
+    FeedResult, Frame, FrameDecoder, LineDecoder, PeerAddr, TextDecoder, TextEvent, MAX_FRAME,
+};
 
 /// The size of one socket read.
 const READ: usize = 64 * 1024;
@@ -42,13 +44,12 @@ fn decode_frames(stream: &[u8]) -> usize {
     let mut frames = 0;
     for read in stream.chunks(READ) {
         let mut input = read;
-        while !input.is_empty() {
-            let (used, event) = dec.feed(input);
-            if let Some(Ok(frame)) = event {
+        while let FeedResult::Complete { item, remaining } = dec.feed(input) {
+            if let Ok(frame) = item {
                 black_box(&frame);
                 frames += 1;
             }
-            input = &input[used..];
+            input = remaining;
         }
     }
     frames

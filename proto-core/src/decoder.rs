@@ -3,6 +3,7 @@
 use heapless::Vec;
 
 use crate::error::DecodeError;
+use crate::feed::FeedResult;
 use crate::wire::{Frame, FrameKind, FRAME_HEADER_LEN, MAX_BODY};
 
 /// Turns a byte stream of binary frames (after the preamble) into frames.
@@ -43,6 +44,13 @@ enum State {
 pub(crate) enum Step {
     /// All input consumed; no frame complete yet.
     NeedMore,
+    /// A frame or an error is complete after the first `used` bytes of the input.
+    Done { used: usize, event: Event },
+}
+
+/// What completed, and where its body lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
     /// A complete body lies in the input at `start..end`.
     InInput {
         kind: FrameKind,
@@ -75,16 +83,21 @@ impl FrameDecoder {
     /// Consumes bytes from the front of `input` until one frame or error is complete,
     /// or `input` runs out.
     ///
-    /// Returns how many bytes were consumed and, if one was completed, the frame or
-    /// the error. When the second element is `None`, all of `input` was consumed.
-    /// Call again with the rest of `input` until it is empty.
+    /// Returns [`FeedResult::Consumed`] when all of `input` was taken in without
+    /// completing a frame, else the frame (or the error that rejected one) and the
+    /// rest of `input`, to feed next.
     #[inline]
-    pub fn feed<'a>(
-        &'a mut self,
-        input: &'a [u8],
-    ) -> (usize, Option<Result<Frame<'a>, DecodeError>>) {
-        let (used, step) = self.advance(input);
-        (used, self.resolve(input, step))
+    pub fn feed<'d, 'i: 'd>(
+        &'d mut self,
+        input: &'i [u8],
+    ) -> FeedResult<'i, Result<Frame<'d>, DecodeError>> {
+        match self.advance(input) {
+            Step::NeedMore => FeedResult::Consumed,
+            Step::Done { used, event } => FeedResult::Complete {
+                item: self.resolve(input, event),
+                remaining: &input[used..],
+            },
+        }
     }
 
     /// True when the decoder is between frames: the stream could end here cleanly.
@@ -97,22 +110,24 @@ impl FrameDecoder {
         *self = Self::new();
     }
 
+    /// The frame or error `event` completed; `input` is what was passed to
+    /// [`FrameDecoder::advance`].
     #[inline]
     pub(crate) fn resolve<'a>(
         &'a self,
         input: &'a [u8],
-        step: Step,
-    ) -> Option<Result<Frame<'a>, DecodeError>> {
-        match step {
-            Step::NeedMore => None,
-            Step::InInput { kind, start, end } => Some(Frame::parse(kind, &input[start..end])),
-            Step::InBuffer { kind } => Some(Frame::parse(kind, &self.body)),
-            Step::Error(e) => Some(Err(e)),
+        event: Event,
+    ) -> Result<Frame<'a>, DecodeError> {
+        match event {
+            Event::InInput { kind, start, end } => Frame::parse(kind, &input[start..end]),
+            Event::InBuffer { kind } => Frame::parse(kind, &self.body),
+            Event::Error(e) => Err(e),
         }
     }
 
+    /// Takes in bytes from the front of `input` until a frame or error is complete.
     #[inline]
-    pub(crate) fn advance(&mut self, input: &[u8]) -> (usize, Step) {
+    pub(crate) fn advance(&mut self, input: &[u8]) -> Step {
         let mut used = 0;
         loop {
             match self.state {
@@ -120,27 +135,33 @@ impl FrameDecoder {
                     let (n, header) = self.take_header(&input[used..]);
                     used += n;
                     let Some((kind_byte, len)) = header else {
-                        return (used, Step::NeedMore);
+                        return Step::NeedMore;
                     };
-                    if let Some(step) = self.start_frame(kind_byte, len, &input[used..]) {
-                        if let Step::InInput { kind, .. } = step {
-                            let (start, end) = (used, used + len);
-                            return (end, Step::InInput { kind, start, end });
-                        }
-                        return (used, step);
+                    if let Some(event) = self.start_frame(kind_byte, len, &input[used..]) {
+                        return match event {
+                            Event::InInput { kind, .. } => {
+                                let (start, end) = (used, used + len);
+                                let event = Event::InInput { kind, start, end };
+                                Step::Done { used: end, event }
+                            }
+                            event => Step::Done { used, event },
+                        };
                     }
                 }
                 State::Body { kind, len } => {
                     let take = (len - self.body.len()).min(input.len() - used);
-                    // Cannot fail: `len` was checked against the kind's limit, which is
-                    // at most the buffer's capacity.
-                    let _ = self.body.extend_from_slice(&input[used..used + take]);
+                    let gathered = self.body.extend_from_slice(&input[used..used + take]);
+                    debug_assert!(
+                        gathered.is_ok(),
+                        "a body within its kind's limit fits the buffer"
+                    );
                     used += take;
                     if self.body.len() < len {
-                        return (used, Step::NeedMore);
+                        return Step::NeedMore;
                     }
                     self.state = State::Header;
-                    return (used, Step::InBuffer { kind });
+                    let event = Event::InBuffer { kind };
+                    return Step::Done { used, event };
                 }
                 State::Skip { remaining } => {
                     let take = remaining.min(input.len() - used);
@@ -149,7 +170,7 @@ impl FrameDecoder {
                         self.state = State::Skip {
                             remaining: remaining - take,
                         };
-                        return (used, Step::NeedMore);
+                        return Step::NeedMore;
                     }
                     self.state = State::Header;
                 }
@@ -180,7 +201,7 @@ impl FrameDecoder {
     /// input after the header. Returns `None` when the body must be gathered or
     /// skipped before anything can be reported.
     #[inline]
-    fn start_frame(&mut self, kind_byte: u8, len: usize, rest: &[u8]) -> Option<Step> {
+    fn start_frame(&mut self, kind_byte: u8, len: usize, rest: &[u8]) -> Option<Event> {
         let error = match FrameKind::from_byte(kind_byte) {
             None => DecodeError::UnknownKind {
                 kind: kind_byte,
@@ -188,7 +209,7 @@ impl FrameDecoder {
             },
             Some(kind) if len > kind.max_body() => DecodeError::TooLong { kind, len },
             Some(kind) if rest.len() >= len => {
-                return Some(Step::InInput {
+                return Some(Event::InInput {
                     kind,
                     start: 0,
                     end: len,
@@ -203,7 +224,7 @@ impl FrameDecoder {
         if len > 0 {
             self.state = State::Skip { remaining: len };
         }
-        Some(Step::Error(error))
+        Some(Event::Error(error))
     }
 }
 
@@ -224,14 +245,12 @@ mod tests {
         let mut out = Vec::new();
         for piece in bytes.chunks(chunk) {
             let mut input = piece;
-            while !input.is_empty() {
-                let (used, event) = dec.feed(input);
-                match event {
-                    Some(Ok(f)) => out.push(Out::Frame(std::format!("{f:?}"))),
-                    Some(Err(e)) => out.push(Out::Err(e)),
-                    None => assert_eq!(used, input.len()),
+            while let FeedResult::Complete { item, remaining } = dec.feed(input) {
+                match item {
+                    Ok(f) => out.push(Out::Frame(std::format!("{f:?}"))),
+                    Err(e) => out.push(Out::Err(e)),
                 }
-                input = &input[used..];
+                input = remaining;
             }
         }
         out
@@ -342,11 +361,17 @@ mod tests {
         let mut dec = FrameDecoder::new();
         assert!(dec.is_idle());
         let bytes = enc(Frame::Chat { text: "abc" });
-        assert_eq!(dec.feed(&bytes[..2]), (2, None));
+        assert_eq!(dec.feed(&bytes[..2]), FeedResult::Consumed);
         assert!(!dec.is_idle());
-        let (used, ev) = dec.feed(&bytes[2..]);
-        assert_eq!(used, bytes.len() - 2);
-        assert_eq!(ev, Some(Ok(Frame::Chat { text: "abc" })));
+        let mut rest = bytes[2..].to_vec();
+        rest.push(0xAA);
+        assert_eq!(
+            dec.feed(&rest),
+            FeedResult::Complete {
+                item: Ok(Frame::Chat { text: "abc" }),
+                remaining: &[0xAA][..]
+            }
+        );
         assert!(dec.is_idle());
         dec.feed(&bytes[..4]);
         dec.reset();

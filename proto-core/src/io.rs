@@ -5,7 +5,7 @@ use embedded_io::{Read, Write};
 
 use crate::decoder::{FrameDecoder, Step};
 use crate::error::{ReadError, WriteError};
-use crate::wire::{sniff, Frame, Sniff, MAX_FRAME, PREAMBLE, PREAMBLE_LEN, VERSION};
+use crate::wire::{sniff, Frame, Sniff, PREAMBLE, PREAMBLE_LEN, VERSION};
 
 /// Writes the protocol v1 preamble.
 ///
@@ -27,13 +27,13 @@ pub fn read_preamble<R: Read>(r: &mut R) -> Result<(), ReadError<R::Error>> {
     let mut got = [0u8; PREAMBLE_LEN];
     let mut have = 0;
     loop {
-        // `sniff` decides by the time all PREAMBLE_LEN bytes are in.
         match sniff(&got[..have]) {
             Sniff::NeedMore => {}
             Sniff::Binary { version: VERSION } => return Ok(()),
             Sniff::Binary { version } => return Err(ReadError::UnsupportedVersion { version }),
             Sniff::Text => return Err(ReadError::BadMagic),
         }
+        debug_assert!(have < PREAMBLE_LEN, "sniff decides on a whole preamble");
         match r.read(&mut got[have..]).map_err(ReadError::Transport)? {
             0 if have == 0 => return Err(ReadError::Closed),
             0 => return Err(ReadError::UnexpectedEof),
@@ -44,13 +44,21 @@ pub fn read_preamble<R: Read>(r: &mut R) -> Result<(), ReadError<R::Error>> {
 
 /// Encodes `frame` and writes it whole.
 ///
+/// The header and fixed fields go out in one write and the text in another, straight
+/// from the frame, so no frame-sized buffer is needed on the stack. On a transport
+/// that sends every write at once (a TCP socket with `TCP_NODELAY`), put a buffer in
+/// front of it to send the frame in one segment.
+///
 /// # Errors
 /// [`WriteError::Encode`] if the frame is invalid (nothing is written), or the
 /// transport's error.
 pub fn write_frame<W: Write>(w: &mut W, frame: &Frame<'_>) -> Result<(), WriteError<W::Error>> {
-    let mut buf = [0u8; MAX_FRAME];
-    let n = frame.encode(&mut buf).map_err(WriteError::Encode)?;
-    w.write_all(&buf[..n]).map_err(WriteError::Transport)
+    let (head, text) = frame.split().map_err(WriteError::Encode)?;
+    w.write_all(&head).map_err(WriteError::Transport)?;
+    if !text.is_empty() {
+        w.write_all(text).map_err(WriteError::Transport)?;
+    }
+    Ok(())
 }
 
 /// Reads frames from a blocking stream, through a [`FrameDecoder`].
@@ -101,16 +109,17 @@ impl<R: Read, const N: usize> FrameReader<R, N> {
                 }
                 (self.start, self.end) = (0, n);
             }
-            let base = self.start;
-            let (used, step) = self.decoder.advance(&self.buf[base..self.end]);
-            self.start += used;
-            if step != Step::NeedMore {
-                let input = &self.buf[base..self.end];
-                return match self.decoder.resolve(input, step) {
-                    Some(Ok(frame)) => Ok(frame),
-                    Some(Err(e)) => Err(ReadError::Decode(e)),
-                    None => Err(ReadError::UnexpectedEof),
-                };
+            let (start, end) = (self.start, self.end);
+            match self.decoder.advance(&self.buf[start..end]) {
+                Step::NeedMore => self.start = end,
+                Step::Done { used, event } => {
+                    self.start = start + used;
+                    let input = &self.buf[start..end];
+                    return self
+                        .decoder
+                        .resolve(input, event)
+                        .map_err(ReadError::Decode);
+                }
             }
         }
     }
@@ -129,7 +138,7 @@ impl<R: Read, const N: usize> FrameReader<R, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::DecodeError;
+    use crate::{DecodeError, MAX_FRAME};
     use std::vec::Vec;
 
     /// A reader that hands out at most `step` bytes per read, to exercise refills.
@@ -160,6 +169,56 @@ mod tests {
         }
         let left = w.len();
         out[..out.len() - left].to_vec()
+    }
+
+    /// A writer that keeps each write apart.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl embedded_io::ErrorType for Writes {
+        type Error = core::convert::Infallible;
+    }
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_text_is_written_from_the_frame_not_copied_into_a_buffer_first() {
+        let text = "t".repeat(crate::MAX_MESSAGE);
+        let peer = crate::PeerAddr::V6 {
+            ip: [0xff; 16],
+            port: u16::MAX,
+        };
+        let frames = [
+            Frame::Chat { text: &text },
+            Frame::Broadcast {
+                seq: u64::MAX,
+                peer,
+                text: &text,
+            },
+            Frame::Bye,
+        ];
+        for frame in frames {
+            let mut w = Writes::default();
+            write_frame(&mut w, &frame).unwrap();
+            let mut encoded = [0u8; MAX_FRAME];
+            let n = frame.encode(&mut encoded).unwrap();
+            assert_eq!(w.0.concat(), &encoded[..n], "{frame:?}");
+            let lens: Vec<usize> = w.0.iter().map(Vec::len).collect();
+            let expected = match frame {
+                Frame::Bye => std::vec![n],
+                _ => std::vec![n - text.len(), text.len()],
+            };
+            assert_eq!(lens, expected, "{frame:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@
 
 mod decoder;
 mod error;
+mod feed;
 mod io;
 mod line;
 mod sanitize;
@@ -38,6 +39,7 @@ mod wire;
 
 pub use decoder::FrameDecoder;
 pub use error::{DecodeError, EncodeError, LineError, ReadError, WriteError};
+pub use feed::FeedResult;
 pub use io::{read_preamble, write_frame, write_preamble, FrameReader};
 pub use line::LineDecoder;
 pub use sanitize::{sanitize, Sanitized};

@@ -7,8 +7,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use proto_core::{
-    encode_text_line, sanitize, ErrorCode, Frame, LineError, Notice, NoticeKind, PeerAddr,
-    TelnetReply, TextEvent, MAX_FRAME, MAX_MESSAGE, TEXT_LINE_MAX,
+    encode_text_line, sanitize, ErrorCode, FeedResult, Frame, LineError, Notice, NoticeKind,
+    PeerAddr, TelnetReply, TextEvent, MAX_FRAME, MAX_MESSAGE, TEXT_LINE_MAX,
 };
 
 /// A frame that owns its text, so a strategy can produce it.
@@ -149,12 +149,25 @@ proptest! {
         let bytes = encode(&frame);
         prop_assert_eq!(bytes.len(), frame.encoded_len());
         let mut dec = proto_core::FrameDecoder::new();
-        let (used, event) = dec.feed(&bytes);
-        prop_assert_eq!(used, bytes.len());
-        let decoded = event.expect("a whole frame decodes").expect("a valid frame");
+        let FeedResult::Complete { item, remaining } = dec.feed(&bytes) else {
+            panic!("a whole frame decodes");
+        };
+        prop_assert!(remaining.is_empty());
+        let decoded = item.expect("a valid frame");
         prop_assert_eq!(decoded, frame);
         prop_assert_eq!(encode(&decoded), bytes);
         prop_assert!(dec.is_idle());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn write_frame_writes_what_encode_writes(owned in owned_frame()) {
+        let frame = owned.frame();
+        let mut out = [0u8; MAX_FRAME];
+        let mut w: &mut [u8] = &mut out;
+        proto_core::write_frame(&mut w, &frame).expect("a valid frame is written");
+        let written = MAX_FRAME - w.len();
+        prop_assert_eq!(&out[..written], &encode(&frame)[..]);
     }
 
     #[test]

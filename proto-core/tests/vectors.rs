@@ -4,7 +4,7 @@
 mod common;
 mod vectors_format;
 
-use proto_core::{encode_text_line, sniff, PeerAddr, TEXT_LINE_MAX};
+use proto_core::{encode_text_line, sniff, FeedResult, PeerAddr, TEXT_LINE_MAX};
 use vectors_format::{decode_input, events, expand, input_len, matches, vectors, Decoder, Vector};
 
 const VECTORS: &str = include_str!("vectors.txt");
@@ -99,9 +99,11 @@ fn run_telnet(input: &[u8], want: &[String]) -> Result<Vec<String>, String> {
 
 fn run_text(input: &[u8]) -> Result<String, String> {
     let mut dec = proto_core::FrameDecoder::new();
-    let (used, event) = dec.feed(input);
-    let frame = match event {
-        Some(Ok(frame)) if used == input.len() => frame,
+    let frame = match dec.feed(input) {
+        FeedResult::Complete {
+            item: Ok(frame),
+            remaining: [],
+        } => frame,
         other => return Err(format!("INPUT is not exactly one frame: {other:?}")),
     };
     let mut buf = [0u8; TEXT_LINE_MAX];

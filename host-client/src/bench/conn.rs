@@ -6,7 +6,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use embedded_io_adapters::std::FromStd;
-use proto_core::{read_preamble, write_frame, write_preamble, Frame, FrameDecoder, LineDecoder};
+use proto_core::{
+    read_preamble, write_frame, write_preamble, FeedResult, Frame, FrameDecoder, LineDecoder,
+};
 
 /// Pending output above which the engine stops queueing messages on a connection,
 /// so that latency measures the server, not a backlog inside the bench.
@@ -78,8 +80,9 @@ impl Conn {
     pub fn queue_chat(&mut self, text: &str) {
         match self.decoder {
             Decoder::Binary(_) => {
-                // Bench texts are built within the limit, so encoding cannot fail.
-                let _ = write_frame(&mut FromStd::new(&mut self.out), &Frame::Chat { text });
+                // Bench texts are built within the limit and a Vec takes every write.
+                let queued = write_frame(&mut FromStd::new(&mut self.out), &Frame::Chat { text });
+                debug_assert!(queued.is_ok(), "bench chat not encodable");
             }
             Decoder::Text(_) => {
                 self.out.extend_from_slice(text.as_bytes());
@@ -136,38 +139,48 @@ impl Conn {
         }
     }
 
-    fn feed(&mut self, mut input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
-        while !input.is_empty() {
-            let used = match &mut self.decoder {
-                Decoder::Binary(d) => {
-                    let (used, frame) = d.feed(input);
-                    match frame {
-                        Some(Ok(Frame::Broadcast { seq, text, .. })) => on(Incoming::Message {
-                            text,
-                            seq: Some(seq),
-                        }),
-                        Some(Ok(Frame::Ping { nonce })) => {
-                            let _ = write_frame(
-                                &mut FromStd::new(&mut self.out),
-                                &Frame::Pong { nonce },
-                            );
-                        }
-                        Some(Err(_)) => on(Incoming::Bad),
-                        _ => {}
-                    }
-                    used
-                }
-                Decoder::Text(d) => {
-                    let (used, line) = d.feed(input);
-                    match line {
-                        Some(Ok(text)) => on(Incoming::Message { text, seq: None }),
-                        Some(Err(_)) => on(Incoming::Bad),
-                        None => {}
-                    }
-                    used
-                }
-            };
-            input = &input[used..];
+    fn feed(&mut self, input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
+        match &mut self.decoder {
+            Decoder::Binary(d) => feed_frames(d, &mut self.out, input, on),
+            Decoder::Text(d) => feed_lines(d, input, on),
         }
+    }
+}
+
+/// Hands every message in `input` to `on`, and queues a pong in `out` for every ping.
+fn feed_frames(
+    decoder: &mut FrameDecoder,
+    out: &mut Vec<u8>,
+    mut input: &[u8],
+    on: &mut dyn FnMut(Incoming<'_>),
+) {
+    while let FeedResult::Complete { item, remaining } = decoder.feed(input) {
+        match item {
+            Ok(Frame::Broadcast { seq, text, .. }) => on(Incoming::Message {
+                text,
+                seq: Some(seq),
+            }),
+            Ok(Frame::Ping { nonce }) => {
+                // Writing to a Vec cannot fail, and a pong is always encodable.
+                let queued = write_frame(&mut FromStd::new(&mut *out), &Frame::Pong { nonce });
+                debug_assert!(queued.is_ok());
+            }
+            Err(_) => on(Incoming::Bad),
+            Ok(_) => {}
+        }
+        input = remaining;
+    }
+}
+
+/// Hands every line in `input` to `on`.
+fn feed_lines(decoder: &mut LineDecoder, mut input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
+    while !input.is_empty() {
+        let (used, line) = decoder.feed(input);
+        match line {
+            Some(Ok(text)) => on(Incoming::Message { text, seq: None }),
+            Some(Err(_)) => on(Incoming::Bad),
+            None => {}
+        }
+        input = &input[used..];
     }
 }

@@ -33,6 +33,8 @@ pub enum BenchError {
         /// Receivers in all.
         of: usize,
     },
+    /// The server's address is malformed or names no host that could be resolved.
+    Address(crate::connect::ConnectError),
     /// The event loop failed.
     Poll(io::Error),
 }
@@ -47,6 +49,7 @@ impl std::fmt::Display for BenchError {
                 f,
                 "only {ready} of {of} receivers got the readiness probe; is the server relaying?"
             ),
+            BenchError::Address(e) => e.fmt(f),
             BenchError::Poll(e) => write!(f, "event loop failed: {e}"),
         }
     }

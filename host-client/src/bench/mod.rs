@@ -24,10 +24,12 @@ mod payload;
 mod report;
 mod stats;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+
+use crate::values::{positive_duration, server_addr};
 
 pub use engine::BenchError;
 pub use report::Report;
@@ -38,7 +40,7 @@ use engine::{Engine, Plan};
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// The server under test.
-    #[arg(default_value = crate::config::DEFAULT_ADDR)]
+    #[arg(default_value = crate::config::DEFAULT_ADDR, value_parser = server_addr)]
     pub addr: String,
     /// Speak the text protocol (lines) instead of the binary one.
     #[arg(long)]
@@ -47,20 +49,16 @@ pub struct Common {
     #[arg(long)]
     pub json: bool,
     /// Limit on each connect (and, in binary mode, on the server's preamble).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "10s")]
     pub connect_timeout: Duration,
     /// Limit on the readiness probe: once connected, how long every receiver may take
     /// to get a first message (behind the announcements of everyone joining).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
     pub ready_timeout: Duration,
-    /// After the last send, how long to wait for missing deliveries before counting
-    /// them lost.
+    /// After the last send (for `idle`, the one message), how long to wait for
+    /// missing deliveries before counting them lost.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
     pub drain: Duration,
-    /// Also open K connections that never read: stalled readers in the room, to
-    /// measure what they cost everyone else.
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    pub stalled: usize,
     /// Connections opened at once while setting up (each by its own thread, one
     /// connect and handshake at a time). Keep it below the server's listen backlog.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -96,6 +94,10 @@ pub enum Scenario {
         /// its own receivers, so the server is measured at the rate it delivers.
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
         window: u64,
+        /// Also open K connections that never read: stalled readers in the room, to
+        /// measure what they cost everyone else.
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        stalled: usize,
     },
     /// The senders share a paced total rate for a while.
     Latency {
@@ -117,6 +119,10 @@ pub enum Scenario {
         /// Message size in bytes (at most 1024).
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=proto_core::MAX_MESSAGE as i64))]
         size: u16,
+        /// Also open K connections that never read: stalled readers in the room, to
+        /// measure what they cost everyone else.
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        stalled: usize,
     },
     /// Hold many idle connections, then prove they all still receive.
     Idle {
@@ -130,6 +136,17 @@ pub enum Scenario {
         #[arg(long, short = 't', value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
         duration: Duration,
     },
+}
+
+impl Scenario {
+    /// The settings every scenario shares.
+    pub fn common(&self) -> &Common {
+        match self {
+            Scenario::Fanout { common, .. }
+            | Scenario::Latency { common, .. }
+            | Scenario::Idle { common, .. } => common,
+        }
+    }
 }
 
 /// Runs a scenario and returns its report.
@@ -146,12 +163,16 @@ pub fn run(scenario: &Scenario) -> Result<Report, BenchError> {
             messages,
             size,
             window,
+            stalled,
         } => fanout(
             common,
-            *receivers,
-            *senders,
+            Load {
+                receivers: *receivers,
+                senders: *senders,
+                stalled: *stalled,
+                size: usize::from(*size),
+            },
             *messages,
-            usize::from(*size),
             *window,
         ),
         Scenario::Latency {
@@ -161,13 +182,17 @@ pub fn run(scenario: &Scenario) -> Result<Report, BenchError> {
             rate,
             duration,
             size,
+            stalled,
         } => latency(
             common,
-            *receivers,
-            *senders,
+            Load {
+                receivers: *receivers,
+                senders: *senders,
+                stalled: *stalled,
+                size: usize::from(*size),
+            },
             *rate,
             *duration,
-            usize::from(*size),
         ),
         Scenario::Idle {
             common,
@@ -179,32 +204,33 @@ pub fn run(scenario: &Scenario) -> Result<Report, BenchError> {
     Ok(report)
 }
 
+/// Who takes part in a run, and the size of the messages.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    receivers: usize,
+    senders: usize,
+    stalled: usize,
+    size: usize,
+}
+
+/// The first address `addr` resolves to, as the chat client reads addresses.
 fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
-    let source = |e| BenchError::Connect {
-        index: 0,
-        source: e,
-    };
-    addr.to_socket_addrs()
-        .map_err(source)?
-        .next()
-        .ok_or_else(|| source(std::io::ErrorKind::NotFound.into()))
+    let addrs = crate::connect::resolve(addr).map_err(BenchError::Address)?;
+    // `resolve` returns at least one address or an error.
+    debug_assert!(!addrs.is_empty());
+    Ok(addrs[0])
 }
 
 /// Connects everyone and waits until every receiver gets messages; returns the
 /// engine and how long that took.
-fn start(
-    common: &Common,
-    receivers: usize,
-    senders: usize,
-    window: u64,
-) -> Result<(Engine, Duration), BenchError> {
+fn start(common: &Common, load: Load, window: u64) -> Result<(Engine, Duration), BenchError> {
     let began = Instant::now();
     let addr = resolve(&common.addr)?;
     let plan = Plan {
         text: common.text,
-        receivers,
-        senders,
-        stalled: common.stalled,
+        receivers: load.receivers,
+        senders: load.senders,
+        stalled: load.stalled,
         window,
         timeout: common.connect_timeout,
         connectors: usize::from(common.connectors),
@@ -258,15 +284,18 @@ fn drain(engine: &mut Engine, expected: u64, drain: Duration) -> Result<Instant,
     Ok(last)
 }
 
-fn fanout(
-    common: &Common,
-    receivers: usize,
-    senders: usize,
-    messages: u64,
-    size: usize,
-    window: u64,
-) -> Result<Report, BenchError> {
-    let (mut engine, setup) = start(common, receivers, senders.max(1), window)?;
+fn fanout(common: &Common, load: Load, messages: u64, window: u64) -> Result<Report, BenchError> {
+    let Load {
+        receivers,
+        senders,
+        size,
+        ..
+    } = load;
+    let connected = Load {
+        senders: senders.max(1),
+        ..load
+    };
+    let (mut engine, setup) = start(common, connected, window)?;
     let mut sent = vec![0u64; senders];
     let clock = Clock::start(common);
     let mut progress = (engine.stats.delivered, Instant::now());
@@ -288,7 +317,7 @@ fn fanout(
     let began = clock.began;
     let expected = receivers as u64 * senders as u64 * messages;
     let last = drain(&mut engine, expected, common.drain)?;
-    let mut report = Report::new("fanout", common, receivers, senders, size);
+    let mut report = Report::new("fanout", common, load);
     report.messages = messages;
     report.window = Some(window);
     clock.stop(&mut report);
@@ -299,14 +328,21 @@ fn fanout(
 
 fn latency(
     common: &Common,
-    receivers: usize,
-    senders: usize,
+    load: Load,
     rate: u32,
     duration: Duration,
-    size: usize,
 ) -> Result<Report, BenchError> {
-    let senders = senders.max(1);
-    let (mut engine, setup) = start(common, receivers, senders, u64::MAX)?;
+    let load = Load {
+        senders: load.senders.max(1),
+        ..load
+    };
+    let Load {
+        receivers,
+        senders,
+        size,
+        ..
+    } = load;
+    let (mut engine, setup) = start(common, load, u64::MAX)?;
     let clock = Clock::start(common);
     let began = clock.began;
     let mut sent = 0u64;
@@ -323,7 +359,7 @@ fn latency(
     }
     let expected = receivers as u64 * sent;
     let last = drain(&mut engine, expected, common.drain)?;
-    let mut report = Report::new("latency", common, receivers, senders, size);
+    let mut report = Report::new("latency", common, load);
     report.messages = sent;
     report.rate = Some(rate);
     clock.stop(&mut report);
@@ -334,7 +370,13 @@ fn latency(
 
 fn idle(common: &Common, connections: usize, duration: Duration) -> Result<Report, BenchError> {
     let rss_before = common.server_pid.and_then(report::process_rss);
-    let (mut engine, setup) = start(common, connections, 1, u64::MAX)?;
+    let load = Load {
+        receivers: connections,
+        senders: 1,
+        stalled: 0,
+        size: 32,
+    };
+    let (mut engine, setup) = start(common, load, u64::MAX)?;
     let began = Instant::now();
     while began.elapsed() < duration {
         engine.pump(Duration::from_millis(100))?;
@@ -342,10 +384,10 @@ fn idle(common: &Common, connections: usize, duration: Duration) -> Result<Repor
     let rss_held = common.server_pid.and_then(report::process_rss);
     let clock = Clock::start(common);
     let sent_at = clock.began;
-    engine.send(0, 0, 32);
+    engine.send(0, 0, load.size);
     let expected = connections as u64;
     let last = drain(&mut engine, expected, common.drain)?;
-    let mut report = Report::new("idle", common, connections, 1, 32);
+    let mut report = Report::new("idle", common, load);
     report.messages = 1;
     report.held = Some(duration);
     report.server_rss = rss_before.zip(rss_held);

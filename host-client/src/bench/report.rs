@@ -1,11 +1,12 @@
 //! The bench's results, for people or as one JSON line.
 
-use std::fmt::Write as _;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use super::engine::Engine;
 use super::stats::Latency;
-use super::Common;
+use super::{Common, Load};
 
 /// What a bench run measured.
 #[derive(Debug, Clone, Default)]
@@ -66,20 +67,14 @@ pub struct Report {
 }
 
 impl Report {
-    pub(super) fn new(
-        scenario: &'static str,
-        common: &Common,
-        receivers: usize,
-        senders: usize,
-        size: usize,
-    ) -> Self {
+    pub(super) fn new(scenario: &'static str, common: &Common, load: Load) -> Self {
         Self {
             scenario,
             mode: if common.text { "text" } else { "binary" },
-            receivers,
-            senders,
-            size,
-            stalled: common.stalled,
+            receivers: load.receivers,
+            senders: load.senders,
+            size: load.size,
+            stalled: load.stalled,
             ..Self::default()
         }
     }
@@ -87,7 +82,7 @@ impl Report {
     /// The share of one core the bench used while measuring; near 1 means the
     /// bench itself may have limited the rate.
     pub fn busy(&self) -> f64 {
-        self.cpu_measured.as_secs_f64() / self.wall_measured.as_secs_f64().max(1e-9)
+        self.share_of_core(self.cpu_measured)
     }
 
     pub(super) fn finish(&mut self, engine: &mut Engine, expected: u64, elapsed: Duration) {
@@ -112,174 +107,229 @@ impl Report {
         self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// One JSON object on one line.
+    /// One JSON object on one line; keys for what was not measured are left out.
     pub fn json(&self) -> String {
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            "{{\"scenario\":\"{}\",\"mode\":\"{}\",\"receivers\":{},\"senders\":{},\
-             \"messages\":{},\"size\":{},\"expected\":{},\"delivered\":{},\"lost\":{},\
-             \"order_violations\":{},\"seq_gaps\":{},\"decode_errors\":{},\"disconnects\":{},\
-             \"connect_s\":{:.6},\"setup_s\":{:.6},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"latency_us\":{{\"p50\":{},\
-             \"p99\":{},\"p999\":{},\"max\":{}}},\"bench_cpu_s\":{:.6},\"bench_busy\":{:.3}",
-            self.scenario,
-            self.mode,
-            self.receivers,
-            self.senders,
-            self.messages,
-            self.size,
-            self.expected,
-            self.delivered,
-            self.lost(),
-            self.order_violations,
-            self.seq_gaps,
-            self.decode_errors,
-            self.disconnects,
-            self.connect.as_secs_f64(),
-            self.setup.as_secs_f64(),
-            self.elapsed.as_secs_f64(),
-            self.rate_per_s(),
-            self.latency.p50,
-            self.latency.p99,
-            self.latency.p999,
-            self.latency.max,
-            self.cpu.as_secs_f64(),
-            self.busy(),
-        );
-        if let Some(rate) = self.rate {
-            let _ = write!(s, ",\"rate\":{rate}");
-        }
-        if let Some(window) = self.window {
-            let _ = write!(s, ",\"window\":{window}");
-        }
-        let _ = write!(s, ",\"stalled\":{}", self.stalled);
-        if let Some((before, held)) = self.server_rss {
-            let _ = write!(
-                s,
-                ",\"server_rss_before_kib\":{},\"server_rss_held_kib\":{},\"server_rss_per_conn_kib\":{:.2}",
-                before / 1024,
-                held / 1024,
-                self.rss_per_connection().unwrap_or(0.0) / 1024.0
-            );
-        }
-        if let Some(cpu) = self.server_cpu {
-            let _ = write!(
-                s,
-                ",\"server_cpu_s\":{:.3},\"server_busy\":{:.3}",
-                cpu.as_secs_f64(),
-                self.server_busy().unwrap_or(0.0)
-            );
-        }
-        if let Some(held) = self.held {
-            let _ = write!(s, ",\"held_s\":{:.3}", held.as_secs_f64());
-        }
-        s.push('}');
-        s
+        let server_rss = self.server_rss.map(|(before, held)| RssJson {
+            server_rss_before_kib: before / 1024,
+            server_rss_held_kib: held / 1024,
+            server_rss_per_conn_kib: self.per_connection(before, held) / 1024.0,
+        });
+        let server_cpu = self.server_cpu.map(|cpu| CpuJson {
+            server_cpu_s: cpu.as_secs_f64(),
+            server_busy: self.share_of_core(cpu),
+        });
+        let json = Json {
+            scenario: self.scenario,
+            mode: self.mode,
+            receivers: self.receivers,
+            senders: self.senders,
+            messages: self.messages,
+            size: self.size,
+            expected: self.expected,
+            delivered: self.delivered,
+            lost: self.lost(),
+            order_violations: self.order_violations,
+            seq_gaps: self.seq_gaps,
+            decode_errors: self.decode_errors,
+            disconnects: self.disconnects,
+            connect_s: self.connect.as_secs_f64(),
+            setup_s: self.setup.as_secs_f64(),
+            elapsed_s: self.elapsed.as_secs_f64(),
+            deliveries_per_s: self.rate_per_s(),
+            latency_us: self.latency,
+            bench_cpu_s: self.cpu.as_secs_f64(),
+            bench_busy: self.busy(),
+            rate: self.rate,
+            window: self.window,
+            stalled: self.stalled,
+            server_rss,
+            server_cpu,
+            held_s: self.held.map(|h| h.as_secs_f64()),
+        };
+        // Every field is a number, a string or a struct of them: nothing can fail.
+        serde_json::to_string(&json).unwrap_or_else(|e| unreachable!("bench report as JSON: {e}"))
     }
 
     /// The human-readable report, several lines.
     pub fn human(&self) -> String {
+        let mut lines = vec![self.headline(), self.setup_line()];
+        lines.extend(self.held_line());
+        lines.push(self.deliveries_line());
+        lines.push(format!(
+            "  order       {} violations, {} sequence gaps, {} decode errors, {} disconnects",
+            self.order_violations, self.seq_gaps, self.decode_errors, self.disconnects
+        ));
         let ms = |us: u64| us as f64 / 1000.0;
         let l = &self.latency;
-        let mut s = format!(
-            "{} ({}): {} receivers, {} senders, {} messages{} of {} bytes{}\n",
-            self.scenario,
-            self.mode,
-            self.receivers,
-            self.senders,
-            self.messages,
-            if self.scenario == "fanout" {
-                " each"
-            } else {
-                ""
-            },
-            self.size,
-            self.rate
-                .map_or(String::new(), |r| format!(", paced at {r}/s")),
-        );
-        let _ = writeln!(
-            s,
+        lines.push(format!(
+            "  latency     p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.p999),
+            ms(l.max)
+        ));
+        lines.push(self.bench_cpu_line());
+        lines.extend(self.server_lines());
+        if self.stalled > 0 {
+            lines.push(format!(
+                "  stalled     {} connections never read",
+                self.stalled
+            ));
+        }
+        lines.join("\n")
+    }
+
+    /// What ran: scenario, mode, connections and messages.
+    fn headline(&self) -> String {
+        let each = if self.scenario == "fanout" {
+            " each"
+        } else {
+            ""
+        };
+        let paced = self
+            .rate
+            .map_or(String::new(), |r| format!(", paced at {r}/s"));
+        format!(
+            "{} ({}): {} receivers, {} senders, {} messages{each} of {} bytes{paced}",
+            self.scenario, self.mode, self.receivers, self.senders, self.messages, self.size,
+        )
+    }
+
+    fn setup_line(&self) -> String {
+        format!(
             "  setup       {:.3} s to connect everyone ({} connections), {:.3} s to reach every receiver",
             self.connect.as_secs_f64(),
             self.receivers + self.senders + self.stalled,
             self.setup.as_secs_f64()
-        );
-        if let Some(held) = self.held {
-            let _ = writeln!(
-                s,
+        )
+    }
+
+    fn held_line(&self) -> Option<String> {
+        self.held.map(|held| {
+            format!(
                 "  held        {} connections for {}; afterwards {} of them received the message",
                 self.receivers,
                 humantime::format_duration(held),
                 self.delivered
-            );
-        }
-        let _ = writeln!(
-            s,
+            )
+        })
+    }
+
+    fn deliveries_line(&self) -> String {
+        format!(
             "  deliveries  {} of {} (lost {}) in {:.3} s: {:.0} deliveries/s",
             self.delivered,
             self.expected,
             self.lost(),
             self.elapsed.as_secs_f64(),
             self.rate_per_s()
-        );
-        let _ = writeln!(
-            s,
-            "  order       {} violations, {} sequence gaps, {} decode errors, {} disconnects",
-            self.order_violations, self.seq_gaps, self.decode_errors, self.disconnects
-        );
-        let _ = writeln!(
-            s,
-            "  latency     p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
-            ms(l.p50),
-            ms(l.p99),
-            ms(l.p999),
-            ms(l.max)
-        );
-        let _ = write!(
-            s,
+        )
+    }
+
+    fn bench_cpu_line(&self) -> String {
+        let mut line = format!(
             "  bench cpu   {:.3} s in all; {:.3} s while measuring, {:.0}% of one core",
             self.cpu.as_secs_f64(),
             self.cpu_measured.as_secs_f64(),
             100.0 * self.busy()
         );
         if self.busy() > 0.9 {
-            s.push_str(" (the bench itself may have limited the rate)");
+            line.push_str(" (the bench itself may have limited the rate)");
         }
-        if let (Some(cpu), Some(busy)) = (self.server_cpu, self.server_busy()) {
-            let _ = write!(
-                s,
-                "\n  server cpu  {:.3} s while measuring, {:.0}% of one core",
+        line
+    }
+
+    /// The server's CPU and memory, for what was measured.
+    fn server_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(cpu) = self.server_cpu {
+            lines.push(format!(
+                "  server cpu  {:.3} s while measuring, {:.0}% of one core",
                 cpu.as_secs_f64(),
-                100.0 * busy
-            );
+                100.0 * self.share_of_core(cpu)
+            ));
         }
-        if let (Some((before, held)), Some(per)) = (self.server_rss, self.rss_per_connection()) {
-            let _ = write!(
-                s,
-                "\n  server rss  {:.1} MiB before connecting, {:.1} MiB holding them: {:.2} KiB per connection",
+        if let Some((before, held)) = self.server_rss {
+            lines.push(format!(
+                "  server rss  {:.1} MiB before connecting, {:.1} MiB holding them: {:.2} KiB per connection",
                 before as f64 / 1048576.0,
                 held as f64 / 1048576.0,
-                per / 1024.0
-            );
+                self.per_connection(before, held) / 1024.0
+            ));
         }
-        if self.stalled > 0 {
-            let _ = write!(s, "\n  stalled     {} connections never read", self.stalled);
-        }
-        s
+        lines
     }
 
     /// The server's resident memory per held connection in bytes, if measured.
     pub fn rss_per_connection(&self) -> Option<f64> {
-        let (before, held) = self.server_rss?;
+        self.server_rss
+            .map(|(before, held)| self.per_connection(before, held))
+    }
+
+    fn per_connection(&self, rss_before: u64, rss_held: u64) -> f64 {
         let conns = (self.receivers + self.senders + self.stalled).max(1);
-        Some(held.saturating_sub(before) as f64 / conns as f64)
+        rss_held.saturating_sub(rss_before) as f64 / conns as f64
     }
 
     /// The share of one core the server used while measuring, if known.
     pub fn server_busy(&self) -> Option<f64> {
-        let wall = self.wall_measured.as_secs_f64().max(1e-9);
-        self.server_cpu.map(|cpu| cpu.as_secs_f64() / wall)
+        self.server_cpu.map(|cpu| self.share_of_core(cpu))
     }
+
+    fn share_of_core(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() / self.wall_measured.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The `--json` line: [`Report`]'s fields under stable names, durations in seconds.
+#[derive(Serialize)]
+struct Json<'a> {
+    scenario: &'a str,
+    mode: &'a str,
+    receivers: usize,
+    senders: usize,
+    messages: u64,
+    size: usize,
+    expected: u64,
+    delivered: u64,
+    lost: u64,
+    order_violations: u64,
+    seq_gaps: u64,
+    decode_errors: u64,
+    disconnects: u64,
+    connect_s: f64,
+    setup_s: f64,
+    elapsed_s: f64,
+    deliveries_per_s: f64,
+    latency_us: Latency,
+    bench_cpu_s: f64,
+    bench_busy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<u64>,
+    stalled: usize,
+    #[serde(flatten)]
+    server_rss: Option<RssJson>,
+    #[serde(flatten)]
+    server_cpu: Option<CpuJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_s: Option<f64>,
+}
+
+/// The server's memory, for `idle` with `--server-pid`.
+#[derive(Serialize)]
+struct RssJson {
+    server_rss_before_kib: u64,
+    server_rss_held_kib: u64,
+    server_rss_per_conn_kib: f64,
+}
+
+/// The server's CPU time while measuring, with `--server-pid`.
+#[derive(Serialize)]
+struct CpuJson {
+    server_cpu_s: f64,
+    server_busy: f64,
 }
 
 /// The CPU time (user and system) process `pid` has used so far, from
@@ -312,4 +362,91 @@ pub fn cpu_time() -> Duration {
         t.tv_sec.max(0) as u64,
         t.tv_nsec.clamp(0, 999_999_999) as u32,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_report() -> Report {
+        Report {
+            scenario: "idle",
+            mode: "text",
+            receivers: 99,
+            senders: 1,
+            messages: 1,
+            size: 32,
+            held: Some(Duration::from_secs(2)),
+            expected: 99,
+            delivered: 98,
+            elapsed: Duration::from_millis(250),
+            latency: Latency {
+                p50: 1500,
+                p99: 2500,
+                p999: 2600,
+                max: 2600,
+            },
+            wall_measured: Duration::from_secs(1),
+            server_cpu: Some(Duration::from_millis(500)),
+            server_rss: Some((1 << 20, (1 << 20) + 100 * 1024)),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn json_names_every_figure_and_leaves_out_what_was_not_measured() {
+        let v: serde_json::Value = serde_json::from_str(&idle_report().json()).unwrap();
+        assert_eq!(v["scenario"], "idle");
+        assert_eq!(
+            (v["expected"].as_u64(), v["lost"].as_u64()),
+            (Some(99), Some(1))
+        );
+        assert_eq!(v["latency_us"]["p99"], 2500);
+        assert_eq!(v["held_s"], 2.0);
+        assert_eq!(v["server_busy"], 0.5);
+        assert_eq!(v["server_rss_held_kib"], 1124);
+        assert_eq!(v["server_rss_per_conn_kib"], 1.0);
+        assert_eq!(v["deliveries_per_s"], 392.0);
+        for absent in ["rate", "window"] {
+            assert!(v.get(absent).is_none(), "{absent}: {v}");
+        }
+        let bare: serde_json::Value = serde_json::from_str(&Report::default().json()).unwrap();
+        for absent in [
+            "held_s",
+            "server_cpu_s",
+            "server_busy",
+            "server_rss_before_kib",
+        ] {
+            assert!(bare.get(absent).is_none(), "{absent}: {bare}");
+        }
+    }
+
+    #[test]
+    fn human_report_says_what_was_measured_line_by_line() {
+        let text = idle_report().human();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "idle (text): 99 receivers, 1 senders, 1 messages of 32 bytes"
+        );
+        assert_eq!(
+            lines[2],
+            "  held        99 connections for 2s; afterwards 98 of them received the message"
+        );
+        assert_eq!(
+            lines[3],
+            "  deliveries  98 of 99 (lost 1) in 0.250 s: 392 deliveries/s"
+        );
+        assert_eq!(
+            lines[5],
+            "  latency     p50 1.500 ms, p99 2.500 ms, p99.9 2.600 ms, max 2.600 ms"
+        );
+        assert_eq!(
+            lines[7],
+            "  server cpu  0.500 s while measuring, 50% of one core"
+        );
+        assert!(lines[8].ends_with("1.00 KiB per connection"), "{text}");
+        assert_eq!(lines.len(), 9, "{text}");
+        assert!(!Report::default().human().contains("server"));
+    }
 }

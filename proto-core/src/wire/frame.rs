@@ -2,7 +2,11 @@
 
 use core::fmt;
 
-use super::{FrameKind, PeerAddr, FRAME_HEADER_LEN, NONCE_LEN, NOTICE_FIXED_LEN, SEQ_LEN};
+use heapless::Vec;
+
+use super::{
+    FrameKind, PeerAddr, FRAME_HEADER_LEN, NONCE_LEN, NOTICE_FIXED_LEN, PEER_MAX_LEN, SEQ_LEN,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::MAX_MESSAGE;
 
@@ -205,35 +209,8 @@ impl<'a> Frame<'a> {
             FrameKind::Chat => Ok(Frame::Chat {
                 text: utf8(kind, body)?,
             }),
-            FrameKind::Broadcast => {
-                let seq = u64_at(kind, body)?;
-                let (peer, text) =
-                    PeerAddr::decode(&body[SEQ_LEN..]).ok_or(DecodeError::BadPeer { kind })?;
-                Ok(Frame::Broadcast {
-                    seq,
-                    peer,
-                    text: utf8(kind, text)?,
-                })
-            }
-            FrameKind::Notice => {
-                let [k, code, rest @ ..] = body else {
-                    return Err(DecodeError::BadLength {
-                        kind,
-                        len: body.len(),
-                    });
-                };
-                let notice_kind =
-                    NoticeKind::from_bytes(*k, *code).ok_or(DecodeError::BadNotice {
-                        kind: *k,
-                        code: *code,
-                    })?;
-                let (peer, text) = decode_optional_peer(rest)?;
-                Ok(Frame::Notice(Notice {
-                    kind: notice_kind,
-                    peer,
-                    text: utf8(kind, text)?,
-                }))
-            }
+            FrameKind::Broadcast => Self::parse_broadcast(body),
+            FrameKind::Notice => parse_notice(body).map(Frame::Notice),
             FrameKind::Ping => Ok(Frame::Ping {
                 nonce: nonce(kind, body)?,
             }),
@@ -249,6 +226,20 @@ impl<'a> Frame<'a> {
                 len: body.len(),
             }),
         }
+    }
+
+    /// A broadcast's body: sequence number, peer, text.
+    #[inline]
+    fn parse_broadcast(body: &'a [u8]) -> Result<Self, DecodeError> {
+        let kind = FrameKind::Broadcast;
+        let seq = u64_at(kind, body)?;
+        let (peer, text) =
+            PeerAddr::decode(&body[SEQ_LEN..]).ok_or(DecodeError::BadPeer { kind })?;
+        Ok(Frame::Broadcast {
+            seq,
+            peer,
+            text: utf8(kind, text)?,
+        })
     }
 
     /// The number of bytes [`Frame::encode`] writes, header included.
@@ -279,50 +270,113 @@ impl<'a> Frame<'a> {
     /// [`EncodeError::BufferTooSmall`] if `out` cannot hold the frame (a buffer of
     /// [`MAX_FRAME`](crate::MAX_FRAME) bytes always can).
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let text_len = match self {
-            Frame::Chat { text } | Frame::Broadcast { text, .. } => text.len(),
-            Frame::Notice(n) => n.text.len(),
-            _ => 0,
-        };
-        if text_len > MAX_MESSAGE {
-            return Err(EncodeError::TextTooLong { len: text_len });
-        }
-        let needed = self.encoded_len();
-        if out.len() < needed {
+        let (head, text) = self.split()?;
+        let needed = head.len() + text.len();
+        let Some(out) = out.get_mut(..needed) else {
             return Err(EncodeError::BufferTooSmall { needed });
-        }
-        let body_len = needed - FRAME_HEADER_LEN;
-        out[0] = self.kind() as u8;
-        out[1..3].copy_from_slice(&(body_len as u16).to_be_bytes());
-        let mut w = Cursor {
-            out: &mut out[FRAME_HEADER_LEN..needed],
-            at: 0,
         };
-        match self {
-            Frame::Chat { text } => w.put(text.as_bytes()),
-            Frame::Broadcast { seq, peer, text } => {
-                w.put(&seq.to_be_bytes());
-                w.peer(peer);
-                w.put(text.as_bytes());
-            }
-            Frame::Notice(n) => {
-                w.put(&n.kind.to_bytes());
-                match &n.peer {
-                    Some(peer) => {
-                        w.put(&[1]);
-                        w.peer(peer);
-                    }
-                    None => w.put(&[0]),
-                }
-                w.put(n.text.as_bytes());
-            }
-            Frame::Ping { nonce: n } | Frame::Pong { nonce: n } | Frame::Ack { seq: n } => {
-                w.put(&n.to_be_bytes())
-            }
-            Frame::Bye => {}
-        }
+        let (out_head, out_text) = out.split_at_mut(head.len());
+        out_head.copy_from_slice(&head);
+        out_text.copy_from_slice(text);
         Ok(needed)
     }
+
+    /// The frame in two parts: its header and fixed fields (at most [`HEAD_MAX`]
+    /// bytes, kept on the stack), then its text, borrowed. [`crate::write_frame`]
+    /// writes them one after the other, so no frame-sized buffer is needed.
+    ///
+    /// # Errors
+    /// [`EncodeError::TextTooLong`] if the text exceeds [`MAX_MESSAGE`].
+    pub(crate) fn split(&self) -> Result<(Head, &'a [u8]), EncodeError> {
+        let text = match self {
+            Frame::Chat { text } | Frame::Broadcast { text, .. } => text.as_bytes(),
+            Frame::Notice(n) => n.text.as_bytes(),
+            _ => &[],
+        };
+        if text.len() > MAX_MESSAGE {
+            return Err(EncodeError::TextTooLong { len: text.len() });
+        }
+        let mut head = Head::new();
+        head.put(&[self.kind() as u8]);
+        // At most MAX_BODY, well within a u16.
+        head.put(&(self.body_len() as u16).to_be_bytes());
+        match self {
+            Frame::Chat { .. } | Frame::Bye => {}
+            Frame::Broadcast { seq, peer, .. } => {
+                head.put(&seq.to_be_bytes());
+                head.peer(peer);
+            }
+            Frame::Notice(n) => {
+                head.put(&n.kind.to_bytes());
+                match &n.peer {
+                    Some(peer) => {
+                        head.put(&[1]);
+                        head.peer(peer);
+                    }
+                    None => head.put(&[0]),
+                }
+            }
+            Frame::Ping { nonce: n } | Frame::Pong { nonce: n } | Frame::Ack { seq: n } => {
+                head.put(&n.to_be_bytes())
+            }
+        }
+        debug_assert_eq!(head.len() + text.len(), self.encoded_len());
+        Ok((head, text))
+    }
+}
+
+/// The most bytes a frame has before its text: the header, then a broadcast's
+/// sequence number and longest peer (a notice's fixed fields and peer are shorter).
+pub(crate) const HEAD_MAX: usize = FRAME_HEADER_LEN + SEQ_LEN + PEER_MAX_LEN;
+
+/// A frame's header and fixed fields, built on the stack.
+pub(crate) struct Head(Vec<u8, HEAD_MAX>);
+
+impl Head {
+    fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let fitted = self.0.extend_from_slice(bytes);
+        debug_assert!(fitted.is_ok(), "HEAD_MAX holds every frame's fixed fields");
+    }
+
+    fn peer(&mut self, peer: &PeerAddr) {
+        let mut bytes = [0u8; PEER_MAX_LEN];
+        let len = peer.encode(&mut bytes);
+        debug_assert!(len.is_some(), "PEER_MAX_LEN holds every peer");
+        self.put(&bytes[..len.unwrap_or(0)]);
+    }
+}
+
+impl core::ops::Deref for Head {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A notice's body: kind and code, optional peer, text.
+#[inline]
+fn parse_notice(body: &[u8]) -> Result<Notice<'_>, DecodeError> {
+    let [kind, code, rest @ ..] = body else {
+        return Err(DecodeError::BadLength {
+            kind: FrameKind::Notice,
+            len: body.len(),
+        });
+    };
+    let notice_kind = NoticeKind::from_bytes(*kind, *code).ok_or(DecodeError::BadNotice {
+        kind: *kind,
+        code: *code,
+    })?;
+    let (peer, text) = decode_optional_peer(rest)?;
+    Ok(Notice {
+        kind: notice_kind,
+        peer,
+        text: utf8(FrameKind::Notice, text)?,
+    })
 }
 
 /// Reads postcard's `Option<PeerAddr>`: a 0 or 1 tag, then the peer if 1.
@@ -334,23 +388,6 @@ fn decode_optional_peer(bytes: &[u8]) -> Result<(Option<PeerAddr>, &[u8]), Decod
         Some((0, rest)) => Ok((None, rest)),
         Some((1, rest)) => PeerAddr::decode(rest).map(|(p, r)| (Some(p), r)).ok_or(bad),
         _ => Err(bad),
-    }
-}
-
-/// A write position in an output slice already checked to be long enough.
-struct Cursor<'o> {
-    out: &'o mut [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
-        self.at += bytes.len();
-    }
-
-    fn peer(&mut self, peer: &PeerAddr) {
-        self.at += peer.encode(&mut self.out[self.at..]).unwrap_or(0);
     }
 }
 

@@ -4,7 +4,7 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use proto_core::{FrameDecoder, LineDecoder, TextDecoder, TextEvent, MAX_FRAME};
+use proto_core::{FeedResult, FrameDecoder, LineDecoder, TextDecoder, TextEvent, MAX_FRAME};
 
 /// What a [`FrameDecoder`] yielded over a whole stream.
 #[derive(Debug, Default)]
@@ -43,26 +43,24 @@ pub fn decode_frames(input: &[u8], sizes: &[usize]) -> FrameRun {
         ..FrameRun::default()
     };
     for mut piece in chunks(input, sizes) {
-        while !piece.is_empty() {
-            let (used, event) = dec.feed(piece);
+        while let FeedResult::Complete { item, remaining } = dec.feed(piece) {
             assert!(
-                (1..=piece.len()).contains(&used),
-                "feed must consume between 1 byte and all it was given"
+                remaining.len() < piece.len(),
+                "feed must consume at least one byte"
             );
-            match event {
-                Some(Ok(frame)) => {
+            match item {
+                Ok(frame) => {
                     run.events.push(format!("{:?}", Ok::<_, ()>(frame)));
                     let mut buf = [0u8; MAX_FRAME];
                     let n = frame.encode(&mut buf).expect("a decoded frame encodes");
                     run.reencoded.extend_from_slice(&buf[..n]);
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     run.events.push(format!("{:?}", Err::<(), _>(e)));
                     run.all_ok = false;
                 }
-                None => assert_eq!(used, piece.len(), "no event but input left over"),
             }
-            piece = &piece[used..];
+            piece = remaining;
         }
     }
     run.idle = dec.is_idle();

@@ -5,8 +5,8 @@ use core::fmt::{self, Write as _};
 use chatroom_firmware::{say, stack};
 use heapless::String;
 use proto_core::{
-    encode_text_line, sniff, FrameDecoder, LineDecoder, PeerAddr, TextDecoder, TextEvent,
-    MAX_FRAME, TEXT_LINE_MAX,
+    encode_text_line, sniff, FeedResult, FrameDecoder, LineDecoder, PeerAddr, TextDecoder,
+    TextEvent, MAX_FRAME, TEXT_LINE_MAX,
 };
 
 use crate::vectors_format::{decode_input, events, matches, Decoder, Vector};
@@ -118,21 +118,22 @@ fn frames<'v>(
     let mut decoder = FrameDecoder::new();
     let (mut all_ok, mut depth) = (true, 0);
     for mut rest in input.chunks(chunk) {
-        while !rest.is_empty() {
+        loop {
             let d = &mut decoder;
             // The closure moves `d` in, so the event it returns may borrow the decoder.
-            let ((used, event), used_stack) = stack::measure(move || {
+            let (fed, used_stack) = stack::measure(move || {
                 let d = d;
                 d.feed(rest)
             });
             depth = depth.max(used_stack);
-            if let Some(result) = event {
-                #[cfg(feature = "defmt")]
-                defmt::debug!("{=str}: {}", checker.vector.name, result);
-                all_ok &= result.is_ok();
-                checker.event(format_args!("{:?}", result));
-            }
-            rest = &rest[used..];
+            let FeedResult::Complete { item, remaining } = fed else {
+                break;
+            };
+            #[cfg(feature = "defmt")]
+            defmt::debug!("{=str}: {}", checker.vector.name, item);
+            all_ok &= item.is_ok();
+            checker.event(format_args!("{:?}", item));
+            rest = remaining;
         }
     }
     (all_ok, decoder.is_idle(), depth)
@@ -145,12 +146,16 @@ fn reencodes(input: &[u8], buf: &mut [u8; MAX_FRAME]) -> bool {
     let mut decoder = FrameDecoder::new();
     let mut rest = input;
     while !rest.is_empty() {
-        let (used, event) = decoder.feed(rest);
-        let Some(Ok(frame)) = event else {
+        let FeedResult::Complete {
+            item: Ok(frame),
+            remaining,
+        } = decoder.feed(rest)
+        else {
             return false;
         };
+        let used = rest.len() - remaining.len();
         match frame.encode(buf) {
-            Ok(n) if buf[..n] == rest[..used] => rest = &rest[used..],
+            Ok(n) if buf[..n] == rest[..used] => rest = remaining,
             _ => return false,
         }
     }
@@ -208,8 +213,11 @@ fn text_line<'v>(
     checker: &mut Checker<'v, '_, impl Iterator<Item = &'v str>>,
 ) {
     let mut decoder = FrameDecoder::new();
-    let (used, event) = decoder.feed(input);
-    let Some(Ok(frame)) = event.filter(|_| used == input.len()) else {
+    let FeedResult::Complete {
+        item: Ok(frame),
+        remaining: [],
+    } = decoder.feed(input)
+    else {
         return checker.fail(format_args!("INPUT is not exactly one valid frame"));
     };
     match encode_text_line(out, &frame).map(|n| core::str::from_utf8(&out[..n])) {
