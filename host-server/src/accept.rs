@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use proto_core::{ErrorCode, PeerAddr};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::backplane;
 use crate::config::Config;
 use crate::context::{Context, Counted, Counter};
 use crate::control::{Control, Stop};
@@ -66,6 +67,12 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         .set_nonblocking(true)
         .map_err(ServerError::Listener)?;
     let ctx = Arc::new(Context::new(config.clone(), control.clone()));
+    let backplane = match &config.backplane {
+        Some(bp) => Some(
+            backplane::start(bp, &ctx.room, config.thread_stack).map_err(ServerError::Backplane)?,
+        ),
+        None => None,
+    };
     let notices = spawn_notices(&ctx)?;
     let how = accept_loop(&listener, &ctx);
     drop(listener);
@@ -74,11 +81,13 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         Err(e) => {
             ctx.room.close();
             let _ = notices.join();
+            backplane.map(backplane::Running::join);
             return Err(e);
         }
     };
     shut_down(&ctx, how);
     let _ = notices.join();
+    backplane.map(backplane::Running::join);
     Ok(())
 }
 

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::backplane::BackplaneConfig;
+
 /// The server's settings. [`Config::default`] gives the documented defaults; the
 /// command line (see `cli`) overrides them one by one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,9 @@ pub struct Config {
     /// that waits to see whether the client is binary. Past this, refusals are sent
     /// at once in text form. Default 64.
     pub max_refusers: usize,
+    /// The Redis that carries a room shared by several servers (`--backplane`);
+    /// `None` (the default) keeps the room inside this server.
+    pub backplane: Option<BackplaneConfig>,
 }
 
 impl Default for Config {
@@ -71,6 +76,7 @@ impl Default for Config {
             send_buffer: None,
             accept_pause: Duration::from_millis(100),
             max_refusers: 64,
+            backplane: None,
         }
     }
 }

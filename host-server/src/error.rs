@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::backplane::BackplaneError;
+
 /// Why the server could not start or keep listening.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -19,6 +21,8 @@ pub enum ServerError {
     Listener(io::Error),
     /// A thread the server needs could not be started.
     Thread(io::Error),
+    /// The room's backplane could not be joined.
+    Backplane(BackplaneError),
 }
 
 impl fmt::Display for ServerError {
@@ -27,6 +31,7 @@ impl fmt::Display for ServerError {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Listener(e) => write!(f, "cannot use the listening socket: {e}"),
             ServerError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            ServerError::Backplane(e) => write!(f, "{e}"),
         }
     }
 }
@@ -36,6 +41,7 @@ impl std::error::Error for ServerError {
         match self {
             ServerError::Bind { source, .. } => Some(source),
             ServerError::Listener(e) | ServerError::Thread(e) => Some(e),
+            ServerError::Backplane(e) => Some(e),
         }
     }
 }
