@@ -1,0 +1,253 @@
+//! Several servers forming one room over a Redis backplane. Every test starts its own
+//! `redis-server` on a free loopback port (Debian package `redis-server`; `.ci/run`
+//! installs it), and its servers with `--backplane`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::{BinClient, Got, Server, WAIT};
+
+/// A `redis-server` of a test's own, on a free loopback port, with its files in a
+/// scratch directory removed when it is dropped.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    aof: bool,
+}
+
+impl Redis {
+    /// Starts a Redis with the append-only file on (`appendfsync everysec`).
+    pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts a Redis keeping nothing on disk.
+    pub fn start_volatile() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(aof: bool) -> Self {
+        let port = free_port();
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "chat-redis-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir for redis");
+        let mut redis = Self {
+            child: None,
+            port,
+            dir,
+            aof,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// Starts (again) a redis-server on this port and directory.
+    fn launch(&mut self) {
+        let appendonly = if self.aof { "yes" } else { "no" };
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", appendonly])
+            .args(["--appendfsync", "everysec", "--daemonize", "no"])
+            .args(["--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (Debian: apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The URL servers are given.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this Redis; its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// SIGKILLs the redis-server and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (so with the same AOF if on).
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A host-server in the room at `url`, with extra arguments.
+fn server(url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--backplane", url];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// Everything a client received, in order.
+#[derive(Debug, Default)]
+struct Log {
+    /// (seq, peer, text) of broadcasts, and (seq, "", "") for acks of its own.
+    seqs: Vec<(u64, String, String)>,
+    acks: usize,
+    notices: Vec<String>,
+    ended: Option<String>,
+}
+
+impl Log {
+    fn chats(&self) -> usize {
+        self.seqs.len() - self.acks
+    }
+
+    fn take(&mut self, got: Got) {
+        match got {
+            Got::Chat { seq, peer, text } => self.seqs.push((seq, peer, text)),
+            Got::Ack { seq } => {
+                self.acks += 1;
+                self.seqs.push((seq, String::new(), String::new()));
+            }
+            Got::Notice { text, .. } => self.notices.push(text),
+            Got::Other(_) => {}
+            Got::End(why) => self.ended = Some(why),
+        }
+    }
+}
+
+/// Reads `client` until `done` says its log is complete or the connection ends;
+/// fails after `limit` without progress.
+fn read_until(client: &BinClient, log: &mut Log, limit: Duration, done: impl Fn(&Log) -> bool) {
+    while !done(log) && log.ended.is_none() {
+        match client.rx.recv_timeout(limit) {
+            Ok(got) => log.take(got),
+            Err(_) => panic!(
+                "stalled: {} chats, {} acks, notices {:?}",
+                log.chats(),
+                log.acks,
+                log.notices
+            ),
+        }
+    }
+}
+
+/// Checks the logs of clients that were all in the room for the whole run: each saw
+/// one contiguous run of sequence numbers (its own messages as acks), all agree on
+/// what each number is, and every sender's lines came in its send order. `own[i]` are
+/// client i's sent lines that were acked, in order; returns the room's messages by
+/// sequence number.
+fn one_order(logs: &[(String, &Log)], own: &[Vec<String>]) -> BTreeMap<u64, (String, String)> {
+    let mut room: BTreeMap<u64, (String, String)> = BTreeMap::new();
+    for (i, (me, log)) in logs.iter().enumerate() {
+        let mut acked = own[i].iter();
+        let mut from: HashMap<String, u64> = HashMap::new();
+        for w in log.seqs.windows(2) {
+            assert_eq!(w[1].0, w[0].0 + 1, "{me}: {} followed by {}", w[0].0, w[1].0);
+        }
+        for (seq, peer, text) in &log.seqs {
+            let (peer, text) = if peer.is_empty() {
+                let text = acked.next().unwrap_or_else(|| panic!("{me}: ack {seq} of nothing"));
+                (me.clone(), text.clone())
+            } else {
+                assert_ne!(peer, me, "{me}: its own message came back");
+                (peer.clone(), text.clone())
+            };
+            // Lines are "SENDER N": each sender's N rise by one.
+            let (sender, n) = text.split_once(' ').expect("numbered line");
+            let n: u64 = n.parse().expect("line number");
+            let next = from.entry(sender.to_string()).or_insert(n);
+            assert_eq!(n, *next, "{me}: lines of {sender} out of order");
+            *next += 1;
+            let first = room.entry(*seq).or_insert_with(|| (peer.clone(), text.clone()));
+            assert_eq!(first, &(peer, text), "{me}: clients disagree on message {seq}");
+        }
+        assert_eq!(acked.len(), 0, "{me}: own messages never acked");
+    }
+    room
+}
+
+/// Sends `lines` on a clone of `client`'s stream from a thread of its own.
+fn flood(client: &BinClient, lines: Vec<String>) -> thread::JoinHandle<()> {
+    let mut stream = client.stream.try_clone().unwrap();
+    thread::spawn(move || {
+        for line in &lines {
+            let mut w = embedded_io_adapters::std::FromStd::new(&mut stream);
+            if proto_core::write_frame(&mut w, &proto_core::Frame::Chat { text: line }).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn numbered(sender: usize, count: usize) -> Vec<String> {
+    (0..count).map(|n| format!("c{sender} {n}")).collect()
+}
+
+#[test]
+fn one_order_across_three_servers() {
+    const EACH: usize = 500;
+    let redis = Redis::start();
+    let servers: Vec<Server> = (0..3).map(|_| server(&redis.url(), &[])).collect();
+    let clients: Vec<BinClient> = servers
+        .iter()
+        .flat_map(|s| [BinClient::join(s.addr), BinClient::join(s.addr)])
+        .collect();
+    let lines: Vec<Vec<String>> = (0..clients.len()).map(|i| numbered(i, EACH)).collect();
+    let senders: Vec<_> = clients
+        .iter()
+        .zip(&lines)
+        .map(|(c, l)| flood(c, l.clone()))
+        .collect();
+    let want = (clients.len() - 1) * EACH;
+    let mut logs: Vec<Log> = clients.iter().map(|_| Log::default()).collect();
+    for (c, log) in clients.iter().zip(&mut logs) {
+        read_until(c, log, WAIT, |l| l.chats() == want && l.acks == EACH);
+    }
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named: Vec<(String, &Log)> = clients.iter().map(|c| c.peer()).zip(&logs).collect();
+    let room = one_order(&named, &lines);
+    assert_eq!(room.len(), clients.len() * EACH);
+    // One run of numbers: the first message of the room is number 1.
+    assert_eq!(room.keys().next(), Some(&1));
+    assert_eq!(room.keys().last(), Some(&((clients.len() * EACH) as u64)));
+}
