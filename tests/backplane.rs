@@ -182,11 +182,19 @@ fn one_order(logs: &[(String, &Log)], own: &[Vec<String>]) -> BTreeMap<u64, (Str
         let mut acked = own[i].iter();
         let mut from: HashMap<String, u64> = HashMap::new();
         for w in log.seqs.windows(2) {
-            assert_eq!(w[1].0, w[0].0 + 1, "{me}: {} followed by {}", w[0].0, w[1].0);
+            assert_eq!(
+                w[1].0,
+                w[0].0 + 1,
+                "{me}: {} followed by {}",
+                w[0].0,
+                w[1].0
+            );
         }
         for (seq, peer, text) in &log.seqs {
             let (peer, text) = if peer.is_empty() {
-                let text = acked.next().unwrap_or_else(|| panic!("{me}: ack {seq} of nothing"));
+                let text = acked
+                    .next()
+                    .unwrap_or_else(|| panic!("{me}: ack {seq} of nothing"));
                 (me.clone(), text.clone())
             } else {
                 assert_ne!(peer, me, "{me}: its own message came back");
@@ -198,8 +206,14 @@ fn one_order(logs: &[(String, &Log)], own: &[Vec<String>]) -> BTreeMap<u64, (Str
             let next = from.entry(sender.to_string()).or_insert(n);
             assert_eq!(n, *next, "{me}: lines of {sender} out of order");
             *next += 1;
-            let first = room.entry(*seq).or_insert_with(|| (peer.clone(), text.clone()));
-            assert_eq!(first, &(peer, text), "{me}: clients disagree on message {seq}");
+            let first = room
+                .entry(*seq)
+                .or_insert_with(|| (peer.clone(), text.clone()));
+            assert_eq!(
+                first,
+                &(peer, text),
+                "{me}: clients disagree on message {seq}"
+            );
         }
         assert_eq!(acked.len(), 0, "{me}: own messages never acked");
     }
@@ -250,4 +264,135 @@ fn one_order_across_three_servers() {
     // One run of numbers: the first message of the room is number 1.
     assert_eq!(room.keys().next(), Some(&1));
     assert_eq!(room.keys().last(), Some(&((clients.len() * EACH) as u64)));
+}
+
+/// The server ids registered in the room `lobby`, and its epoch.
+fn room_ids(redis: &Redis) -> (Vec<String>, String) {
+    let servers = redis.cli(&["SMEMBERS", "{room:lobby}:servers"]);
+    let epoch = redis.cli(&["GET", "{room:lobby}:epoch"]);
+    (servers.lines().map(str::to_string).collect(), epoch)
+}
+
+#[test]
+fn a_dead_server_loses_only_its_own_clients() {
+    const EACH: usize = 300;
+    let redis = Redis::start();
+    let (a, mut b, c) = (
+        server(&redis.url(), &[]),
+        server(&redis.url(), &[]),
+        server(&redis.url(), &[]),
+    );
+    let (a1, b1, c1) = (
+        BinClient::join(a.addr),
+        BinClient::join(b.addr),
+        BinClient::join(c.addr),
+    );
+    let lines = [numbered(0, EACH), numbered(2, EACH)];
+    let senders = [flood(&a1, lines[0].clone()), flood(&c1, lines[1].clone())];
+    let mut b_log = Log::default();
+    read_until(&b1, &mut b_log, WAIT, |l| l.chats() >= 50);
+    b.proc.signal("KILL");
+    read_until(&b1, &mut b_log, WAIT, |_| false);
+    assert!(b_log.ended.is_some(), "b's client still connected");
+    let mut logs = [Log::default(), Log::default()];
+    for (client, log) in [&a1, &c1].into_iter().zip(&mut logs) {
+        read_until(client, log, WAIT, |l| l.chats() == EACH && l.acks == EACH);
+    }
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named = [(a1.peer(), &logs[0]), (c1.peer(), &logs[1])];
+    assert_eq!(one_order(&named, &lines).len(), 2 * EACH);
+    // b's client comes back through another server and is heard everywhere.
+    let mut back = BinClient::join(a.addr);
+    back.say("c9 0");
+    for client in [&a1, &c1] {
+        client.expect(|g| matches!(g, Got::Chat { text, .. } if text == "c9 0"));
+    }
+    b.proc.wait_exit(WAIT);
+}
+
+#[test]
+fn entries_the_room_did_not_write_are_skipped() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (mut a1, mut b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    a1.say("before");
+    let Got::Chat { seq: before, .. } =
+        b1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "before"))
+    else {
+        unreachable!()
+    };
+    let (servers, epoch) = room_ids(&redis);
+    let real = servers[0].as_str();
+    let long = "x".repeat(proto_core::MAX_MESSAGE + 1);
+    let stream = "{room:lobby}:stream";
+    let forged: [&[&str]; 5] = [
+        &["junk", "1"],
+        &[
+            "e",
+            &epoch,
+            "o",
+            real,
+            "c",
+            "1",
+            "p",
+            "1.2.3.4:5",
+            "b",
+            &long,
+        ],
+        &[
+            "e",
+            &epoch,
+            "o",
+            "intruder",
+            "c",
+            "1",
+            "p",
+            "6.6.6.6:6",
+            "b",
+            "forged",
+        ],
+        &[
+            "e",
+            "bogus",
+            "o",
+            real,
+            "c",
+            "1",
+            "p",
+            "6.6.6.6:6",
+            "b",
+            "forged",
+        ],
+        &[
+            "e",
+            &epoch,
+            "o",
+            real,
+            "c",
+            "nope",
+            "p",
+            "not an address",
+            "b",
+            "forged",
+        ],
+    ];
+    for fields in forged {
+        let mut args = vec!["XADD", stream, "0-*"];
+        args.extend_from_slice(fields);
+        assert!(redis.cli(&args).starts_with("0-"), "XADD {fields:?}");
+    }
+    a1.say("after");
+    let want = before + 1 + forged.len() as u64;
+    let mut log = Log::default();
+    read_until(&b1, &mut log, WAIT, |l| l.chats() == 1);
+    assert_eq!(log.seqs, [(want, a1.peer(), "after".to_string())]);
+    // Both servers logged each entry and still relay both ways.
+    for s in [&a, &b] {
+        for n in 1..=forged.len() as u64 {
+            let id = format!("entry 0-{} skipped", before + n);
+            s.proc.err.expect(&id, |l| l.contains(&id));
+        }
+    }
+    b1.say("reply");
+    a1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "reply"));
 }

@@ -87,8 +87,17 @@ local d = redis.call('GET', KEYS[3])
 if d then return {'DONE', d} end
 local first = nil
 for i = 7, #ARGV - 2, 3 do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-*',
+  local id = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-*',
     'e', e, 'o', ARGV[6], 'c', ARGV[i], 'p', ARGV[i + 1], 'b', ARGV[i + 2])
+  if type(id) == 'table' and id.err then
+    if not first and string.find(id.err, 'equal or smaller', 1, true) then
+      -- A foreign entry with an ID above 0-N: no 0-* can follow it. Start the
+      -- room over (readers see the new epoch and reset).
+      redis.call('DEL', KEYS[1], KEYS[2])
+      return {'RESET', ensure(ARGV[2], ARGV[3])}
+    end
+    return redis.error_reply(id.err)
+  end
   if not first then first = id end
 end
 redis.call('SET', KEYS[3], first, 'EX', ARGV[5])
