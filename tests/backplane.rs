@@ -396,3 +396,49 @@ fn entries_the_room_did_not_write_are_skipped() {
     b1.say("reply");
     a1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "reply"));
 }
+
+/// Two servers with a client each that have heard ten messages; `lose` makes Redis
+/// lose the room. Every client is told the room was reset and disconnected, and the
+/// room numbers on above what anyone saw.
+fn room_lost_is_a_readable_reset(mut redis: Redis, lose: impl FnOnce(&mut Redis)) {
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    for n in 0..10 {
+        a1.say(&format!("c0 {n}"));
+    }
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 10);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() == 10);
+    lose(&mut redis);
+    for (client, log) in [&a1, &b1].into_iter().zip(&mut logs) {
+        read_until(client, log, WAIT, |_| false);
+        assert!(
+            log.notices.iter().any(|n| n.contains("room was reset")),
+            "no reset notice: {:?}",
+            log.notices
+        );
+        assert!(log.seqs.windows(2).all(|w| w[0].0 < w[1].0), "{:?}", log.seqs);
+    }
+    let (mut a2, b2) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    a2.say("fresh");
+    let Got::Chat { seq, .. } = b2.expect(|g| matches!(g, Got::Chat { text, .. } if text == "fresh"))
+    else {
+        unreachable!()
+    };
+    assert!(seq > 10, "numbering went back to {seq}");
+}
+
+#[test]
+fn redis_restarted_without_its_data_resets_the_room() {
+    room_lost_is_a_readable_reset(Redis::start_volatile(), |redis| {
+        redis.kill();
+        redis.restart();
+    });
+}
+
+#[test]
+fn the_stream_key_deleted_resets_the_room() {
+    room_lost_is_a_readable_reset(Redis::start(), |redis| {
+        assert_eq!(redis.cli(&["DEL", "{room:lobby}:stream"]), "1");
+    });
+}
