@@ -173,14 +173,12 @@ fn read_until(client: &BinClient, log: &mut Log, limit: Duration, done: impl Fn(
 
 /// Checks the logs of clients that were all in the room for the whole run: each saw
 /// one contiguous run of sequence numbers (its own messages as acks), all agree on
-/// what each number is, and every sender's lines came in its send order. `own[i]` are
-/// client i's sent lines that were acked, in order; returns the room's messages by
-/// sequence number.
-fn one_order(logs: &[(String, &Log)], own: &[Vec<String>]) -> BTreeMap<u64, (String, String)> {
+/// what each number is, nobody got its own message back, every ack is of a message of
+/// its own, and every sender's lines ("SENDER N") are in the room in its send order,
+/// none twice. Returns the room's messages by sequence number.
+fn one_order(logs: &[(String, &Log)]) -> BTreeMap<u64, (String, String)> {
     let mut room: BTreeMap<u64, (String, String)> = BTreeMap::new();
-    for (i, (me, log)) in logs.iter().enumerate() {
-        let mut acked = own[i].iter();
-        let mut from: HashMap<String, u64> = HashMap::new();
+    for (me, log) in logs {
         for w in log.seqs.windows(2) {
             assert_eq!(
                 w[1].0,
@@ -190,41 +188,53 @@ fn one_order(logs: &[(String, &Log)], own: &[Vec<String>]) -> BTreeMap<u64, (Str
                 w[1].0
             );
         }
-        for (seq, peer, text) in &log.seqs {
-            let (peer, text) = if peer.is_empty() {
-                let text = acked
-                    .next()
-                    .unwrap_or_else(|| panic!("{me}: ack {seq} of nothing"));
-                (me.clone(), text.clone())
-            } else {
-                assert_ne!(peer, me, "{me}: its own message came back");
-                (peer.clone(), text.clone())
-            };
-            // Lines are "SENDER N": each sender's N rise by one.
-            let (sender, n) = text.split_once(' ').expect("numbered line");
-            let n: u64 = n.parse().expect("line number");
-            let next = from.entry(sender.to_string()).or_insert(n);
-            assert_eq!(n, *next, "{me}: lines of {sender} out of order");
-            *next += 1;
+        for (seq, peer, text) in log.seqs.iter().filter(|s| !s.1.is_empty()) {
+            assert_ne!(peer, me, "{me}: its own message came back");
             let first = room
                 .entry(*seq)
                 .or_insert_with(|| (peer.clone(), text.clone()));
             assert_eq!(
                 first,
-                &(peer, text),
-                "{me}: clients disagree on message {seq}"
+                &(peer.clone(), text.clone()),
+                "{me}: clients disagree on {seq}"
             );
         }
-        assert_eq!(acked.len(), 0, "{me}: own messages never acked");
+    }
+    for (me, log) in logs {
+        for (seq, _, _) in log.seqs.iter().filter(|s| s.1.is_empty()) {
+            let (peer, _) = room
+                .get(seq)
+                .unwrap_or_else(|| panic!("{me}: ack {seq} of nothing"));
+            assert_eq!(peer, me, "{me}: acked another's message {seq}");
+        }
+    }
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for (seq, (_, text)) in &room {
+        let (sender, n) = text.split_once(' ').expect("numbered line");
+        let n: u64 = n.parse().expect("line number");
+        if let Some(before) = last.insert(sender, n) {
+            assert!(
+                n > before,
+                "{sender}: line {n} after line {before} (at {seq})"
+            );
+        }
     }
     room
 }
 
 /// Sends `lines` on a clone of `client`'s stream from a thread of its own.
 fn flood(client: &BinClient, lines: Vec<String>) -> thread::JoinHandle<()> {
+    paced(client, lines, Duration::ZERO)
+}
+
+/// As [`flood`], pausing `pause` after every ten lines.
+fn paced(client: &BinClient, lines: Vec<String>, pause: Duration) -> thread::JoinHandle<()> {
     let mut stream = client.stream.try_clone().unwrap();
     thread::spawn(move || {
-        for line in &lines {
+        for (n, line) in lines.iter().enumerate() {
+            if n % 10 == 9 {
+                thread::sleep(pause);
+            }
             let mut w = embedded_io_adapters::std::FromStd::new(&mut stream);
             if proto_core::write_frame(&mut w, &proto_core::Frame::Chat { text: line }).is_err() {
                 return;
@@ -259,7 +269,7 @@ fn one_order_across_three_servers() {
     }
     senders.into_iter().for_each(|s| s.join().unwrap());
     let named: Vec<(String, &Log)> = clients.iter().map(|c| c.peer()).zip(&logs).collect();
-    let room = one_order(&named, &lines);
+    let room = one_order(&named);
     assert_eq!(room.len(), clients.len() * EACH);
     // One run of numbers: the first message of the room is number 1.
     assert_eq!(room.keys().next(), Some(&1));
@@ -300,7 +310,7 @@ fn a_dead_server_loses_only_its_own_clients() {
     }
     senders.into_iter().for_each(|s| s.join().unwrap());
     let named = [(a1.peer(), &logs[0]), (c1.peer(), &logs[1])];
-    assert_eq!(one_order(&named, &lines).len(), 2 * EACH);
+    assert_eq!(one_order(&named).len(), 2 * EACH);
     // b's client comes back through another server and is heard everywhere.
     let mut back = BinClient::join(a.addr);
     back.say("c9 0");
@@ -417,11 +427,16 @@ fn room_lost_is_a_readable_reset(mut redis: Redis, lose: impl FnOnce(&mut Redis)
             "no reset notice: {:?}",
             log.notices
         );
-        assert!(log.seqs.windows(2).all(|w| w[0].0 < w[1].0), "{:?}", log.seqs);
+        assert!(
+            log.seqs.windows(2).all(|w| w[0].0 < w[1].0),
+            "{:?}",
+            log.seqs
+        );
     }
     let (mut a2, b2) = (BinClient::join(a.addr), BinClient::join(b.addr));
     a2.say("fresh");
-    let Got::Chat { seq, .. } = b2.expect(|g| matches!(g, Got::Chat { text, .. } if text == "fresh"))
+    let Got::Chat { seq, .. } =
+        b2.expect(|g| matches!(g, Got::Chat { text, .. } if text == "fresh"))
     else {
         unreachable!()
     };
@@ -441,4 +456,86 @@ fn the_stream_key_deleted_resets_the_room() {
     room_lost_is_a_readable_reset(Redis::start(), |redis| {
         assert_eq!(redis.cli(&["DEL", "{room:lobby}:stream"]), "1");
     });
+}
+
+/// How many of its messages a client was told were not delivered.
+fn refused(log: &Log) -> usize {
+    log.notices
+        .iter()
+        .filter_map(|n| {
+            let rest = n.strip_prefix("error: ")?;
+            let (count, why) = rest.split_once(' ')?;
+            why.contains("not delivered")
+                .then(|| count.parse::<usize>().ok())?
+        })
+        .sum()
+}
+
+/// Six clients on three servers each send 500 lines over about a second; Redis is
+/// killed (SIGKILL) in the middle and started again with its append-only file after
+/// `outage`. Every message is either in the one order everywhere, once, or its sender
+/// was told it was not delivered. Returns how many were refused.
+fn flood_through_a_redis_restart(outage: Duration, extra: &[&str]) -> usize {
+    const EACH: usize = 500;
+    let mut redis = Redis::start();
+    let servers: Vec<Server> = (0..3).map(|_| server(&redis.url(), extra)).collect();
+    let clients: Vec<BinClient> = servers
+        .iter()
+        .flat_map(|s| [BinClient::join(s.addr), BinClient::join(s.addr)])
+        .collect();
+    let senders: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| paced(c, numbered(i, EACH), Duration::from_millis(20)))
+        .collect();
+    let mut logs: Vec<Log> = clients.iter().map(|_| Log::default()).collect();
+    read_until(&clients[0], &mut logs[0], WAIT, |l| l.chats() >= 300);
+    redis.kill();
+    thread::sleep(outage);
+    redis.restart();
+    // Every sender hears of each of its messages: an ack, or a not-delivered notice.
+    for (c, log) in clients.iter().zip(&mut logs) {
+        read_until(c, log, WAIT, |l| l.acks + refused(l) == EACH);
+    }
+    let appended: usize = logs.iter().map(|l| l.acks).sum();
+    for (c, log) in clients.iter().zip(&mut logs) {
+        let want = appended - log.acks;
+        read_until(c, log, WAIT, |l| l.chats() == want);
+    }
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named: Vec<(String, &Log)> = clients.iter().map(|c| c.peer()).zip(&logs).collect();
+    let room = one_order(&named);
+    assert_eq!(room.len(), appended);
+    assert!(
+        appended > 300 && appended <= 6 * EACH,
+        "appended {appended}"
+    );
+    // Nothing more arrives: no late duplicate of a refused or retried message.
+    for (c, log) in clients.iter().zip(&mut logs) {
+        if let Ok(got) = c.rx.recv_timeout(Duration::from_millis(300)) {
+            log.take(got);
+        }
+        assert_eq!(log.seqs.len(), appended, "late frames: {:?}", log.notices);
+    }
+    let refused: usize = logs.iter().map(refused).sum();
+    eprintln!("appended {appended}, refused {refused}");
+    refused
+}
+
+#[test]
+fn redis_killed_and_restarted_mid_flood_loses_nothing() {
+    let refused = flood_through_a_redis_restart(Duration::from_millis(300), &[]);
+    assert_eq!(
+        refused, 0,
+        "a restart within the append timeout refuses nothing"
+    );
+}
+
+#[test]
+fn messages_that_cannot_wait_out_a_redis_restart_are_refused_with_a_notice() {
+    let refused = flood_through_a_redis_restart(
+        Duration::from_millis(1500),
+        &["--backplane-append-timeout-ms", "300"],
+    );
+    assert!(refused > 0, "nothing refused in a 1.5 s outage");
 }
