@@ -539,3 +539,190 @@ fn messages_that_cannot_wait_out_a_redis_restart_are_refused_with_a_notice() {
     );
     assert!(refused > 0, "nothing refused in a 1.5 s outage");
 }
+
+#[test]
+fn a_server_behind_what_the_stream_keeps_disconnects_its_clients_with_a_notice() {
+    let redis = Redis::start();
+    let retain = ["--backplane-retain", "100"];
+    let (a, b) = (server(&redis.url(), &retain), server(&redis.url(), &retain));
+    let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    b.proc.signal("STOP");
+    // Paced so that a, whose reader runs, keeps up with the trimming.
+    paced(&a1, numbered(0, 1000), Duration::from_millis(5))
+        .join()
+        .unwrap();
+    let mut a_log = Log::default();
+    read_until(&a1, &mut a_log, WAIT, |l| l.acks == 1000);
+    assert!(a_log.notices.is_empty(), "{:?}", a_log.notices);
+    let kept: usize = redis.cli(&["XLEN", "{room:lobby}:stream"]).parse().unwrap();
+    assert!(kept < 1000, "the stream kept {kept}");
+    b.proc.signal("CONT");
+    let mut b_log = Log::default();
+    read_until(&b1, &mut b_log, WAIT, |_| false);
+    assert!(
+        b_log
+            .notices
+            .iter()
+            .any(|n| n.contains("room history lost")),
+        "{:?}",
+        b_log.notices
+    );
+    assert_eq!(b_log.chats(), 0, "b's client got part of the history");
+    // a's client noticed nothing, and b serves new clients from where the room is.
+    let (mut a1, b2) = (a1, BinClient::join(b.addr));
+    a1.say("later");
+    b2.expect(|g| matches!(g, Got::Chat { seq: 1001, text, .. } if text == "later"));
+}
+
+#[test]
+fn a_killed_reader_connection_is_reopened_without_loss() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let readers: Vec<String> = redis
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|l| l.contains("cmd=xread"))
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(readers.len(), 2, "{readers:?}");
+    for id in &readers {
+        assert_eq!(redis.cli(&["CLIENT", "KILL", "ID", id]), "1");
+    }
+    let sender = flood(&a1, numbered(0, 100));
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 100);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() == 100);
+    sender.join().unwrap();
+    let named = [(a1.peer(), &logs[0]), (b1.peer(), &logs[1])];
+    assert_eq!(one_order(&named).len(), 100);
+}
+
+/// A TCP relay that can go silent: after [`Relay::stall`], the connections open then
+/// stop forwarding in both directions without closing (a dead network path); newer
+/// connections forward again.
+struct Relay {
+    addr: SocketAddr,
+    stalled: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (s, d) = (stalled.clone(), done.clone());
+        thread::spawn(move || {
+            for inside in listener.incoming() {
+                if d.load(Ordering::Acquire) {
+                    return;
+                }
+                let (Ok(inside), Ok(outside)) = (inside, TcpStream::connect(to)) else {
+                    continue;
+                };
+                let generation = s.load(Ordering::Acquire);
+                for (from, to) in [
+                    (inside.try_clone().unwrap(), outside.try_clone().unwrap()),
+                    (outside, inside),
+                ] {
+                    let (s, d) = (s.clone(), d.clone());
+                    thread::spawn(move || pump(from, to, generation, &s, &d));
+                }
+            }
+        });
+        Self {
+            addr,
+            stalled,
+            done,
+        }
+    }
+
+    fn stall(&self) {
+        self.stalled.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    generation: u64,
+    stalled: &AtomicU64,
+    done: &AtomicBool,
+) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Stalled: hold the bytes and the connection, say nothing, until the end.
+        while stalled.load(Ordering::Acquire) > generation {
+            if done.load(Ordering::Acquire) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_silently_dead_redis_connection_is_noticed_and_nothing_is_lost() {
+    let redis = Redis::start();
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], redis.port)));
+    let a = server(&redis.url(), &[]);
+    let via = format!("redis://{}", relay.addr);
+    let b = server(&via, &["--backplane-timeout-ms", "1000"]);
+    let (mut a1, mut b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    // Both of b's connections (reader and writer) are open before the stall.
+    b1.say("c1 0");
+    a1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "c1 0"));
+    a1.say("c0 0");
+    b1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "c0 0"));
+    a1.expect(|g| matches!(g, Got::Ack { .. }));
+    let started = Instant::now();
+    relay.stall();
+    let senders = [
+        paced(
+            &a1,
+            (1..101).map(|n| format!("c0 {n}")).collect(),
+            Duration::from_millis(10),
+        ),
+        paced(
+            &b1,
+            (1..21).map(|n| format!("c1 {n}")).collect(),
+            Duration::from_millis(10),
+        ),
+    ];
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| {
+        l.acks == 100 && l.chats() == 20
+    });
+    read_until(&b1, &mut logs[1], WAIT, |l| {
+        l.acks == 20 && l.chats() == 100
+    });
+    let took = started.elapsed();
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named = [(a1.peer(), &logs[0]), (b1.peer(), &logs[1])];
+    assert_eq!(one_order(&named).len(), 120);
+    assert!(logs.iter().all(|l| refused(l) == 0));
+    eprintln!("recovered in {took:?}");
+    b.proc
+        .err
+        .expect("a reconnect", |l| l.contains("reconnect"));
+}
