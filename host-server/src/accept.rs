@@ -81,13 +81,17 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         Err(e) => {
             ctx.room.close();
             let _ = notices.join();
-            backplane.map(backplane::Running::join);
+            if let Some(running) = backplane {
+                running.join();
+            }
             return Err(e);
         }
     };
     shut_down(&ctx, how);
     let _ = notices.join();
-    backplane.map(backplane::Running::join);
+    if let Some(running) = backplane {
+        running.join();
+    }
     Ok(())
 }
 

@@ -34,6 +34,10 @@ pub(crate) fn parse_seq(id: &[u8]) -> Option<u64> {
     }
 }
 
+/// An entry of a reply: its fields, or why its shape is wrong (with its ID when
+/// that much could be read).
+pub(crate) type RawResult = Result<Raw, (Option<StreamId>, EntryError)>;
+
 /// One entry of an `XREAD` reply, its fields not yet checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Raw {
@@ -93,9 +97,7 @@ fn bytes(v: &Value) -> Option<&[u8]> {
 /// The entries of an `XREAD` reply for one stream (`Nil` when the block timed out).
 /// An entry whose own shape is wrong is returned as its error, in place, so the
 /// reader can still move past it.
-pub(crate) fn parse_reply(
-    reply: &Value,
-) -> Result<Vec<Result<Raw, (Option<StreamId>, EntryError)>>, EntryError> {
+pub(crate) fn parse_reply(reply: &Value) -> Result<Vec<RawResult>, EntryError> {
     let streams = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(streams) => streams,
@@ -121,7 +123,7 @@ pub(crate) fn parse_reply(
     }
 }
 
-fn parse_entry(v: &Value) -> Result<Raw, (Option<StreamId>, EntryError)> {
+fn parse_entry(v: &Value) -> RawResult {
     let Value::Array(parts) = v else {
         return Err((None, EntryError::Reply("entry is not an array")));
     };
