@@ -3,6 +3,7 @@
 
 mod util;
 
+mod backplane;
 mod chat;
 mod client_cli;
 mod faults;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use proto_core::{ErrorCode, PeerAddr};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::backplane;
 use crate::config::Config;
 use crate::context::{Context, Counted, Counter};
 use crate::control::{Control, Stop};
@@ -106,6 +107,12 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         .set_nonblocking(true)
         .map_err(ServerError::Listener)?;
     let ctx = Arc::new(Context::new(config.clone(), control.clone()));
+    let backplane = match &config.backplane {
+        Some(bp) => Some(
+            backplane::start(bp, &ctx.room, config.thread_stack).map_err(ServerError::Backplane)?,
+        ),
+        None => None,
+    };
     let notices = spawn_notices(&ctx)?;
     let how = accept_loop(&listener, &ctx);
     drop(listener);
@@ -114,11 +121,17 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         Err(e) => {
             ctx.room.close();
             let _ = notices.join();
+            if let Some(running) = backplane {
+                running.join();
+            }
             return Err(e);
         }
     };
     shut_down(&ctx, how);
     let _ = notices.join();
+    if let Some(running) = backplane {
+        running.join();
+    }
     Ok(())
 }
 

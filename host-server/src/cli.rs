@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::backplane::{valid_room_name, BackplaneConfig};
 use crate::bind_addr::BindAddr;
 use crate::config::Config;
 
@@ -136,6 +137,48 @@ its addresses that binds, IPv4 first")]
     #[arg(long, value_name = "N", default_value_t = defaults().max_refusers as u64,
           value_parser = clap::value_parser!(u64).range(0..=1024))]
     pub max_refusers: u64,
+
+    /// Redis URL of a room shared by several servers: every server started with the
+    /// same Redis and --room is part of one room. Without it the room lives in this
+    /// server alone. Forms: redis://host:port, redis://:password@host:port,
+    /// redis://user:password@host:port/db.
+    #[arg(long, value_name = "URL")]
+    pub backplane: Option<String>,
+
+    /// Name of the room in the backplane (letters, digits, - _ .; at most 64).
+    #[arg(long, value_name = "NAME", default_value_t = bp_defaults().room,
+          value_parser = room_name, requires = "backplane")]
+    pub room: String,
+
+    /// About how many messages the backplane keeps (XADD MAXLEN ~). A server that falls
+    /// further behind disconnects its clients with a notice.
+    #[arg(long, value_name = "N", default_value_t = bp_defaults().retain,
+          value_parser = clap::value_parser!(u64).range(100..=1 << 32), requires = "backplane")]
+    pub backplane_retain: u64,
+
+    /// Milliseconds a message may wait while the backplane is unreachable before its
+    /// sender is told it was not delivered.
+    #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().append_timeout),
+          value_parser = clap::value_parser!(u64).range(100..=60_000), requires = "backplane")]
+    pub backplane_append_timeout_ms: u64,
+
+    /// Milliseconds Redis may leave a request unanswered before the connection is
+    /// taken for dead and opened again.
+    #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().io_timeout),
+          value_parser = clap::value_parser!(u64).range(300..=60_000), requires = "backplane")]
+    pub backplane_timeout_ms: u64,
+}
+
+fn bp_defaults() -> BackplaneConfig {
+    BackplaneConfig::default()
+}
+
+fn room_name(name: &str) -> Result<String, String> {
+    if valid_room_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err("use 1 to 64 letters, digits, '-', '_' or '.'".into())
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -178,6 +221,14 @@ impl Cli {
             send_buffer: self.send_buffer.map(size),
             accept_pause: Duration::from_millis(self.accept_pause_ms),
             max_refusers: size(self.max_refusers),
+            backplane: self.backplane.as_ref().map(|url| BackplaneConfig {
+                url: url.clone(),
+                room: self.room.clone(),
+                retain: self.backplane_retain,
+                append_timeout: Duration::from_millis(self.backplane_append_timeout_ms),
+                io_timeout: Duration::from_millis(self.backplane_timeout_ms),
+                ..bp_defaults()
+            }),
         })
     }
 }
@@ -257,6 +308,7 @@ mod tests {
             send_buffer: Some(8192),
             accept_pause: Duration::from_millis(13),
             max_refusers: 5,
+            backplane: None,
         };
         assert_eq!(cli.config(), Ok(want));
     }
@@ -280,6 +332,54 @@ mod tests {
             "100000",
         ];
         assert!(Cli::try_parse_from(args).unwrap().config().is_ok());
+    }
+
+    #[test]
+    fn backplane_flags_set_the_backplane() {
+        let cli = Cli::try_parse_from([
+            "host-server",
+            "--backplane",
+            "redis://:pw@10.0.0.1:6379",
+            "--room",
+            "ops-2",
+            "--backplane-retain",
+            "500",
+            "--backplane-append-timeout-ms",
+            "700",
+            "--backplane-timeout-ms",
+            "900",
+        ])
+        .unwrap();
+        let want = BackplaneConfig {
+            url: "redis://:pw@10.0.0.1:6379".into(),
+            room: "ops-2".into(),
+            retain: 500,
+            append_timeout: Duration::from_millis(700),
+            io_timeout: Duration::from_millis(900),
+            ..BackplaneConfig::default()
+        };
+        assert_eq!(cli.config().unwrap().backplane, Some(want));
+        // Debug output (and so any log of the config) hides the password.
+        assert!(!format!("{:?}", cli.config()).contains("pw"));
+    }
+
+    #[test]
+    fn backplane_settings_need_a_backplane_and_room_names_are_checked() {
+        for args in [
+            &["host-server", "--room", "x"][..],
+            &["host-server", "--backplane-retain", "1000"],
+            &["host-server", "--backplane", "redis://h", "--room", "a}b"],
+            &["host-server", "--backplane", "redis://h", "--room", ""],
+            &[
+                "host-server",
+                "--backplane",
+                "redis://h",
+                "--backplane-retain",
+                "99",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::backplane::BackplaneConfig;
 use crate::bind_addr::{BindAddr, DEFAULT_PORT};
 
 /// The server's settings. [`Config::default`] gives the documented defaults; the
@@ -84,6 +85,9 @@ pub struct Config {
     /// that waits to see whether the client is binary. Past this, refusals are sent
     /// at once in text form. Default 64.
     pub max_refusers: usize,
+    /// The Redis that carries a room shared by several servers (`--backplane`);
+    /// `None` (the default) keeps the room inside this server.
+    pub backplane: Option<BackplaneConfig>,
 }
 
 impl Default for Config {
@@ -108,6 +112,7 @@ impl Default for Config {
             send_buffer: None,
             accept_pause: Duration::from_millis(100),
             max_refusers: 64,
+            backplane: None,
         }
     }
 }

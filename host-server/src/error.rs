@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::backplane::BackplaneError;
 use crate::bind_addr::BindAddr;
 
 /// Why the server could not start or keep listening.
@@ -28,6 +29,8 @@ pub enum ServerError {
     Listener(io::Error),
     /// A thread the server needs could not be started.
     Thread(io::Error),
+    /// The room's backplane could not be joined.
+    Backplane(BackplaneError),
 }
 
 impl fmt::Display for ServerError {
@@ -39,6 +42,7 @@ impl fmt::Display for ServerError {
             }
             ServerError::Listener(e) => write!(f, "cannot use the listening socket: {e}"),
             ServerError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            ServerError::Backplane(e) => write!(f, "{e}"),
         }
     }
 }
@@ -48,6 +52,7 @@ impl std::error::Error for ServerError {
         match self {
             ServerError::Bind { source, .. } | ServerError::Resolve { source, .. } => Some(source),
             ServerError::Listener(e) | ServerError::Thread(e) => Some(e),
+            ServerError::Backplane(e) => Some(e),
         }
     }
 }

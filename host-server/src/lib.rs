@@ -16,6 +16,10 @@
 //! - a client that falls further behind than its outbox limit is dropped with a notice,
 //!   so a stalled reader costs nobody else time or unbounded memory.
 //!
+//! With a backplane ([`BackplaneConfig`]), several servers form one room: a Redis
+//! stream gives every message its place in the order, and each server delivers the
+//! stream to its own clients (see the `backplane` module).
+//!
 //! [`run`] serves a listener until its [`Control`] says stop, so tests run the server
 //! in-process on `127.0.0.1:0`; the binary is a thin shell around it.
 #![deny(missing_docs)]
@@ -43,8 +47,11 @@ mod readbuf;
 mod reader;
 mod throttle;
 
-// The room's one order, and each client's outbox.
+// The room's one order, and each client's outbox; across servers, the backplane
+// that gives the order.
 mod room;
+
+mod backplane;
 
 mod outbox;
 
@@ -61,6 +68,7 @@ mod error;
 mod sys;
 
 pub use accept::{bind, run};
+pub use backplane::{valid_room_name, BackplaneConfig, BackplaneError};
 pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;
 pub use config::Config;

@@ -7,11 +7,14 @@
 //! recipients; pushing never blocks (see `outbox`), so a stalled client cannot hold the
 //! lock.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::net::Shutdown;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use proto_core::{Frame, NoticeKind, PeerAddr};
+use proto_core::{ErrorCode, Frame, NoticeKind, PeerAddr};
+
+use crate::backplane::Appender;
 
 use crate::outbox::{Chunk, Outbox, Pacer};
 use crate::sys::{lock, wait};
@@ -172,6 +175,24 @@ pub(crate) struct Room {
     pacer: Arc<Pacer>,
     /// Wakes the notice sender when the first notice of a burst is pending.
     notices: Condvar,
+    /// Where broadcasts go to be sequenced when the room spans several servers;
+    /// unset, the room sequences them itself.
+    backplane: OnceLock<Appender>,
+}
+
+/// One message whose place in the room's order was given elsewhere (by the backplane),
+/// ready to be delivered with [`Room::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sequenced<'a> {
+    /// Its sequence number in the room.
+    pub(crate) seq: u64,
+    /// The sender's address, as its own server saw it.
+    pub(crate) peer: PeerAddr,
+    /// The message.
+    pub(crate) text: &'a str,
+    /// The id of the sender when it is a client of this server: it gets an Ack (if
+    /// binary) instead of its own message.
+    pub(crate) origin: Option<u64>,
 }
 
 impl Room {
@@ -184,12 +205,19 @@ impl Room {
             }),
             pacer: Arc::default(),
             notices: Condvar::new(),
+            backplane: OnceLock::new(),
         }
     }
 
     /// The pacer every outbox of this room reports to.
     pub(crate) fn pacer(&self) -> &Arc<Pacer> {
         &self.pacer
+    }
+
+    /// Hands every later broadcast to `appender` to be sequenced, instead of
+    /// sequencing it here. Returns false if a backplane was set already.
+    pub(crate) fn set_backplane(&self, appender: Appender) -> bool {
+        self.backplane.set(appender).is_ok()
     }
 
     /// A new client id.
@@ -292,6 +320,10 @@ impl Room {
     /// Sends every message of `batch` from `from` to every other client, in order,
     /// each with the next sequence number; a binary sender gets an Ack of each.
     pub(crate) fn broadcast(&self, from: &Client, batch: &Batch) {
+        if let Some(backplane) = self.backplane.get() {
+            // Delivered (or refused with a notice to the sender) once sequenced.
+            return backplane.append(from.id, from.peer, batch.iter());
+        }
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         if st.closing || batch.is_empty() {
@@ -329,6 +361,87 @@ impl Room {
             }
             deliver(&self.pacer, from, &mut Chunk::new(&st.acks));
         }
+    }
+
+    /// Delivers messages sequenced elsewhere, in the order given: every client gets
+    /// every message but its own, a binary sender an Ack of its own in its place.
+    pub(crate) fn deliver(&self, batch: &[Sequenced<'_>]) {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        if st.closing || batch.is_empty() {
+            return;
+        }
+        st.pending.flush(&st.clients, &self.pacer);
+        let text_wanted = st.text_clients > 0;
+        st.binary.clear();
+        st.text.clear();
+        // Where each message starts in each encoding, and where the last one ends.
+        let mut starts = Vec::with_capacity(batch.len() + 1);
+        for m in batch {
+            starts.push((st.binary.len(), st.text.len()));
+            let frame = Frame::Broadcast {
+                seq: m.seq,
+                peer: m.peer,
+                text: m.text,
+            };
+            encode_into(Mode::Binary, &frame, &mut st.binary);
+            if text_wanted {
+                encode_into(Mode::Text, &frame, &mut st.text);
+            }
+        }
+        starts.push((st.binary.len(), st.text.len()));
+        let (mut binary, mut text) = (Chunk::new(&st.binary), Chunk::new(&st.text));
+        for client in &st.clients {
+            if !batch.iter().any(|m| m.origin == Some(client.id)) {
+                match client.mode() {
+                    Mode::Binary => deliver(&self.pacer, client, &mut binary),
+                    Mode::Text => deliver(&self.pacer, client, &mut text),
+                }
+                continue;
+            }
+            // A sender in this batch: everything but its own messages, which a
+            // binary client learns the place of by an Ack where they stand.
+            st.acks.clear();
+            for (i, m) in batch.iter().enumerate() {
+                let ((b0, t0), (b1, t1)) = (starts[i], starts[i + 1]);
+                match (m.origin == Some(client.id), client.mode()) {
+                    (true, Mode::Binary) => {
+                        encode_into(Mode::Binary, &Frame::Ack { seq: m.seq }, &mut st.acks);
+                    }
+                    (true, Mode::Text) => {}
+                    (false, Mode::Binary) => st.acks.extend_from_slice(&st.binary[b0..b1]),
+                    (false, Mode::Text) => st.acks.extend_from_slice(&st.text[t0..t1]),
+                }
+            }
+            deliver(&self.pacer, client, &mut Chunk::new(&st.acks));
+        }
+    }
+
+    /// Sends `bytes` to client `id` alone, if it is still in the room.
+    pub(crate) fn tell(&self, id: u64, bytes: impl Fn(Mode) -> Vec<u8>) {
+        let st = lock(&self.state);
+        if let Some(client) = st.clients.iter().find(|c| c.id == id) {
+            client.outbox.push_bytes(&bytes(client.mode()));
+        }
+    }
+
+    /// Disconnects every client in the room with an error notice: `code` and `text`.
+    /// Each is sent what was queued for it, then the notice, then its connection ends
+    /// (the session sees the end of its input and leaves). Returns how many there were.
+    pub(crate) fn disconnect_all(&self, code: ErrorCode, text: &str) -> usize {
+        let st = lock(&self.state);
+        for client in &st.clients {
+            client
+                .outbox
+                .push_last(&wire::error(client.mode(), code, text));
+            let _ = client.outbox.stream().shutdown(Shutdown::Read);
+        }
+        st.clients.len()
+    }
+
+    /// True once the room is shut.
+    pub(crate) fn is_closing(&self) -> bool {
+        lock(&self.state).closing
     }
 
     /// The addresses of everyone in the room, in order of arrival (mostly: a leave

@@ -104,14 +104,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens `receivers` then `senders` connections to `addr`, then `stalled` ones
+    /// Opens `receivers` then `senders` connections to `addrs` (connection i to
+    /// `addrs[i % addrs.len()]`), then `stalled` ones
     /// that are never read. What arrives while connecting (each newcomer is announced
     /// to everyone already there) is read as it comes, so no connection falls behind
     /// before the run starts. Each sender may have `window` messages in flight.
     ///
     /// # Errors
     /// The first connection that fails, or the poller's error.
-    pub fn connect(addr: SocketAddr, plan: &Plan) -> Result<Self, BenchError> {
+    pub fn connect(addrs: &[SocketAddr], plan: &Plan) -> Result<Self, BenchError> {
         let Plan {
             receivers,
             senders,
@@ -139,13 +140,13 @@ impl Engine {
             connected: Duration::ZERO,
         };
         engine.conns.resize_with(receivers + senders, || None);
-        engine.connect_all(addr, plan)?;
+        engine.connect_all(addrs, plan)?;
         Ok(engine)
     }
 
     /// Opens every connection with `plan.connectors` threads, each connecting one
     /// at a time, while this thread registers them and reads what arrives.
-    fn connect_all(&mut self, addr: SocketAddr, plan: &Plan) -> Result<(), BenchError> {
+    fn connect_all(&mut self, addrs: &[SocketAddr], plan: &Plan) -> Result<(), BenchError> {
         let total = plan.receivers + plan.senders + plan.stalled;
         let next = AtomicUsize::new(0);
         let (text, timeout) = (plan.text, plan.timeout);
@@ -158,6 +159,7 @@ impl Engine {
                     if index >= total {
                         break;
                     }
+                    let addr = addrs[index % addrs.len()];
                     if tx.send((index, Conn::open(&addr, text, timeout))).is_err() {
                         break;
                     }

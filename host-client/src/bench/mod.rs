@@ -42,6 +42,11 @@ pub struct Common {
     /// The server under test.
     #[arg(default_value = crate::config::DEFAULT_ADDR, value_parser = server_addr)]
     pub addr: String,
+    /// Another server of the same room (`host-server --backplane`): connections are
+    /// spread over ADDR and these in turn, receivers and senders alike, so messages
+    /// cross servers. Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub spread: Vec<String>,
     /// Speak the text protocol (lines) instead of the binary one.
     #[arg(long)]
     pub text: bool,
@@ -225,7 +230,10 @@ fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
 /// engine and how long that took.
 fn start(common: &Common, load: Load, window: u64) -> Result<(Engine, Duration), BenchError> {
     let began = Instant::now();
-    let addr = resolve(&common.addr)?;
+    let mut addrs = vec![resolve(&common.addr)?];
+    for other in &common.spread {
+        addrs.push(resolve(other)?);
+    }
     let plan = Plan {
         text: common.text,
         receivers: load.receivers,
@@ -235,7 +243,7 @@ fn start(common: &Common, load: Load, window: u64) -> Result<(Engine, Duration),
         timeout: common.connect_timeout,
         connectors: usize::from(common.connectors),
     };
-    let mut engine = Engine::connect(addr, &plan)?;
+    let mut engine = Engine::connect(&addrs, &plan)?;
     engine.connected = began.elapsed();
     engine.probe(common.ready_timeout)?;
     Ok((engine, began.elapsed()))

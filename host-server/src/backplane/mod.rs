@@ -1,0 +1,276 @@
+//! One room across several servers, carried by a Redis stream.
+//!
+//! Every server started with the same Redis and room name appends its clients'
+//! messages to one stream, `{room:NAME}:stream`, and delivers the stream to its own
+//! clients in stream order, its own clients' messages included (there is no local
+//! fast path), so every client on every server sees one order. Redis is the
+//! sequencer: entries are appended with IDs `0-*`, which Redis numbers 1, 2, 3, ...
+//! without holes, and the room's sequence number is the second part of the ID.
+//!
+//! - The writer thread ([`writer`]) takes the batches of every session and appends
+//!   all that waited, up to a limit, with one Lua script call: one round trip per
+//!   batch of batches. A retried call carries the same dedupe key, so it never
+//!   appends twice; a batch not appended in time is refused with a notice to its
+//!   senders once that is certain.
+//! - The reader thread ([`reader`]) reads with `XREAD BLOCK`, many entries per call,
+//!   checks that the numbers follow on without a hole and that the epoch (a random
+//!   token created with the stream) is unchanged, and hands the entries to the room.
+//!   A hole means this server fell behind what the stream retains, a new epoch or a
+//!   number going backwards means Redis lost the room: either way the server's
+//!   clients are disconnected with a notice saying so.
+//!
+//! Redis is trusted: entries are checked so that a stray writer cannot crash or stall
+//! a server, but whoever can write to the Redis can write into the room. Protect it
+//! with a password or ACL and a private address.
+
+mod entry;
+mod link;
+mod reader;
+mod script;
+mod writer;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use proto_core::{ErrorCode, PeerAddr};
+
+use crate::room::Room;
+
+pub use link::BackplaneError;
+
+/// The error code of a notice about a message the backplane did not take. Not in
+/// proto-core's list: clients show unknown codes with the notice's text.
+pub(crate) const NOT_DELIVERED: ErrorCode = ErrorCode(10);
+/// The error code of the notice sent when the room's history is gone (Redis lost it,
+/// or this server fell behind what it retains).
+pub(crate) const ROOM_RESET: ErrorCode = ErrorCode(11);
+
+/// Where the room lives and how it is kept: the `--backplane` settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackplaneConfig {
+    /// The Redis URL: `redis://host:port`, `redis://:password@host:port`,
+    /// `redis://user:password@host:port/db`, `redis+unix:///path`.
+    pub url: String,
+    /// The room's name: servers with the same Redis and name form one room.
+    /// Default `lobby`; letters, digits, `-`, `_` and `.`, at most 64.
+    pub room: String,
+    /// About how many messages the stream keeps (`XADD MAXLEN ~`). A server that
+    /// falls further behind than this loses the room and disconnects its clients.
+    /// Default 100,000 (some 15 MB of Redis memory with short messages).
+    pub retain: u64,
+    /// How long a message may wait to be appended while Redis cannot be reached
+    /// before its sender is told it was not delivered. Default 2 s.
+    pub append_timeout: Duration,
+    /// How long Redis may leave a request unanswered before the connection is taken
+    /// for dead and opened again. Bounds how long a silently dead connection goes
+    /// unnoticed. Default 3 s.
+    pub io_timeout: Duration,
+    /// Most messages appended by one script call, and read by one `XREAD`.
+    /// Default 1024.
+    pub batch: usize,
+}
+
+impl Default for BackplaneConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            room: "lobby".into(),
+            retain: 100_000,
+            append_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(3),
+            batch: 1024,
+        }
+    }
+}
+
+impl fmt::Debug for BackplaneConfig {
+    /// Shows the URL without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackplaneConfig")
+            .field("url", &link::redact(&self.url))
+            .field("room", &self.room)
+            .field("retain", &self.retain)
+            .field("append_timeout", &self.append_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+/// True for a room name the backplane accepts: it goes into Redis key names inside
+/// a hash tag, so `{`, `}` and spaces are out.
+pub fn valid_room_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// What the reader and writer threads share.
+pub(crate) struct Common {
+    pub(crate) config: BackplaneConfig,
+    pub(crate) keys: script::Keys,
+    /// This server's id in the room: random, new at every start.
+    pub(crate) server_id: String,
+    /// The highest sequence number delivered to this server's clients, so a stream
+    /// recreated after a loss starts above it and numbers never go backwards.
+    pub(crate) delivered: AtomicU64,
+    /// The epoch the reader follows, shared with the writer (which must append in it).
+    pub(crate) epoch: std::sync::Mutex<String>,
+    /// The writer found the room reset; the reader is to check it at once.
+    pub(crate) reset_seen: AtomicBool,
+    pub(crate) room: Arc<Room>,
+}
+
+impl Common {
+    pub(crate) fn epoch(&self) -> String {
+        crate::sys::lock(&self.epoch).clone()
+    }
+
+    pub(crate) fn set_epoch(&self, epoch: &str) {
+        *crate::sys::lock(&self.epoch) = epoch.to_string();
+    }
+}
+
+/// One session's batch, on its way to the writer.
+pub(crate) struct Outgoing {
+    /// The sending client's id on this server.
+    pub(crate) client: u64,
+    pub(crate) peer: PeerAddr,
+    /// The messages, one after another, and where each ends.
+    pub(crate) text: String,
+    pub(crate) ends: Vec<usize>,
+    /// When the session handed it over: it is refused after `append_timeout`.
+    pub(crate) since: Instant,
+}
+
+impl Outgoing {
+    pub(crate) fn messages(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(s, e)| &self.text[s..e])
+    }
+}
+
+/// The room's way into the backplane: hands batches to the writer thread.
+pub(crate) struct Appender {
+    to_writer: SyncSender<Outgoing>,
+}
+
+impl Appender {
+    /// Queues the messages of client `client` for appending. Blocks while the writer
+    /// is that far behind (so TCP slows the senders down).
+    pub(crate) fn append<'a>(
+        &self,
+        client: u64,
+        peer: PeerAddr,
+        messages: impl Iterator<Item = &'a str>,
+    ) {
+        let mut out = Outgoing {
+            client,
+            peer,
+            text: String::new(),
+            ends: Vec::new(),
+            since: Instant::now(),
+        };
+        for m in messages {
+            out.text.push_str(m);
+            out.ends.push(out.text.len());
+        }
+        // Fails only once the writer has stopped: the server is shutting down.
+        let _ = self.to_writer.send(out);
+    }
+}
+
+/// The backplane's threads, joined when the server stops.
+pub(crate) struct Running {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for the threads, which end within about `io_timeout` of the room closing.
+    pub(crate) fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Batches that may wait for the writer, per server.
+const WRITER_QUEUE: usize = 4096;
+
+/// Joins the room `config.room` held in the Redis at `config.url`: opens it (creating
+/// it if this is its first server), starts the reader and writer threads, and makes
+/// `room` broadcast through them.
+///
+/// # Errors
+/// [`BackplaneError`] if Redis cannot be reached or refuses the room at start.
+pub(crate) fn start(
+    config: &BackplaneConfig,
+    room: &Arc<Room>,
+    stack: usize,
+) -> Result<Running, BackplaneError> {
+    let keys = script::Keys::new(&config.room);
+    let server_id = link::random_token();
+    let mut first = link::connect(config)?;
+    let opened = script::open(&mut first, &keys, &server_id, &link::random_token(), 0)
+        .map_err(|e| BackplaneError::Open(link::redact(&config.url), e))?;
+    tracing::info!(
+        "backplane: in room {:?} at {} as server {server_id}; epoch {}, {} messages so far",
+        config.room,
+        link::redact(&config.url),
+        opened.epoch,
+        opened.tail
+    );
+    let common = Arc::new(Common {
+        config: config.clone(),
+        keys,
+        server_id,
+        delivered: AtomicU64::new(opened.tail),
+        epoch: std::sync::Mutex::new(opened.epoch.clone()),
+        reset_seen: AtomicBool::new(false),
+        room: room.clone(),
+    });
+    let (to_writer, from_rooms) = mpsc::sync_channel(WRITER_QUEUE);
+    if !room.set_backplane(Appender { to_writer }) {
+        return Err(BackplaneError::AlreadySet);
+    }
+    let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+        thread::Builder::new()
+            .name(name.into())
+            .stack_size(stack.max(256 * 1024))
+            .spawn(body)
+            .map_err(BackplaneError::Thread)
+    };
+    let reader_common = common.clone();
+    let reader = spawn(
+        "backplane reader",
+        Box::new(move || reader::run(&reader_common, first, opened)),
+    )?;
+    let writer = spawn(
+        "backplane writer",
+        Box::new(move || writer::run(&common, &from_rooms)),
+    )?;
+    Ok(Running {
+        threads: vec![reader, writer],
+    })
+}
+
+/// Keeps `body` running until the room closes, restarting it after a panic (a bug
+/// must not leave the room without its reader or writer).
+pub(crate) fn supervise(name: &str, room: &Room, mut body: impl FnMut()) {
+    while !room.is_closing() {
+        let run = std::panic::AssertUnwindSafe(&mut body);
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("backplane: {name} thread panicked; restarting it");
+            thread::sleep(Duration::from_millis(100));
+        } else {
+            return;
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The reader thread: follows the room's stream and delivers it, in order, to this
+//! server's clients.
+//!
+//! It reads with `XREAD BLOCK`, up to `batch` entries per call, from the last ID it
+//! read, so after any break it resumes exactly where it was. Each call is answered
+//! within the block time when the connection is alive, so a connection that stays
+//! silent past `io_timeout` is dead (a stalled network, a killed connection) and is
+//! opened again. Every few seconds, and after every reconnect, it reads the room's
+//! epoch and last ID: a new epoch, or a last ID below what was delivered, means Redis
+//! lost the room.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, Value};
+
+use super::entry::{parse_reply, EntryError, Message, StreamId};
+use super::link::{self, random_token};
+use super::script::{self, Opened};
+use super::{Common, ROOM_RESET};
+use crate::room::Sequenced;
+
+/// How often the reader checks the room's epoch and last ID even while entries flow.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Pause between attempts to reach Redis again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+struct Reader<'c> {
+    common: &'c Common,
+    con: Option<Connection>,
+    epoch: String,
+    /// The last sequence number of the room read (delivered or skipped).
+    last: u64,
+    /// The last stream ID read: where the next read starts.
+    cursor: StreamId,
+    servers: HashSet<String>,
+    /// Server ids seen in entries and found not to be in the room.
+    strangers: HashSet<String>,
+    checked: Instant,
+    /// Logged once per outage.
+    down: bool,
+}
+
+/// The reader thread's body: runs until the room closes. `con` is the connection
+/// the room was opened on, `opened` what it found.
+pub(crate) fn run(common: &Common, con: Connection, opened: Opened) {
+    let mut reader = Reader {
+        common,
+        con: Some(con),
+        epoch: opened.epoch,
+        last: opened.tail,
+        cursor: (0, opened.tail),
+        servers: HashSet::new(),
+        strangers: HashSet::new(),
+        checked: Instant::now(),
+        down: false,
+    };
+    reader.servers.insert(common.server_id.clone());
+    super::supervise("reader", &common.room, || reader.serve());
+}
+
+impl Reader<'_> {
+    fn serve(&mut self) {
+        let config = &self.common.config;
+        // Short enough that a live connection always answers well within io_timeout.
+        let block =
+            (config.io_timeout / 3).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        while !self.common.room.is_closing() {
+            if self.con.is_none() && !self.reconnect() {
+                thread::sleep(RETRY_PAUSE);
+                continue;
+            }
+            if self.common.reset_seen.swap(false, Ordering::AcqRel)
+                || self.checked.elapsed() >= CHECK_EVERY
+            {
+                self.check();
+                continue;
+            }
+            let Some(con) = self.con.as_mut() else {
+                continue;
+            };
+            let reply = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(config.batch)
+                .arg("BLOCK")
+                .arg(block.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(&self.common.keys.stream)
+                .arg(format!("{}-{}", self.cursor.0, self.cursor.1))
+                .query::<Value>(con);
+            match reply {
+                Ok(reply) => self.take(&reply),
+                Err(e) => {
+                    tracing::warn!("backplane: reading the room failed, reconnecting: {e}");
+                    self.con = None;
+                }
+            }
+        }
+    }
+
+    /// Opens a new connection and checks the room on it.
+    fn reconnect(&mut self) -> bool {
+        match link::connect(&self.common.config) {
+            Ok(con) => {
+                if self.down {
+                    tracing::info!("backplane: reader reconnected");
+                }
+                self.down = false;
+                self.con = Some(con);
+                self.check();
+                self.con.is_some()
+            }
+            Err(e) => {
+                if !self.down {
+                    tracing::warn!("backplane: reader cannot reach Redis: {e}");
+                }
+                self.down = true;
+                false
+            }
+        }
+    }
+
+    /// Reads the room's epoch and last ID; resets if Redis lost the room.
+    fn check(&mut self) {
+        let Some(con) = self.con.as_mut() else {
+            return;
+        };
+        let keys = &self.common.keys;
+        match script::open(
+            con,
+            keys,
+            &self.common.server_id,
+            &random_token(),
+            self.last,
+        ) {
+            Ok(opened) => {
+                self.checked = Instant::now();
+                if opened.epoch != self.epoch || opened.tail < self.last {
+                    self.reset(&opened);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("backplane: checking the room failed, reconnecting: {e}");
+                self.con = None;
+            }
+        }
+    }
+
+    /// Redis lost the room: every client here is told and disconnected, and the
+    /// reader starts over at the end of the new stream.
+    fn reset(&mut self, opened: &Opened) {
+        let text = "room was reset: the room's backplane lost its history; reconnect";
+        let n = self.common.room.disconnect_all(ROOM_RESET, text);
+        tracing::warn!(
+            "backplane: the room was reset (epoch {} -> {}, last {} -> {}); {n} clients disconnected",
+            self.epoch, opened.epoch, self.last, opened.tail
+        );
+        self.epoch = opened.epoch.clone();
+        self.common.set_epoch(&opened.epoch);
+        self.last = opened.tail;
+        self.cursor = (0, opened.tail);
+        let delivered = &self.common.delivered;
+        delivered.fetch_max(opened.tail, Ordering::AcqRel);
+    }
+
+    /// Takes the entries of one `XREAD` reply.
+    fn take(&mut self, reply: &Value) {
+        let entries = match parse_reply(reply) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!("backplane: {e}; reconnecting");
+                self.con = None;
+                return;
+            }
+        };
+        let mut ready: Vec<Message> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (id, checked) = match entry {
+                Ok(raw) => (raw.id, raw.check()),
+                Err((Some(id), e)) => (id, Err(e)),
+                Err((None, e)) => {
+                    // Cannot tell where it is: read the stream again from the cursor.
+                    tracing::warn!("backplane: {e}; reconnecting");
+                    self.con = None;
+                    break;
+                }
+            };
+            self.cursor = self.cursor.max(id);
+            let seq = match id {
+                (0, seq) if seq > self.last => seq,
+                _ => {
+                    self.skip(id, &EntryError::ForeignId(id));
+                    continue;
+                }
+            };
+            if seq != self.last + 1 {
+                self.deliver(&mut ready);
+                self.behind(seq - self.last - 1);
+            }
+            self.last = seq;
+            let message = match checked {
+                Ok(m) => m,
+                Err(e) => {
+                    self.skip(id, &e);
+                    continue;
+                }
+            };
+            if message.epoch != self.epoch {
+                // A new epoch, or a stray entry claiming one: Redis says which.
+                self.deliver(&mut ready);
+                let before = self.epoch.clone();
+                self.rewind(seq);
+                self.check();
+                if self.epoch != before || self.con.is_none() {
+                    // Reset (the rest of this read is moot), or to be read again.
+                    return;
+                }
+                self.last = seq;
+                self.cursor = id;
+                self.skip(id, &EntryError::Field("e"));
+                continue;
+            }
+            match self.known(&message.server) {
+                Some(true) => ready.push(message),
+                Some(false) => self.skip(id, &EntryError::UnknownServer),
+                None => {
+                    self.deliver(&mut ready);
+                    return self.rewind(seq);
+                }
+            }
+        }
+        self.deliver(&mut ready);
+    }
+
+    /// Hands `ready` to the room and empties it.
+    fn deliver(&mut self, ready: &mut Vec<Message>) {
+        if let Some(last) = ready.last() {
+            let me = &self.common.server_id;
+            let batch: Vec<Sequenced<'_>> = ready
+                .iter()
+                .map(|m| Sequenced {
+                    seq: m.seq,
+                    peer: m.peer,
+                    text: &m.body,
+                    origin: (&m.server == me).then_some(m.client),
+                })
+                .collect();
+            self.common.room.deliver(&batch);
+            self.common.delivered.fetch_max(last.seq, Ordering::AcqRel);
+        }
+        ready.clear();
+    }
+
+    /// A hole of `missed` numbers: they are gone from the stream (this server fell
+    /// behind what it retains, or entries were deleted). Every client here would
+    /// miss them, so each is told and disconnected.
+    fn behind(&mut self, missed: u64) {
+        let text = format!(
+            "room history lost: this server fell {missed} messages behind what the room \
+             keeps; reconnect"
+        );
+        let n = self.common.room.disconnect_all(ROOM_RESET, &text);
+        tracing::warn!(
+            "backplane: {missed} messages after {} are gone from the stream; {n} clients disconnected",
+            self.last
+        );
+    }
+
+    fn skip(&self, (ms, seq): StreamId, why: &EntryError) {
+        tracing::warn!("backplane: entry {ms}-{seq} skipped: {why}");
+    }
+
+    /// Makes entry `seq` the next to read, so it is read again after a reconnect.
+    fn rewind(&mut self, seq: u64) {
+        self.last = seq - 1;
+        self.cursor = (0, seq - 1);
+    }
+
+    /// True if `server` joined the room (asking Redis once for each new name);
+    /// `None` if Redis could not be asked.
+    fn known(&mut self, server: &str) -> Option<bool> {
+        if self.servers.contains(server) {
+            return Some(true);
+        }
+        if self.strangers.contains(server) {
+            return Some(false);
+        }
+        let con = self.con.as_mut()?;
+        match script::servers(con, &self.common.keys) {
+            Ok(list) => self.servers.extend(list),
+            Err(e) => {
+                tracing::warn!("backplane: cannot list the room's servers: {e}");
+                self.con = None;
+                return None;
+            }
+        }
+        if self.servers.contains(server) {
+            return Some(true);
+        }
+        if self.strangers.len() < 1024 {
+            self.strangers.insert(server.to_string());
+        }
+        Some(false)
+    }
+}

@@ -1,0 +1,243 @@
+//! The room's keys in Redis and the two Lua scripts that keep them consistent.
+//!
+//! Keys share one hash tag, `{room:NAME}`, so the scripts stay valid on a Redis
+//! Cluster (one room on one shard):
+//! - `{room:NAME}:stream`: the messages, IDs `0-1`, `0-2`, ... (the room's order);
+//! - `{room:NAME}:epoch`: a random token created with the stream. A stream that is
+//!   missing, or an epoch that is missing or different, means Redis lost the room;
+//! - `{room:NAME}:servers`: the ids of the servers that joined (entries from others
+//!   are not delivered);
+//! - `{room:NAME}:m:SERVER:N`: a retried append's dedupe key, kept for a minute.
+
+use redis::{Connection, RedisResult, Script, Value};
+
+use super::entry::parse_seq;
+
+/// The names of one room's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    pub(crate) stream: String,
+    pub(crate) epoch: String,
+    pub(crate) servers: String,
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(room: &str) -> Self {
+        let prefix = format!("{{room:{room}}}");
+        Self {
+            stream: format!("{prefix}:stream"),
+            epoch: format!("{prefix}:epoch"),
+            servers: format!("{prefix}:servers"),
+            prefix,
+        }
+    }
+
+    /// The dedupe key of append number `n` of server `server`.
+    pub(crate) fn dedupe(&self, server: &str, n: u64) -> String {
+        format!("{}:m:{server}:{n}", self.prefix)
+    }
+}
+
+/// Shared by both scripts: returns the room's epoch, first recreating the room if
+/// Redis lost it. KEYS[1] stream, KEYS[2] epoch; `cand` a fresh epoch, `floor` the
+/// highest sequence number the caller has seen, so a recreated stream numbers on
+/// from there and no client sees a number go backwards.
+const ENSURE: &str = r#"
+local function ensure(cand, floor)
+  local e = redis.call('GET', KEYS[2])
+  local have = redis.call('EXISTS', KEYS[1]) == 1
+  if e and have then return e end
+  if not have then
+    if tonumber(floor) > 0 then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '0', '0-' .. floor, 'r', '')
+    else
+      redis.call('XGROUP', 'CREATE', KEYS[1], 'init', '0', 'MKSTREAM')
+      redis.call('XGROUP', 'DESTROY', KEYS[1], 'init')
+    end
+  end
+  redis.call('SET', KEYS[2], cand)
+  return cand
+end
+local function tail()
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1] end
+  end
+  return '0-0'
+end
+"#;
+
+/// KEYS stream, epoch, servers; ARGV candidate epoch, floor, server id.
+/// Returns {epoch, last-generated-id}.
+const OPEN: &str = r#"
+local e = ensure(ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+return {e, tail()}
+"#;
+
+/// KEYS stream, epoch, dedupe; ARGV believed epoch, candidate epoch, floor, retain,
+/// dedupe seconds, server id, then (client, peer, body) per message.
+/// Returns {'RESET', epoch}, {'DONE', first id or 'void'} (a retry of an append
+/// already decided) or {'OK', first id}.
+const APPEND: &str = r#"
+local e = ensure(ARGV[2], ARGV[3])
+if e ~= ARGV[1] then return {'RESET', e} end
+local d = redis.call('GET', KEYS[3])
+if d then return {'DONE', d} end
+local first = nil
+for i = 7, #ARGV - 2, 3 do
+  local id = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-*',
+    'e', e, 'o', ARGV[6], 'c', ARGV[i], 'p', ARGV[i + 1], 'b', ARGV[i + 2])
+  if type(id) == 'table' and id.err then
+    if not first and string.find(id.err, 'equal or smaller', 1, true) then
+      -- A foreign entry with an ID above 0-N: no 0-* can follow it. Start the
+      -- room over (readers see the new epoch and reset).
+      redis.call('DEL', KEYS[1], KEYS[2])
+      return {'RESET', ensure(ARGV[2], ARGV[3])}
+    end
+    return redis.error_reply(id.err)
+  end
+  if not first then first = id end
+end
+redis.call('SET', KEYS[3], first, 'EX', ARGV[5])
+return {'OK', first}
+"#;
+
+/// What opening the room found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Opened {
+    pub(crate) epoch: String,
+    /// The sequence number of the last message appended so far.
+    pub(crate) tail: u64,
+}
+
+/// Registers server `server` in the room and reads its epoch and last sequence
+/// number, creating the room (epoch `cand`, numbering on from `floor`) if Redis
+/// does not hold it.
+pub(crate) fn open(
+    con: &mut Connection,
+    keys: &Keys,
+    server: &str,
+    cand: &str,
+    floor: u64,
+) -> RedisResult<Opened> {
+    let script = Script::new(&format!("{ENSURE}{OPEN}"));
+    let (epoch, tail): (String, String) = script
+        .key(&keys.stream)
+        .key(&keys.epoch)
+        .key(&keys.servers)
+        .arg(cand)
+        .arg(floor)
+        .arg(server)
+        .invoke(con)?;
+    let tail = parse_seq(tail.as_bytes()).ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "the room's stream has an ID the room did not give",
+            tail,
+        ))
+    })?;
+    Ok(Opened { epoch, tail })
+}
+
+/// The outcome of an append script call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Appended now, or by an earlier try of the same call: the first message's
+    /// sequence number (the others follow it without a gap).
+    At(u64),
+    /// An earlier try gave up on this call for good; nothing was appended.
+    Void,
+    /// Redis holds another epoch: the room was reset. Nothing was appended.
+    Reset(String),
+}
+
+/// One message of an append call.
+pub(crate) struct Message<'a> {
+    pub(crate) client: u64,
+    pub(crate) peer: &'a str,
+    pub(crate) body: &'a str,
+}
+
+/// The append script, built once per writer.
+pub(crate) struct Append {
+    script: Script,
+}
+
+/// The settings of one append call besides the messages.
+pub(crate) struct AppendArgs<'a> {
+    pub(crate) keys: &'a Keys,
+    pub(crate) dedupe: &'a str,
+    pub(crate) epoch: &'a str,
+    pub(crate) cand: &'a str,
+    pub(crate) floor: u64,
+    pub(crate) retain: u64,
+    pub(crate) server: &'a str,
+}
+
+/// Seconds a dedupe key outlives its append: far longer than any retry.
+const DEDUPE_SECS: u64 = 60;
+
+impl Append {
+    pub(crate) fn new() -> Self {
+        Self {
+            script: Script::new(&format!("{ENSURE}{APPEND}")),
+        }
+    }
+
+    /// Appends `messages` in one atomic call.
+    pub(crate) fn call<'m>(
+        &self,
+        con: &mut Connection,
+        args: &AppendArgs<'_>,
+        messages: impl Iterator<Item = Message<'m>>,
+    ) -> RedisResult<Appended> {
+        let mut inv = self.script.key(&args.keys.stream);
+        inv.key(&args.keys.epoch)
+            .key(args.dedupe)
+            .arg(args.epoch)
+            .arg(args.cand)
+            .arg(args.floor)
+            .arg(args.retain)
+            .arg(DEDUPE_SECS)
+            .arg(args.server);
+        for m in messages {
+            inv.arg(m.client).arg(m.peer).arg(m.body);
+        }
+        let (what, value): (String, String) = inv.invoke(con)?;
+        let bad = |value: String| {
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected answer from the append script",
+                value,
+            ))
+        };
+        match (what.as_str(), value.as_str()) {
+            ("RESET", _) => Ok(Appended::Reset(value)),
+            ("DONE", "void") => Ok(Appended::Void),
+            ("OK" | "DONE", id) => parse_seq(id.as_bytes())
+                .map(Appended::At)
+                .ok_or_else(|| bad(value)),
+            _ => Err(bad(value)),
+        }
+    }
+}
+
+/// Marks the append with dedupe key `dedupe` as given up, unless it was appended;
+/// returns true if it was appended after all.
+pub(crate) fn void(con: &mut Connection, dedupe: &str) -> RedisResult<bool> {
+    let set: Value = redis::cmd("SET")
+        .arg(dedupe)
+        .arg("void")
+        .arg("NX")
+        .arg("EX")
+        .arg(DEDUPE_SECS)
+        .query(con)?;
+    Ok(set == Value::Nil)
+}
+
+/// The ids of the servers in the room.
+pub(crate) fn servers(con: &mut Connection, keys: &Keys) -> RedisResult<Vec<String>> {
+    redis::cmd("SMEMBERS").arg(&keys.servers).query(con)
+}

@@ -1,0 +1,728 @@
+//! Several servers forming one room over a Redis backplane. Every test starts its own
+//! `redis-server` on a free loopback port (Debian package `redis-server`; `.ci/run`
+//! installs it), and its servers with `--backplane`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::{BinClient, Got, Server, WAIT};
+
+/// A `redis-server` of a test's own, on a free loopback port, with its files in a
+/// scratch directory removed when it is dropped.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    aof: bool,
+}
+
+impl Redis {
+    /// Starts a Redis with the append-only file on (`appendfsync everysec`).
+    pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts a Redis keeping nothing on disk.
+    pub fn start_volatile() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(aof: bool) -> Self {
+        let port = free_port();
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "chat-redis-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir for redis");
+        let mut redis = Self {
+            child: None,
+            port,
+            dir,
+            aof,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// Starts (again) a redis-server on this port and directory.
+    fn launch(&mut self) {
+        let appendonly = if self.aof { "yes" } else { "no" };
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", appendonly])
+            .args(["--appendfsync", "everysec", "--daemonize", "no"])
+            .args(["--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (Debian: apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The URL servers are given.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this Redis; its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// SIGKILLs the redis-server and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (so with the same AOF if on).
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A host-server in the room at `url`, with extra arguments.
+fn server(url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--backplane", url];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// Everything a client received, in order.
+#[derive(Debug, Default)]
+struct Log {
+    /// (seq, peer, text) of broadcasts, and (seq, "", "") for acks of its own.
+    seqs: Vec<(u64, String, String)>,
+    acks: usize,
+    notices: Vec<String>,
+    ended: Option<String>,
+}
+
+impl Log {
+    fn chats(&self) -> usize {
+        self.seqs.len() - self.acks
+    }
+
+    fn take(&mut self, got: Got) {
+        match got {
+            Got::Chat { seq, peer, text } => self.seqs.push((seq, peer, text)),
+            Got::Ack { seq } => {
+                self.acks += 1;
+                self.seqs.push((seq, String::new(), String::new()));
+            }
+            Got::Notice { text, .. } => self.notices.push(text),
+            Got::Other(_) => {}
+            Got::End(why) => self.ended = Some(why),
+        }
+    }
+}
+
+/// Reads `client` until `done` says its log is complete or the connection ends;
+/// fails after `limit` without progress.
+fn read_until(client: &BinClient, log: &mut Log, limit: Duration, done: impl Fn(&Log) -> bool) {
+    while !done(log) && log.ended.is_none() {
+        match client.rx.recv_timeout(limit) {
+            Ok(got) => log.take(got),
+            Err(_) => panic!(
+                "stalled: {} chats, {} acks, notices {:?}",
+                log.chats(),
+                log.acks,
+                log.notices
+            ),
+        }
+    }
+}
+
+/// Checks the logs of clients that were all in the room for the whole run: each saw
+/// one contiguous run of sequence numbers (its own messages as acks), all agree on
+/// what each number is, nobody got its own message back, every ack is of a message of
+/// its own, and every sender's lines ("SENDER N") are in the room in its send order,
+/// none twice. Returns the room's messages by sequence number.
+fn one_order(logs: &[(String, &Log)]) -> BTreeMap<u64, (String, String)> {
+    let mut room: BTreeMap<u64, (String, String)> = BTreeMap::new();
+    for (me, log) in logs {
+        for w in log.seqs.windows(2) {
+            assert_eq!(
+                w[1].0,
+                w[0].0 + 1,
+                "{me}: {} followed by {}",
+                w[0].0,
+                w[1].0
+            );
+        }
+        for (seq, peer, text) in log.seqs.iter().filter(|s| !s.1.is_empty()) {
+            assert_ne!(peer, me, "{me}: its own message came back");
+            let first = room
+                .entry(*seq)
+                .or_insert_with(|| (peer.clone(), text.clone()));
+            assert_eq!(
+                first,
+                &(peer.clone(), text.clone()),
+                "{me}: clients disagree on {seq}"
+            );
+        }
+    }
+    for (me, log) in logs {
+        for (seq, _, _) in log.seqs.iter().filter(|s| s.1.is_empty()) {
+            let (peer, _) = room
+                .get(seq)
+                .unwrap_or_else(|| panic!("{me}: ack {seq} of nothing"));
+            assert_eq!(peer, me, "{me}: acked another's message {seq}");
+        }
+    }
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for (seq, (_, text)) in &room {
+        let (sender, n) = text.split_once(' ').expect("numbered line");
+        let n: u64 = n.parse().expect("line number");
+        if let Some(before) = last.insert(sender, n) {
+            assert!(
+                n > before,
+                "{sender}: line {n} after line {before} (at {seq})"
+            );
+        }
+    }
+    room
+}
+
+/// Sends `lines` on a clone of `client`'s stream from a thread of its own.
+fn flood(client: &BinClient, lines: Vec<String>) -> thread::JoinHandle<()> {
+    paced(client, lines, Duration::ZERO)
+}
+
+/// As [`flood`], pausing `pause` after every ten lines.
+fn paced(client: &BinClient, lines: Vec<String>, pause: Duration) -> thread::JoinHandle<()> {
+    let mut stream = client.stream.try_clone().unwrap();
+    thread::spawn(move || {
+        for (n, line) in lines.iter().enumerate() {
+            if n % 10 == 9 {
+                thread::sleep(pause);
+            }
+            let mut w = embedded_io_adapters::std::FromStd::new(&mut stream);
+            if proto_core::write_frame(&mut w, &proto_core::Frame::Chat { text: line }).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn numbered(sender: usize, count: usize) -> Vec<String> {
+    (0..count).map(|n| format!("c{sender} {n}")).collect()
+}
+
+#[test]
+fn one_order_across_three_servers() {
+    const EACH: usize = 500;
+    let redis = Redis::start();
+    let servers: Vec<Server> = (0..3).map(|_| server(&redis.url(), &[])).collect();
+    let clients: Vec<BinClient> = servers
+        .iter()
+        .flat_map(|s| [BinClient::join(s.addr), BinClient::join(s.addr)])
+        .collect();
+    let lines: Vec<Vec<String>> = (0..clients.len()).map(|i| numbered(i, EACH)).collect();
+    let senders: Vec<_> = clients
+        .iter()
+        .zip(&lines)
+        .map(|(c, l)| flood(c, l.clone()))
+        .collect();
+    let want = (clients.len() - 1) * EACH;
+    let mut logs: Vec<Log> = clients.iter().map(|_| Log::default()).collect();
+    for (c, log) in clients.iter().zip(&mut logs) {
+        read_until(c, log, WAIT, |l| l.chats() == want && l.acks == EACH);
+    }
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named: Vec<(String, &Log)> = clients.iter().map(|c| c.peer()).zip(&logs).collect();
+    let room = one_order(&named);
+    assert_eq!(room.len(), clients.len() * EACH);
+    // One run of numbers: the first message of the room is number 1.
+    assert_eq!(room.keys().next(), Some(&1));
+    assert_eq!(room.keys().last(), Some(&((clients.len() * EACH) as u64)));
+}
+
+/// The server ids registered in the room `lobby`, and its epoch.
+fn room_ids(redis: &Redis) -> (Vec<String>, String) {
+    let servers = redis.cli(&["SMEMBERS", "{room:lobby}:servers"]);
+    let epoch = redis.cli(&["GET", "{room:lobby}:epoch"]);
+    (servers.lines().map(str::to_string).collect(), epoch)
+}
+
+#[test]
+fn a_dead_server_loses_only_its_own_clients() {
+    const EACH: usize = 300;
+    let redis = Redis::start();
+    let (a, mut b, c) = (
+        server(&redis.url(), &[]),
+        server(&redis.url(), &[]),
+        server(&redis.url(), &[]),
+    );
+    let (a1, b1, c1) = (
+        BinClient::join(a.addr),
+        BinClient::join(b.addr),
+        BinClient::join(c.addr),
+    );
+    let lines = [numbered(0, EACH), numbered(2, EACH)];
+    let senders = [flood(&a1, lines[0].clone()), flood(&c1, lines[1].clone())];
+    let mut b_log = Log::default();
+    read_until(&b1, &mut b_log, WAIT, |l| l.chats() >= 50);
+    b.proc.signal("KILL");
+    read_until(&b1, &mut b_log, WAIT, |_| false);
+    assert!(b_log.ended.is_some(), "b's client still connected");
+    let mut logs = [Log::default(), Log::default()];
+    for (client, log) in [&a1, &c1].into_iter().zip(&mut logs) {
+        read_until(client, log, WAIT, |l| l.chats() == EACH && l.acks == EACH);
+    }
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named = [(a1.peer(), &logs[0]), (c1.peer(), &logs[1])];
+    assert_eq!(one_order(&named).len(), 2 * EACH);
+    // b's client comes back through another server and is heard everywhere.
+    let mut back = BinClient::join(a.addr);
+    back.say("c9 0");
+    for client in [&a1, &c1] {
+        client.expect(|g| matches!(g, Got::Chat { text, .. } if text == "c9 0"));
+    }
+    b.proc.wait_exit(WAIT);
+}
+
+#[test]
+fn entries_the_room_did_not_write_are_skipped() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (mut a1, mut b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    a1.say("before");
+    let Got::Chat { seq: before, .. } =
+        b1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "before"))
+    else {
+        unreachable!()
+    };
+    let (servers, epoch) = room_ids(&redis);
+    let real = servers[0].as_str();
+    let long = "x".repeat(proto_core::MAX_MESSAGE + 1);
+    let stream = "{room:lobby}:stream";
+    let forged: [&[&str]; 5] = [
+        &["junk", "1"],
+        &[
+            "e",
+            &epoch,
+            "o",
+            real,
+            "c",
+            "1",
+            "p",
+            "1.2.3.4:5",
+            "b",
+            &long,
+        ],
+        &[
+            "e",
+            &epoch,
+            "o",
+            "intruder",
+            "c",
+            "1",
+            "p",
+            "6.6.6.6:6",
+            "b",
+            "forged",
+        ],
+        &[
+            "e",
+            "bogus",
+            "o",
+            real,
+            "c",
+            "1",
+            "p",
+            "6.6.6.6:6",
+            "b",
+            "forged",
+        ],
+        &[
+            "e",
+            &epoch,
+            "o",
+            real,
+            "c",
+            "nope",
+            "p",
+            "not an address",
+            "b",
+            "forged",
+        ],
+    ];
+    for fields in forged {
+        let mut args = vec!["XADD", stream, "0-*"];
+        args.extend_from_slice(fields);
+        assert!(redis.cli(&args).starts_with("0-"), "XADD {fields:?}");
+    }
+    a1.say("after");
+    let want = before + 1 + forged.len() as u64;
+    let mut log = Log::default();
+    read_until(&b1, &mut log, WAIT, |l| l.chats() == 1);
+    assert_eq!(log.seqs, [(want, a1.peer(), "after".to_string())]);
+    // Both servers logged each entry and still relay both ways.
+    for s in [&a, &b] {
+        for n in 1..=forged.len() as u64 {
+            let id = format!("entry 0-{} skipped", before + n);
+            s.proc.err.expect(&id, |l| l.contains(&id));
+        }
+    }
+    b1.say("reply");
+    a1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "reply"));
+}
+
+/// Two servers with a client each that have heard ten messages; `lose` makes Redis
+/// lose the room. Every client is told the room was reset and disconnected, and the
+/// room numbers on above what anyone saw.
+fn room_lost_is_a_readable_reset(mut redis: Redis, lose: impl FnOnce(&mut Redis)) {
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    for n in 0..10 {
+        a1.say(&format!("c0 {n}"));
+    }
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 10);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() == 10);
+    lose(&mut redis);
+    for (client, log) in [&a1, &b1].into_iter().zip(&mut logs) {
+        read_until(client, log, WAIT, |_| false);
+        assert!(
+            log.notices.iter().any(|n| n.contains("room was reset")),
+            "no reset notice: {:?}",
+            log.notices
+        );
+        assert!(
+            log.seqs.windows(2).all(|w| w[0].0 < w[1].0),
+            "{:?}",
+            log.seqs
+        );
+    }
+    let (mut a2, b2) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    a2.say("fresh");
+    let Got::Chat { seq, .. } =
+        b2.expect(|g| matches!(g, Got::Chat { text, .. } if text == "fresh"))
+    else {
+        unreachable!()
+    };
+    assert!(seq > 10, "numbering went back to {seq}");
+}
+
+#[test]
+fn redis_restarted_without_its_data_resets_the_room() {
+    room_lost_is_a_readable_reset(Redis::start_volatile(), |redis| {
+        redis.kill();
+        redis.restart();
+    });
+}
+
+#[test]
+fn the_stream_key_deleted_resets_the_room() {
+    room_lost_is_a_readable_reset(Redis::start(), |redis| {
+        assert_eq!(redis.cli(&["DEL", "{room:lobby}:stream"]), "1");
+    });
+}
+
+/// How many of its messages a client was told were not delivered.
+fn refused(log: &Log) -> usize {
+    log.notices
+        .iter()
+        .filter_map(|n| {
+            let rest = n.strip_prefix("error: ")?;
+            let (count, why) = rest.split_once(' ')?;
+            why.contains("not delivered")
+                .then(|| count.parse::<usize>().ok())?
+        })
+        .sum()
+}
+
+/// Six clients on three servers each send 500 lines over about a second; Redis is
+/// killed (SIGKILL) in the middle and started again with its append-only file after
+/// `outage`. Every message is either in the one order everywhere, once, or its sender
+/// was told it was not delivered. Returns how many were refused.
+fn flood_through_a_redis_restart(outage: Duration, extra: &[&str]) -> usize {
+    const EACH: usize = 500;
+    let mut redis = Redis::start();
+    let servers: Vec<Server> = (0..3).map(|_| server(&redis.url(), extra)).collect();
+    let clients: Vec<BinClient> = servers
+        .iter()
+        .flat_map(|s| [BinClient::join(s.addr), BinClient::join(s.addr)])
+        .collect();
+    let senders: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| paced(c, numbered(i, EACH), Duration::from_millis(20)))
+        .collect();
+    let mut logs: Vec<Log> = clients.iter().map(|_| Log::default()).collect();
+    read_until(&clients[0], &mut logs[0], WAIT, |l| l.chats() >= 300);
+    redis.kill();
+    thread::sleep(outage);
+    redis.restart();
+    // Every sender hears of each of its messages: an ack, or a not-delivered notice.
+    for (c, log) in clients.iter().zip(&mut logs) {
+        read_until(c, log, WAIT, |l| l.acks + refused(l) == EACH);
+    }
+    let appended: usize = logs.iter().map(|l| l.acks).sum();
+    for (c, log) in clients.iter().zip(&mut logs) {
+        let want = appended - log.acks;
+        read_until(c, log, WAIT, |l| l.chats() == want);
+    }
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named: Vec<(String, &Log)> = clients.iter().map(|c| c.peer()).zip(&logs).collect();
+    let room = one_order(&named);
+    assert_eq!(room.len(), appended);
+    assert!(
+        appended > 300 && appended <= 6 * EACH,
+        "appended {appended}"
+    );
+    // Nothing more arrives: no late duplicate of a refused or retried message.
+    for (c, log) in clients.iter().zip(&mut logs) {
+        if let Ok(got) = c.rx.recv_timeout(Duration::from_millis(300)) {
+            log.take(got);
+        }
+        assert_eq!(log.seqs.len(), appended, "late frames: {:?}", log.notices);
+    }
+    let refused: usize = logs.iter().map(refused).sum();
+    eprintln!("appended {appended}, refused {refused}");
+    refused
+}
+
+#[test]
+fn redis_killed_and_restarted_mid_flood_loses_nothing() {
+    let refused = flood_through_a_redis_restart(Duration::from_millis(300), &[]);
+    assert_eq!(
+        refused, 0,
+        "a restart within the append timeout refuses nothing"
+    );
+}
+
+#[test]
+fn messages_that_cannot_wait_out_a_redis_restart_are_refused_with_a_notice() {
+    let refused = flood_through_a_redis_restart(
+        Duration::from_millis(1500),
+        &["--backplane-append-timeout-ms", "300"],
+    );
+    assert!(refused > 0, "nothing refused in a 1.5 s outage");
+}
+
+#[test]
+fn a_server_behind_what_the_stream_keeps_disconnects_its_clients_with_a_notice() {
+    let redis = Redis::start();
+    let retain = ["--backplane-retain", "100"];
+    let (a, b) = (server(&redis.url(), &retain), server(&redis.url(), &retain));
+    let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    b.proc.signal("STOP");
+    // Paced so that a, whose reader runs, keeps up with the trimming.
+    paced(&a1, numbered(0, 1000), Duration::from_millis(5))
+        .join()
+        .unwrap();
+    let mut a_log = Log::default();
+    read_until(&a1, &mut a_log, WAIT, |l| l.acks == 1000);
+    assert!(a_log.notices.is_empty(), "{:?}", a_log.notices);
+    let kept: usize = redis.cli(&["XLEN", "{room:lobby}:stream"]).parse().unwrap();
+    assert!(kept < 1000, "the stream kept {kept}");
+    b.proc.signal("CONT");
+    let mut b_log = Log::default();
+    read_until(&b1, &mut b_log, WAIT, |_| false);
+    assert!(
+        b_log
+            .notices
+            .iter()
+            .any(|n| n.contains("room history lost")),
+        "{:?}",
+        b_log.notices
+    );
+    assert_eq!(b_log.chats(), 0, "b's client got part of the history");
+    // a's client noticed nothing, and b serves new clients from where the room is.
+    let (mut a1, b2) = (a1, BinClient::join(b.addr));
+    a1.say("later");
+    b2.expect(|g| matches!(g, Got::Chat { seq: 1001, text, .. } if text == "later"));
+}
+
+#[test]
+fn a_killed_reader_connection_is_reopened_without_loss() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let readers: Vec<String> = redis
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|l| l.contains("cmd=xread"))
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(readers.len(), 2, "{readers:?}");
+    for id in &readers {
+        assert_eq!(redis.cli(&["CLIENT", "KILL", "ID", id]), "1");
+    }
+    let sender = flood(&a1, numbered(0, 100));
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 100);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() == 100);
+    sender.join().unwrap();
+    let named = [(a1.peer(), &logs[0]), (b1.peer(), &logs[1])];
+    assert_eq!(one_order(&named).len(), 100);
+}
+
+/// A TCP relay that can go silent: after [`Relay::stall`], the connections open then
+/// stop forwarding in both directions without closing (a dead network path); newer
+/// connections forward again.
+struct Relay {
+    addr: SocketAddr,
+    stalled: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (s, d) = (stalled.clone(), done.clone());
+        thread::spawn(move || {
+            for inside in listener.incoming() {
+                if d.load(Ordering::Acquire) {
+                    return;
+                }
+                let (Ok(inside), Ok(outside)) = (inside, TcpStream::connect(to)) else {
+                    continue;
+                };
+                let generation = s.load(Ordering::Acquire);
+                for (from, to) in [
+                    (inside.try_clone().unwrap(), outside.try_clone().unwrap()),
+                    (outside, inside),
+                ] {
+                    let (s, d) = (s.clone(), d.clone());
+                    thread::spawn(move || pump(from, to, generation, &s, &d));
+                }
+            }
+        });
+        Self {
+            addr,
+            stalled,
+            done,
+        }
+    }
+
+    fn stall(&self) {
+        self.stalled.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    generation: u64,
+    stalled: &AtomicU64,
+    done: &AtomicBool,
+) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Stalled: hold the bytes and the connection, say nothing, until the end.
+        while stalled.load(Ordering::Acquire) > generation {
+            if done.load(Ordering::Acquire) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_silently_dead_redis_connection_is_noticed_and_nothing_is_lost() {
+    let redis = Redis::start();
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], redis.port)));
+    let a = server(&redis.url(), &[]);
+    let via = format!("redis://{}", relay.addr);
+    let b = server(&via, &["--backplane-timeout-ms", "1000"]);
+    let (mut a1, mut b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    // Both of b's connections (reader and writer) are open before the stall.
+    b1.say("c1 0");
+    a1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "c1 0"));
+    a1.say("c0 0");
+    b1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "c0 0"));
+    a1.expect(|g| matches!(g, Got::Ack { .. }));
+    let started = Instant::now();
+    relay.stall();
+    let senders = [
+        paced(
+            &a1,
+            (1..101).map(|n| format!("c0 {n}")).collect(),
+            Duration::from_millis(10),
+        ),
+        paced(
+            &b1,
+            (1..21).map(|n| format!("c1 {n}")).collect(),
+            Duration::from_millis(10),
+        ),
+    ];
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| {
+        l.acks == 100 && l.chats() == 20
+    });
+    read_until(&b1, &mut logs[1], WAIT, |l| {
+        l.acks == 20 && l.chats() == 100
+    });
+    let took = started.elapsed();
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let named = [(a1.peer(), &logs[0]), (b1.peer(), &logs[1])];
+    assert_eq!(one_order(&named).len(), 120);
+    assert!(logs.iter().all(|l| refused(l) == 0));
+    eprintln!("recovered in {took:?}");
+    b.proc
+        .err
+        .expect("a reconnect", |l| l.contains("reconnect"));
+}
