@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use proto_core::{FeedResult, Frame, FrameDecoder, NoticeKind, PREAMBLE};
 use socket2::{Domain, Socket, Type};
 
-use crate::util::{BinClient, Server, WAIT};
+use crate::util::{BinClient, Got, Server, WAIT};
 
 /// Lines of the flood: 20,000 of 500 bytes (with the newline) make 10 MB.
 const FLOOD_LINES: usize = 20_000;
@@ -116,7 +116,8 @@ fn paced_reader(
             bytes: first,
             ended: false,
         };
-        let mut buf = vec![0u8; 16 * 1024];
+        // Small reads for a slow reader, so it takes bytes at its pace, not in bursts.
+        let mut buf = vec![0u8; (rate / 10).clamp(1, 16 * 1024)];
         let started = Instant::now();
         let mut taken = 0usize;
         stream.set_read_timeout(Some(WAIT * 3)).unwrap();
@@ -388,4 +389,254 @@ fn a_steady_text_reader_keeps_up_with_a_text_flood() {
 #[test]
 fn a_steady_binary_reader_keeps_up_with_a_binary_flood() {
     steady_reader_keeps_up(Mode::Binary);
+}
+
+/// Reads everything a client that stopped reading was sent, once the server has
+/// dropped it: the stream must end on a whole frame or line followed by the notice.
+fn read_after_drop(mut stream: TcpStream, first: Vec<u8>) -> Vec<u8> {
+    let mut got = first;
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = stream.read_to_end(&mut got);
+    got
+}
+
+/// Waits for the server's log to say `peer` was dropped; returns the line.
+fn dropped(server: &Server, peer: &str) -> String {
+    server.proc.err.expect(&format!("{peer} dropped"), |l| {
+        l.contains(peer) && l.contains("left: dropped")
+    })
+}
+
+fn slow_consumer_notice(notices: &Notices, mode: Mode) -> bool {
+    match (mode, notices.last()) {
+        (Mode::Binary, Some((Some(7), text))) => text.starts_with("disconnected"),
+        (Mode::Text, Some((None, text))) => text.starts_with("disconnected: too slow"),
+        _ => false,
+    }
+}
+
+/// Behaviours 3 and 7: a client that never reads (small receive buffer) is dropped
+/// with a notice it can decode, and meanwhile holds nobody back.
+#[test]
+fn a_stalled_reader_is_dropped_with_the_reason_and_delays_nobody() {
+    let server = Server::start(SERVER);
+    let (reader, first) = join(server.addr, Mode::Text, None);
+    let (stalled, stalled_first) = join(server.addr, Mode::Binary, Some(4096));
+    let stalled_peer = stalled.local_addr().unwrap().to_string();
+    let t0 = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let quiet = quiet(server.addr, t0, stop.clone());
+    let reader = paced_reader(reader, first, READER_RATE, has_all(Mode::Text, FLOOD_LINES));
+    let started = Instant::now();
+    let flood = flooder(server.addr, Mode::Text, FLOOD_LINES);
+    let why = dropped(&server, &stalled_peer);
+    println!("dropped after {:?}: {why}", started.elapsed());
+    let (_, _, _flooder) = flood.join().unwrap();
+    let got = reader.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    quiet.join().unwrap();
+    assert!(!got.ended, "the steady reader was disconnected");
+    let latencies = check_flood(
+        &got,
+        Mode::Text,
+        FLOOD_LINES,
+        count_quiet(&got, Mode::Text),
+        t0,
+    );
+    let p99 = p99(&latencies);
+    println!(
+        "with a stalled reader: {} quiet messages, p99 {p99:?}",
+        latencies.len()
+    );
+    assert!(p99 < Duration::from_secs(1), "quiet p99 {p99:?}");
+    // The dropped client reads what it was sent: whole frames, then Error(7).
+    let bytes = read_after_drop(stalled, stalled_first);
+    let (chats, notices) = messages(Mode::Binary, &bytes);
+    assert!(
+        slow_consumer_notice(&notices, Mode::Binary),
+        "no slow-consumer notice at the end: {:?} after {} chats",
+        notices.last(),
+        chats.len()
+    );
+    assert!(chats.len() < FLOOD_LINES, "it was sent the whole flood");
+}
+
+/// Behaviour 3: the server's memory does not grow with the size of a flood while a
+/// stalled client is in the room; and a dropped text client reads its notice line.
+#[test]
+fn memory_does_not_grow_with_the_flood() {
+    let server = Server::start(SERVER);
+    let (reader, first) = join(server.addr, Mode::Text, None);
+    let pid = server.proc.child.id();
+    let mut peaks = Vec::new();
+    let reader = paced_reader(reader, first, usize::MAX / 4, has_all(Mode::Text, 200_000));
+    let mut flooders = Vec::new();
+    for (round, lines) in [(0, 20_000), (1, 180_000)] {
+        let (stalled, stalled_first) = join(server.addr, Mode::Text, Some(4096));
+        let stalled_peer = stalled.local_addr().unwrap().to_string();
+        let flood = flooder_from(server.addr, round * 20_000, lines);
+        dropped(&server, &stalled_peer);
+        flooders.push(flood.join().unwrap());
+        let bytes = read_after_drop(stalled, stalled_first);
+        let (_, notices) = messages(Mode::Text, &bytes);
+        assert!(
+            slow_consumer_notice(&notices, Mode::Text),
+            "{:?}",
+            notices.last()
+        );
+        peaks.push(crate::util::proc_kib(pid, "VmHWM"));
+    }
+    let got = reader.join().unwrap();
+    let (chats, _) = messages(Mode::Text, &got.bytes);
+    assert_eq!(chats.len(), 200_000, "the fast reader missed messages");
+    println!(
+        "server peak RSS after 10 MB: {} KiB; after 100 MB in all: {} KiB",
+        peaks[0], peaks[1]
+    );
+    assert!(
+        peaks[1] < peaks[0] + 8 * 1024,
+        "peak RSS grew from {} to {} KiB with the flood",
+        peaks[0],
+        peaks[1]
+    );
+}
+
+/// A text flooder of `lines` lines numbered from `from`, kept connected.
+fn flooder_from(addr: SocketAddr, from: usize, lines: usize) -> JoinHandle<TcpStream> {
+    let (mut stream, _) = join(addr, Mode::Text, None);
+    let mut hears = stream.try_clone().unwrap();
+    thread::spawn(move || std::io::copy(&mut hears, &mut std::io::sink()));
+    thread::spawn(move || {
+        let mut chunk = String::new();
+        for k in from..from + lines {
+            chunk.push_str(&flood_line(k));
+            chunk.push('\n');
+            if chunk.len() >= 64 * 1024 {
+                stream.write_all(chunk.as_bytes()).expect("flood");
+                chunk.clear();
+            }
+        }
+        stream.write_all(chunk.as_bytes()).expect("flood");
+        stream
+    })
+}
+
+/// Behaviour 4: a reader that takes a byte a second counts as stalled and does not
+/// pace the room down to its speed; it is dropped.
+#[test]
+fn a_trickling_reader_is_dropped_and_does_not_pace_the_room() {
+    const LINES: usize = 8_000;
+    let server = Server::start(SERVER);
+    let (reader, first) = join(server.addr, Mode::Text, None);
+    let (trickle, _) = join(server.addr, Mode::Text, Some(4096));
+    let trickle_peer = trickle.local_addr().unwrap().to_string();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let trickling = paced_reader(trickle, Vec::new(), 1, move |_| {
+        stop.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    let reader = paced_reader(reader, first, READER_RATE, has_all(Mode::Text, LINES));
+    let flood = flooder(server.addr, Mode::Text, LINES);
+    let why = dropped(&server, &trickle_peer);
+    println!("{why}");
+    let got = reader.join().unwrap();
+    drop(flood.join().unwrap());
+    assert!(!got.ended);
+    let (chats, _) = messages(Mode::Text, &got.bytes);
+    assert_eq!(
+        chats.iter().filter(|(t, _)| t.starts_with('F')).count(),
+        LINES
+    );
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let trickled = trickling.join().unwrap();
+    assert!(
+        trickled.bytes.len() < 100,
+        "it read {} bytes",
+        trickled.bytes.len()
+    );
+}
+
+/// Behaviour 4: a reader at a 115,200-baud link's pace (about 11 KB/s) in a room
+/// with human-scale traffic gets everything and is never dropped.
+#[test]
+fn a_firmware_speed_reader_keeps_up_with_human_traffic() {
+    const TALKERS: usize = 5;
+    const EACH: usize = 15;
+    let server = Server::start(SERVER);
+    let (slow, first) = join(server.addr, Mode::Text, None);
+    let want = TALKERS * EACH;
+    let reader = paced_reader(slow, first, 11_000, move |bytes| {
+        bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| l.contains(&b'H'))
+            .count()
+            >= want
+    });
+    let talkers: Vec<_> = (0..TALKERS)
+        .map(|t| {
+            let mut c = BinClient::join(server.addr);
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    c.say(&format!(
+                        "H{t}-{i:02} a line of human chat, about sixty bytes long ..."
+                    ));
+                    thread::sleep(Duration::from_millis(200));
+                }
+                c
+            })
+        })
+        .collect();
+    let _talkers: Vec<BinClient> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
+    let got = reader.join().unwrap();
+    assert!(!got.ended, "the slow reader was disconnected");
+    let (chats, notices) = messages(Mode::Text, &got.bytes);
+    assert_eq!(
+        chats.iter().filter(|(t, _)| t.starts_with('H')).count(),
+        want
+    );
+    assert!(
+        !notices.iter().any(|(_, n)| n.contains("too slow")),
+        "{notices:?}"
+    );
+}
+
+/// Behaviour 5: 100 clients each saying a line a second: nobody is dropped and
+/// everyone hears everyone.
+#[test]
+fn human_scale_traffic_is_untouched() {
+    const CLIENTS: usize = 100;
+    const ROUNDS: usize = 3;
+    let server = Server::start(SERVER);
+    let mut clients: Vec<BinClient> = (0..CLIENTS).map(|_| BinClient::join(server.addr)).collect();
+    let last = clients.last().unwrap().peer();
+    for c in &clients {
+        if c.peer() != last {
+            c.heard_of(&last);
+        }
+    }
+    for round in 0..ROUNDS {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.say(&format!("round {round} from {i}"));
+            thread::sleep(Duration::from_millis(1000 / CLIENTS as u64));
+        }
+    }
+    // Everyone hears everyone else's every line (`next` fails the test after a wait).
+    for c in &clients {
+        let mut chats = 0;
+        while chats < (CLIENTS - 1) * ROUNDS {
+            match c.next() {
+                Got::Chat { .. } => chats += 1,
+                Got::Notice {
+                    code: Some(code),
+                    text,
+                } => panic!("error {code}: {text}"),
+                Got::End(why) => panic!("dropped: {why}"),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        !server.proc.err.all().iter().any(|l| l.contains("dropped")),
+        "someone was dropped"
+    );
 }
