@@ -18,7 +18,7 @@ use proto_core::{Frame, NoticeKind, ReadError};
 
 mod common;
 
-use common::{Peer, LIMIT};
+use common::{Peer, Refusing, LIMIT};
 
 /// What the client printed, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,18 +305,11 @@ fn the_ctrl_c_hook_leaves_with_bye() {
     assert!(matches!(client.result(), Ok(Ending::Interrupted)));
 }
 
-/// A port nothing listens on: bound, then released.
-fn refusing_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 #[test]
 fn a_refused_connection_is_tried_exactly_attempts_times() {
+    let refusing = Refusing::new();
     for attempts in [1, 3, 4] {
-        let mut cfg = config(refusing_addr());
+        let mut cfg = config(refusing.addr);
         cfg.attempts = NonZeroU32::new(attempts).unwrap();
         let (mut tried, mut reported, mut slept) = (0, 0, 0);
         let result = host_client::connect_with(
@@ -345,7 +338,8 @@ fn a_refused_connection_is_tried_exactly_attempts_times() {
 
 #[test]
 fn the_client_reports_each_refused_attempt_and_fails() {
-    let mut cfg = config(refusing_addr());
+    let refusing = Refusing::new();
+    let mut cfg = config(refusing.addr);
     cfg.attempts = NonZeroU32::new(3).unwrap();
     let (_typed, rx) = mpsc::channel();
     let client = Client::start(cfg, Box::new(Typed(rx)));
