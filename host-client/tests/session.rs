@@ -410,11 +410,16 @@ fn a_server_that_never_sends_its_preamble_times_out_and_is_retried() {
     drop(listener);
 }
 
+/// Where the machine has no IPv6 loopback this test can check nothing: it says so on
+/// stderr ("skipped: ...") and passes.
 #[test]
-fn ipv6_loopback_where_available() {
-    let Ok(listener) = TcpListener::bind("[::1]:0") else {
-        eprintln!("no IPv6 loopback here; skipped");
-        return;
+fn ipv6_loopback_works_or_skips_without_ipv6() {
+    let listener = match TcpListener::bind("[::1]:0") {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("skipped: no IPv6 loopback on this machine (binding [::1]:0: {e})");
+            return;
+        }
     };
     let addr = listener.local_addr().unwrap();
     let (typed, rx) = mpsc::channel();
