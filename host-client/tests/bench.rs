@@ -92,6 +92,10 @@ fn a_dead_server_is_an_error_not_a_report() {
         &refusing.addr.to_string(),
         "--connect-timeout",
         "1s",
+        // One connector tries the connections in order, so the first to fail is the
+        // first; with several, which failure is reported first is a race.
+        "--connectors",
+        "1",
     ]);
     let err = bench::run(&s).expect_err("nothing listens there");
     assert!(matches!(err, BenchError::Connect { index: 0, .. }), "{err}");
