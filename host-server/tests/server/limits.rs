@@ -1,4 +1,4 @@
-//! Limits: the client cap, slow consumers, the rate limit, file descriptors.
+//! Limits: the client cap, slow consumers, refusers past their cap.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
