@@ -78,10 +78,12 @@ fn text_client_and_binary_client_talk_both_ways() {
     text.expect(|l| l == want);
 }
 
+/// Where the machine has no IPv6 loopback this test can check nothing: it says so on
+/// stderr ("skipped: ...") and passes.
 #[test]
-fn ipv6_loopback_where_available() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback on this machine; skipping");
+fn ipv6_loopback_works_or_skips_without_ipv6() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        eprintln!("skipped: no IPv6 loopback on this machine (binding [::1]:0: {e})");
         return;
     }
     let server = Server::start_on("[::1]:0", &[]);

@@ -1,9 +1,9 @@
 //! The console client's own behaviour: leaving, retrying, refusing long lines.
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::sockets::Refusing;
 use crate::util::{bin, Client, Proc, Server};
 
 fn leave_and_check(how: &str, leave: impl FnOnce(&mut Client)) {
@@ -41,13 +41,10 @@ fn ctrl_c_leaves_with_status_0() {
 
 #[test]
 fn refused_connection_is_retried_exactly_attempts_times() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let refusing = Refusing::new();
     for attempts in [1u32, 3, 5] {
         let mut cmd = Command::new(bin("host-client"));
-        cmd.arg(format!("127.0.0.1:{port}")).args([
+        cmd.arg(refusing.addr.to_string()).args([
             "--attempts",
             &attempts.to_string(),
             "--retry-delay",

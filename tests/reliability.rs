@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use crate::util::{BinClient, Got, Server, TextClient, WAIT};
+use crate::util::{BinClient, Got, Server, WAIT};
 
 /// What one client saw: its broadcasts in arrival order, and the acks of its own.
 struct Seen {
@@ -216,12 +216,16 @@ fn a_flooder_does_not_starve_the_others() {
 #[test]
 fn rate_limit_slows_a_sender_without_dropping() {
     // The limit applies between reads: what one read brought in is relayed, then the
-    // reader waits off its debt. 3,000 messages of ~30 bytes take many reads.
-    let server = Server::start(&["--rate-limit", "1000"]);
+    // reader sleeps off its debt before reading again. A 4,096-byte read holds at most
+    // 142 of these 29-byte frames, so the last read starts only once 2,858 messages
+    // have been relayed, and a bucket of 1,000 refilled at 1,000 a second cannot allow
+    // that before 1.858 s. Without the limit it all arrives in milliseconds.
+    let server = Server::start(&["--rate-limit", "1000", "--read-buffer", "4096"]);
     let reader = BinClient::connect(server.addr);
     let mut sender = BinClient::connect(server.addr);
     let sender_peer = sender.peer();
     reader.heard_of(&sender_peer);
+    // The sender's bucket exists (it joined) and holds at most a second's worth.
     let started = std::time::Instant::now();
     let sending = thread::spawn(move || {
         for k in 0..3000 {
@@ -230,71 +234,16 @@ fn rate_limit_slows_a_sender_without_dropping() {
         sender
     });
     let seen = collect(&reader, 3000, 0);
+    let elapsed = started.elapsed();
     let texts: Vec<&str> = seen.chats.iter().map(|c| c.2.as_str()).collect();
     let want: Vec<String> = (0..3000)
         .map(|k| format!("rate limited message {k:05}"))
         .collect();
     assert_eq!(texts, want);
     drop(sending.join().unwrap());
-    // 3,000 messages at 1,000 per second, after a burst of 1,000, need about two seconds.
+    // A lower bound only: a loaded machine makes it slower, never faster.
     assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "{:?}",
-        started.elapsed()
-    );
-}
-
-#[test]
-fn past_max_clients_a_newcomer_is_told_and_nobody_notices() {
-    let server = Server::start(&["--max-clients", "2"]);
-    // a is in the room before b connects, so b's first frame is its own welcome.
-    let mut a = BinClient::join(server.addr);
-    let b = BinClient::connect(server.addr);
-    let b_peer = b.peer();
-    a.heard_of(&b_peer);
-    let third = BinClient::connect(server.addr);
-    assert!(matches!(third.next(), Got::Notice { code: Some(6), .. }));
-    assert!(matches!(third.next(), Got::End(_)));
-    let mut text = TextClient::connect(server.addr);
-    text.write(b"hello?\n");
-    let line = text.line();
-    assert!(line.starts_with("*** ") && line.contains("full"), "{line}");
-    assert!(text.closed());
-    a.say("still two of us");
-    // b saw its own welcome, then nothing about the refused newcomers.
-    let welcome = b.next();
-    assert!(
-        matches!(&welcome, Got::Notice { code: None, text } if text.starts_with("welcome")),
-        "{welcome:?}"
-    );
-    let next = b.next();
-    assert!(
-        matches!(&next, Got::Chat { text, .. } if text == "still two of us"),
-        "{next:?}"
-    );
-}
-
-#[test]
-fn a_peer_that_stops_answering_is_dropped() {
-    let server = Server::start(&["--dead-peer-timeout", "2"]);
-    let silent = stalled(server.addr);
-    let got = read_to_close(silent, Duration::from_secs(10));
-    // It was pinged before it was dropped, and told why.
-    let mut dec = proto_core::FrameDecoder::new();
-    let mut input = &got[proto_core::PREAMBLE_LEN..];
-    let (mut pings, mut timeout) = (0, false);
-    while let proto_core::FeedResult::Complete { item, remaining } = dec.feed(input) {
-        match item {
-            Ok(proto_core::Frame::Ping { .. }) => pings += 1,
-            Ok(proto_core::Frame::Notice(n)) => {
-                timeout |= n.kind == proto_core::NoticeKind::Error(proto_core::ErrorCode::TIMEOUT)
-            }
-            _ => {}
-        }
-        input = remaining;
-    }
-    assert!(
-        pings >= 1 && timeout,
-        "pings {pings}, timeout notice {timeout}"
+        elapsed >= Duration::from_millis(1850),
+        "3,000 messages at 1,000 a second arrived in {elapsed:?}"
     );
 }

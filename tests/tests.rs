@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `host-server` and `host-client` binaries on ephemeral
 //! loopback ports, with raw `TcpStream`s standing in for `nc`.
 
+mod sockets;
 mod util;
 
 mod backplane;

@@ -1,6 +1,7 @@
 //! Plain text clients, as `nc` or `telnet` would connect.
 
-use crate::util::{Server, TextClient};
+use crate::sockets::wait_until_read;
+use crate::util::{Server, TextClient, WAIT};
 
 fn pair() -> (Server, TextClient, TextClient) {
     let server = Server::start(&[]);
@@ -20,7 +21,8 @@ fn lines_are_framed_per_line_not_per_read() {
     assert_eq!(b.line(), format!("[{a_peer}] two"));
     for piece in [&b"spl"[..], b"it li", b"ne\r", b"\n"] {
         a.write(piece);
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // The server has read this piece before the next is sent.
+        wait_until_read(&a.stream, WAIT);
     }
     assert_eq!(b.line(), format!("[{a_peer}] split line"));
 }
@@ -43,7 +45,10 @@ fn over_long_line_gets_an_error_and_the_connection_stays_open() {
     let mut long = vec![b'x'; 100_000];
     long.push(b'\n');
     a.write(&long);
-    a.expect(|l| l.starts_with("*** ") && l.contains("1024"));
+    assert_eq!(
+        a.expect(|l| l.starts_with("*** ")),
+        "*** line too long: the limit is 1024 bytes; discarded"
+    );
     a.write(&[b'y'; 1024]);
     a.write(b"\r\n");
     assert_eq!(
@@ -58,7 +63,10 @@ fn invalid_utf8_gets_an_error_notice() {
     let a_peer = a.peer();
     // Not UTF-8, and not Telnet commands either (those start with ff).
     a.write(b"\xfe\xc3\x28\nafter\n");
-    a.expect(|l| l.starts_with("*** ") && l.to_lowercase().contains("utf-8"));
+    assert_eq!(
+        a.expect(|l| l.starts_with("*** ")),
+        "*** line is not valid UTF-8; discarded"
+    );
     assert_eq!(
         b.expect(|l| l.starts_with('[')),
         format!("[{a_peer}] after")
@@ -76,19 +84,4 @@ fn unterminated_last_line_is_delivered_on_clean_close() {
         b.expect(|l| l.starts_with('[')),
         format!("[{a_peer}] no newline at the end")
     );
-}
-
-#[test]
-fn http_request_is_refused_and_closed() {
-    let server = Server::start(&[]);
-    let mut web = TextClient::connect(server.addr);
-    web.write(b"POST /chat HTTP/1.1\r\nHost: example.com\r\n\r\nhi\n");
-    assert!(web.closed(), "server kept the HTTP connection open");
-    let mut a = TextClient::connect(server.addr);
-    let mut b = TextClient::connect(server.addr);
-    let b_peer = b.peer();
-    a.expect(|l| l.starts_with("*** ") && l.contains(&b_peer));
-    a.write(b"fine\n");
-    let line = b.expect(|l| l.starts_with('['));
-    assert!(line.ends_with("] fine"), "{line}");
 }

@@ -11,6 +11,10 @@ use clap::Parser;
 use host_client::bench::{self, BenchError, Scenario};
 use host_client::cli::{Args, Command};
 
+mod common;
+
+use common::Refusing;
+
 /// Starts a text-mode relay on 127.0.0.1 and returns its address.
 fn relay() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -82,11 +86,17 @@ fn idle_connections_are_proven_alive() {
 
 #[test]
 fn a_dead_server_is_an_error_not_a_report() {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let s = scenario(&["fanout", &addr.to_string(), "--connect-timeout", "1s"]);
+    let refusing = Refusing::new();
+    let s = scenario(&[
+        "fanout",
+        &refusing.addr.to_string(),
+        "--connect-timeout",
+        "1s",
+        // One connector tries the connections in order, so the first to fail is the
+        // first; with several, which failure is reported first is a race.
+        "--connectors",
+        "1",
+    ]);
     let err = bench::run(&s).expect_err("nothing listens there");
     assert!(matches!(err, BenchError::Connect { index: 0, .. }), "{err}");
 }

@@ -2,7 +2,7 @@
 //! statuses, stdout carrying only chat, stderr carrying diagnostics.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -12,7 +12,7 @@ use proto_core::{Frame, Notice, NoticeKind};
 
 mod common;
 
-use common::{Peer, LIMIT};
+use common::{Peer, Refusing, LIMIT};
 
 /// A running client binary with its stdout and stderr read line by line.
 struct Proc {
@@ -199,12 +199,9 @@ fn losing_the_server_exits_1_even_while_stdin_stays_open() {
 
 #[test]
 fn a_refused_connection_exits_1_after_the_attempts() {
-    let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let refusing = Refusing::new();
     let mut p = Proc::spawn(&[
-        &addr.to_string(),
+        &refusing.addr.to_string(),
         "--attempts",
         "2",
         "--retry-delay",

@@ -13,6 +13,10 @@ use proto_core::{
     ReadError,
 };
 
+#[path = "../../../tests/sockets.rs"]
+mod sockets;
+pub use sockets::Refusing;
+
 /// Bound on every wait, so a broken client fails the test instead of hanging it.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
