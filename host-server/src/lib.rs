@@ -13,8 +13,9 @@
 //! - a broadcast is encoded once per wire form and shared; an outbox sends straight
 //!   into the socket when nothing is queued (write-through) and otherwise leaves the
 //!   rest to its writer, which coalesces everything queued into one `writev`;
-//! - a client that falls further behind than its outbox limit is dropped with a notice,
-//!   so a stalled reader costs nobody else time or unbounded memory.
+//! - a sender waits while some client it sends to is behind but still reading, so a
+//!   flood moves at its readers' pace; a client that has stopped reading is dropped
+//!   with a notice (see `outbox`), so it costs nobody else time or unbounded memory.
 //!
 //! With a backplane ([`BackplaneConfig`]), several servers form one room: a Redis
 //! stream gives every message its place in the order, and each server delivers the
