@@ -94,3 +94,47 @@ fn ipv6_loopback_works_or_skips_without_ipv6() {
     a.say("over six");
     b.expect_chat(&a.peer, "over six");
 }
+
+/// The server's log: a UTC timestamp and a level on every line; joins and leaves at
+/// info; `RUST_LOG` filters it.
+#[test]
+fn the_log_has_a_utc_timestamp_and_a_level_on_every_line() {
+    let server = Server::start(&[]);
+    let mut t = TextClient::connect(server.addr);
+    let peer = t.peer();
+    t.expect(|l| l.starts_with("*** welcome"));
+    drop(t);
+    let left = server
+        .proc
+        .err
+        .expect("the leave", |l| l.contains(&format!("{peer} left")));
+    let joined = server
+        .proc
+        .err
+        .all()
+        .into_iter()
+        .find(|l| l.contains(&format!("{peer} joined")))
+        .expect("the join logged");
+    for line in [&joined, &left] {
+        let (stamp, rest) = line.split_once(' ').expect("a timestamp first");
+        // 2026-11-30T14:13:41.045439Z
+        assert!(
+            stamp.len() > 20 && stamp.as_bytes()[10] == b'T' && stamp.ends_with('Z'),
+            "{line}"
+        );
+        assert!(rest.trim_start().starts_with("INFO "), "{line}");
+    }
+    // RUST_LOG=warn keeps joins and leaves out.
+    let mut cmd = std::process::Command::new(crate::util::bin("host-server"));
+    cmd.args(["--bind", "127.0.0.1:0"]).env("RUST_LOG", "warn");
+    let quiet = crate::util::Proc::spawn(cmd);
+    let line = quiet
+        .out
+        .expect("listening", |l| l.starts_with("listening on "));
+    let addr = line["listening on ".len()..].trim().parse().unwrap();
+    let mut t = TextClient::connect(addr);
+    t.expect(|l| l.starts_with("*** welcome"));
+    drop(t);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(quiet.err.all().is_empty(), "{:?}", quiet.err.all());
+}
