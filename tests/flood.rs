@@ -368,7 +368,7 @@ fn steady_reader_keeps_up(mode: Mode) {
         latencies.last().unwrap()
     );
     assert!(
-        p99 < Duration::from_secs(1),
+        p99 < Duration::from_secs(2),
         "quiet p99 {p99:?}: queued behind the flood"
     );
 }
