@@ -3,6 +3,7 @@
 
 mod util;
 
+mod addresses;
 mod backplane;
 mod chat;
 mod client_cli;
