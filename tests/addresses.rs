@@ -2,7 +2,7 @@
 //! `--allow` keeps out everyone outside the listed networks. On loopback, Linux lets
 //! a client bind any 127.x.y.z, so 127.0.0.2 and 127.0.0.3 act as two hosts.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -177,6 +177,36 @@ fn only_the_allowed_networks_join() {
     text.write(b"hi\n");
     assert!(text.line().starts_with("*** welcome"));
     a.heard_of(&text.peer());
+}
+
+#[test]
+fn ipv4_mapped_peers_count_and_are_allowed_as_their_ipv4_address() {
+    // An IPv6 listener on an IPv4-mapped loopback address takes IPv4 clients, whose
+    // addresses it sees as ::ffff:127.0.0.x, as a dual-stack [::]:9000 does.
+    let server = Server::start_on(
+        "[::ffff:127.0.0.1]:0",
+        &[
+            "--max-per-address",
+            "1",
+            "--cap-loopback",
+            "--allow",
+            "127.0.0.2/32",
+        ],
+    );
+    let v4 = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    let v4_server = Server { addr: v4, ..server };
+    let _a = BinClient::join_from(v4, ip(HOST_A));
+    binary_refused(
+        &v4_server,
+        HOST_A,
+        12,
+        "127.0.0.2 already holds 1 connection,",
+    );
+    text_refused(
+        &v4_server,
+        HOST_B,
+        "refused: your address 127.0.0.3 is not allowed",
+    );
 }
 
 #[test]

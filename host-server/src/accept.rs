@@ -227,12 +227,16 @@ fn admit(stream: TcpStream, addr: SocketAddr, ctx: &Arc<Context>) -> Option<Admi
         Entry::Counted(ip) => match ctx.count_address(ip, config.max_per_address) {
             Ok(counted) => Some(counted),
             Err(held) => {
+                let held = match held {
+                    1 => "1 connection".to_string(),
+                    n => format!("{n} connections"),
+                };
                 tracing::warn!(
-                    "{peer}: refused, {ip} already holds {held} connections (--max-per-address {})",
+                    "{peer}: refused, {ip} already holds {held} (--max-per-address {})",
                     config.max_per_address
                 );
                 let text = format!(
-                    "{}: {ip} already holds {held} connections, the most one address may; \
+                    "{}: {ip} already holds {held}, the most one address may; \
                      close one and try again",
                     ErrorCode::TOO_MANY_FROM_ADDRESS
                 );
