@@ -4,6 +4,7 @@
 mod sockets;
 mod util;
 
+mod addresses;
 mod backplane;
 mod chat;
 mod client_cli;

@@ -4,7 +4,7 @@
 //! fails the test with what it saw, so a broken build fails instead of hanging.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -256,6 +256,20 @@ pub fn first_peer(line: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A TCP connection to `addr` from the local address `src`: Linux lets a client bind
+/// any 127.x.y.z, so tests on loopback can act as several hosts.
+pub fn connect_from(addr: SocketAddr, src: IpAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(src, 0).into())
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    socket
+        .connect_timeout(&addr.into(), WAIT)
+        .unwrap_or_else(|e| panic!("connect from {src} to {addr}: {e}"));
+    socket.into()
+}
+
 /// A raw text-mode client, as `nc` would be.
 pub struct TextClient {
     pub stream: TcpStream,
@@ -264,7 +278,15 @@ pub struct TextClient {
 
 impl TextClient {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect text client");
+        Self::over(TcpStream::connect(addr).expect("connect text client"))
+    }
+
+    /// Connects from the local address `src` (any 127.x.y.z on Linux loopback).
+    pub fn connect_from(addr: SocketAddr, src: IpAddr) -> Self {
+        Self::over(connect_from(addr, src))
+    }
+
+    fn over(stream: TcpStream) -> Self {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         Self { stream, reader }
@@ -343,9 +365,26 @@ impl Drop for BinClient {
 impl BinClient {
     /// Connects, exchanges preambles and starts a thread that collects frames.
     pub fn connect(addr: SocketAddr) -> Self {
+        Self::over(TcpStream::connect(addr).expect("connect binary client"))
+    }
+
+    /// Connects from the local address `src` (any 127.x.y.z on Linux loopback).
+    pub fn connect_from(addr: SocketAddr, src: IpAddr) -> Self {
+        Self::over(connect_from(addr, src))
+    }
+
+    /// [`BinClient::join`] from the local address `src`.
+    pub fn join_from(addr: SocketAddr, src: IpAddr) -> Self {
+        let client = Self::connect_from(addr, src);
+        client.expect(
+            |g| matches!(g, Got::Notice { code: None, text } if text.starts_with("welcome")),
+        );
+        client
+    }
+
+    fn over(stream: TcpStream) -> Self {
         use embedded_io_adapters::std::FromStd;
         use proto_core::{Frame, FrameReader, NoticeKind};
-        let stream = TcpStream::connect(addr).expect("connect binary client");
         let mut w = FromStd::new(stream.try_clone().unwrap());
         proto_core::write_preamble(&mut w).unwrap();
         let mut r = FromStd::new(stream.try_clone().unwrap());

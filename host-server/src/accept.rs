@@ -1,5 +1,5 @@
-//! The listener: binding, the accept loop with its connection cap, and the orderly
-//! shutdown of every connection. Each admitted connection gets a thread that runs
+//! The listener: binding, the accept loop with its connection caps (in all, and per
+//! address) and its allow list, and the orderly shutdown of every connection. Each admitted connection gets a thread that runs
 //! its session (see `session`).
 
 use std::io;
@@ -14,9 +14,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::backplane;
 use crate::config::Config;
-use crate::context::{Context, Counted, Counter};
+use crate::context::{AddressCounted, Context, Counted, Counter};
 use crate::control::{Control, Stop};
 use crate::error::ServerError;
+use crate::gate::{self, Entry};
 use crate::outbox::End;
 use crate::refuse::refuse;
 use crate::session;
@@ -113,6 +114,10 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         ),
         None => None,
     };
+    if !config.allow.is_empty() {
+        let nets: Vec<String> = config.allow.iter().map(ToString::to_string).collect();
+        tracing::info!("accepting clients only from {}", nets.join(", "));
+    }
     let notices = spawn_notices(&ctx)?;
     let how = accept_loop(&listener, &ctx);
     drop(listener);
@@ -150,8 +155,9 @@ fn spawn_notices(ctx: &Context) -> Result<thread::JoinHandle<()>, ServerError> {
         .map_err(ServerError::Thread)
 }
 
-/// A connection accepted and counted, waiting for its thread.
-type Admitted = (TcpStream, PeerAddr, Counted);
+/// A connection accepted and counted (against its address too, if capped), waiting
+/// for its thread.
+type Admitted = (TcpStream, PeerAddr, Counted, Option<AddressCounted>);
 
 fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>) -> Result<Stop, ServerError> {
     // Threads are started by a thread of their own, so a burst of connections is
@@ -192,30 +198,78 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>) -> Result<Stop, Serve
     Ok(how)
 }
 
-/// Counts an accepted connection in, or turns it away if the room is full.
+/// Counts an accepted connection in, or turns it away if its address is not
+/// allowed, already holds `max_per_address` connections, or the room is full.
 fn admit(stream: TcpStream, addr: SocketAddr, ctx: &Arc<Context>) -> Option<Admitted> {
     let peer = PeerAddr::from(addr);
     if let Err(e) = stream.set_nonblocking(false) {
         tracing::warn!("{peer}: cannot use the connection: {e}");
         return None;
     }
-    match ctx.count(Counter::Sessions, ctx.config.max_clients) {
-        Some(counted) => Some((stream, peer, counted)),
+    let config = &ctx.config;
+    let address = match gate::entry(
+        addr.ip(),
+        &config.allow,
+        config.max_per_address,
+        config.cap_loopback,
+    ) {
+        Entry::NotAllowed => {
+            tracing::warn!("{peer}: refused, not in the allow list");
+            let text = format!(
+                "{}: your address {} is not allowed on this server",
+                ErrorCode::REFUSED,
+                addr.ip().to_canonical()
+            );
+            turn_away(stream, peer, ErrorCode::REFUSED, text, ctx);
+            return None;
+        }
+        Entry::Uncounted => None,
+        Entry::Counted(ip) => match ctx.count_address(ip, config.max_per_address) {
+            Ok(counted) => Some(counted),
+            Err(held) => {
+                let held = match held {
+                    1 => "1 connection".to_string(),
+                    n => format!("{n} connections"),
+                };
+                tracing::warn!(
+                    "{peer}: refused, {ip} already holds {held} (--max-per-address {})",
+                    config.max_per_address
+                );
+                let text = format!(
+                    "{}: {ip} already holds {held}, the most one address may; \
+                     close one and try again",
+                    ErrorCode::TOO_MANY_FROM_ADDRESS
+                );
+                turn_away(stream, peer, ErrorCode::TOO_MANY_FROM_ADDRESS, text, ctx);
+                return None;
+            }
+        },
+    };
+    match ctx.count(Counter::Sessions, config.max_clients) {
+        Some(counted) => Some((stream, peer, counted, address)),
         None => {
-            refuse_full(stream, peer, ctx);
+            // `address` is given back when it is dropped here.
+            tracing::warn!("{peer}: refused, server full");
+            let text = format!(
+                "{}: the room holds {} clients; try again later",
+                ErrorCode::SERVER_FULL,
+                config.max_clients
+            );
+            turn_away(stream, peer, ErrorCode::SERVER_FULL, text, ctx);
             None
         }
     }
 }
 
 /// Starts the thread that serves an admitted connection.
-fn start_session((stream, peer, count): Admitted, stack: usize) {
+fn start_session((stream, peer, count, address): Admitted, stack: usize) {
     let spawned = thread::Builder::new()
         .name(format!("reader {peer}"))
         .stack_size(stack)
         .spawn(move || {
             let ctx = count.context().clone();
             let _count = count;
+            let _address = address;
             if catch_unwind(AssertUnwindSafe(|| session::serve(stream, peer, &ctx))).is_err() {
                 tracing::error!("{peer}: connection thread panicked; connection closed");
             }
@@ -225,21 +279,12 @@ fn start_session((stream, peer, count): Admitted, stack: usize) {
     }
 }
 
-/// Tells a connection over `max_clients` that the server is full and closes it, in
-/// the client's own form when a refuser thread is free to wait for its first bytes,
-/// in text form at once otherwise. Nobody in the room hears of it.
-fn refuse_full(stream: TcpStream, peer: PeerAddr, ctx: &Arc<Context>) {
-    tracing::warn!("{peer}: refused, server full");
-    let text = format!(
-        "{}: the room holds {} clients; try again later",
-        ErrorCode::SERVER_FULL,
-        ctx.config.max_clients
-    );
+/// Tells a connection that is not admitted why, with error `code` and `text`, and
+/// closes it: in the client's own form when a refuser thread is free to wait for its
+/// first bytes, in text form at once otherwise. Nobody in the room hears of it.
+fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, ctx: &Arc<Context>) {
     let Some(count) = ctx.count(Counter::Refusers, ctx.config.max_refusers) else {
-        let _ = send_now(
-            &stream,
-            &wire::refusal(Mode::Text, ErrorCode::SERVER_FULL, &text),
-        );
+        let _ = send_now(&stream, &wire::refusal(Mode::Text, code, &text));
         return;
     };
     let timeout = ctx.config.sniff_timeout;
@@ -256,7 +301,7 @@ fn refuse_full(stream: TcpStream, peer: PeerAddr, ctx: &Arc<Context>) {
                 Ok(Opening::WrongVersion(_)) => Mode::Binary,
                 Ok(Opening::Silent) | Err(_) => Mode::Text,
             };
-            refuse(&stream, &wire::refusal(mode, ErrorCode::SERVER_FULL, &text));
+            refuse(&stream, &wire::refusal(mode, code, &text));
         });
 }
 

@@ -4,10 +4,12 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::Parser;
+use ipnet::IpNet;
 
 use crate::backplane::{valid_room_name, BackplaneConfig};
 use crate::bind_addr::BindAddr;
 use crate::config::Config;
+use crate::gate::parse_net;
 
 fn defaults() -> Config {
     Config::default()
@@ -44,6 +46,24 @@ its addresses that binds, IPv4 first")]
     #[arg(long, value_name = "N", default_value_t = defaults().max_clients as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_clients: u64,
+
+    /// Most connections one address may hold at once (0: no limit); one more is told
+    /// "too many connections from your address" and closed. Loopback peers are exempt
+    /// unless --cap-loopback.
+    #[arg(long, value_name = "N", default_value_t = defaults().max_per_address as u64,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_per_address: u64,
+
+    /// Apply --max-per-address to loopback peers (127.0.0.0/8, ::1) too. They are
+    /// exempt by default: behind a local TLS front every client is 127.0.0.1.
+    #[arg(long)]
+    pub cap_loopback: bool,
+
+    /// Accept clients only from this network: CIDR such as 192.168.1.0/24 or
+    /// fd00::/8, or one address; repeat for more. Others are refused with a notice.
+    /// Without it, everyone who reaches the port may join.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub allow: Vec<IpNet>,
 
     /// Bytes that may wait to be sent to one client; a client that falls further
     /// behind is dropped as too slow (it gets a notice saying so).
@@ -132,8 +152,9 @@ its addresses that binds, IPv4 first")]
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub accept_pause_ms: u64,
 
-    /// Connections over --max-clients turned away at once by threads that first wait
-    /// to see whether the client is binary; past this, refusals go out in text form.
+    /// Refused connections (over --max-clients or --max-per-address, or outside
+    /// --allow) turned away at once by threads that first wait to see whether the
+    /// client is binary; past this, refusals go out in text form.
     #[arg(long, value_name = "N", default_value_t = defaults().max_refusers as u64,
           value_parser = clap::value_parser!(u64).range(0..=1024))]
     pub max_refusers: u64,
@@ -205,6 +226,9 @@ impl Cli {
             bind: self.bind.clone(),
             backlog: self.backlog,
             max_clients: size(self.max_clients),
+            max_per_address: size(self.max_per_address),
+            cap_loopback: self.cap_loopback,
+            allow: self.allow.clone(),
             outbox_limit: size(self.outbox_limit),
             pace_at: size(self.pace_at),
             min_drain_rate: self.min_drain_rate,
@@ -254,6 +278,13 @@ mod tests {
             "7",
             "--max-clients",
             "3",
+            "--max-per-address",
+            "2",
+            "--cap-loopback",
+            "--allow",
+            "10.0.0.0/8",
+            "--allow",
+            "::1",
             "--outbox-limit",
             "200000",
             "--pace-at",
@@ -292,6 +323,9 @@ mod tests {
             bind: "[::]:0".parse().unwrap(),
             backlog: 7,
             max_clients: 3,
+            max_per_address: 2,
+            cap_loopback: true,
+            allow: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             outbox_limit: 200_000,
             pace_at: 5000,
             min_drain_rate: 99,
@@ -406,6 +440,10 @@ mod tests {
             ["host-server", "--min-drain-rate", "0"],
             ["host-server", "--pace-grace-ms", "5"],
             ["host-server", "--stall-timeout", "0"],
+            ["host-server", "--max-per-address", "-1"],
+            ["host-server", "--allow", "10.0.0.0/33"],
+            ["host-server", "--allow", "lan"],
+            ["host-server", "--allow", ""],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

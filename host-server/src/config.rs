@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::backplane::BackplaneConfig;
 use crate::bind_addr::{BindAddr, DEFAULT_PORT};
 
@@ -22,6 +24,22 @@ pub struct Config {
     /// closed. Default 8000: each client costs two threads and one file, and the
     /// machines this runs on allow 20,000 of each.
     pub max_clients: usize,
+    /// Most connections one address may hold at once; one more is told "too many
+    /// connections from your address" and closed, and nobody in the room hears of
+    /// it. 0 turns the cap off. Default 16: enough for a household or a small office
+    /// behind one NAT address, far too few for one host to take every slot of
+    /// `max_clients`. IPv4-mapped IPv6 peers count as their IPv4 address; loopback
+    /// peers are exempt unless `cap_loopback`.
+    pub max_per_address: usize,
+    /// Whether loopback peers (127.0.0.0/8, ::1) are counted by `max_per_address`.
+    /// Default false: behind a local TLS front every client is 127.0.0.1, and local
+    /// users are the machine's own.
+    pub cap_loopback: bool,
+    /// The networks clients may connect from; a connection from outside all of them
+    /// is refused with a notice before it is counted or announced. Empty (the
+    /// default) lets everyone who reaches the port in. Loopback is not implied: list
+    /// `127.0.0.1/32` too if a local TLS front forwards clients.
+    pub allow: Vec<IpNet>,
     /// Bytes waiting to be sent to one client before it is dropped as too slow.
     /// Default 1 MiB. This bounds the memory a stalled reader can hold.
     pub outbox_limit: usize,
@@ -81,9 +99,10 @@ pub struct Config {
     /// Pause after a failed `accept` (for example out of file descriptors) before
     /// trying again. Default 100 ms.
     pub accept_pause: Duration,
-    /// Refused connections (room full) handled at once, each by a short-lived thread
-    /// that waits to see whether the client is binary. Past this, refusals are sent
-    /// at once in text form. Default 64.
+    /// Refused connections (room full, too many from one address, outside the allow
+    /// list) handled at once, each by a short-lived thread that waits to see whether
+    /// the client is binary. Past this, refusals are sent at once in text form.
+    /// Default 64.
     pub max_refusers: usize,
     /// The Redis that carries a room shared by several servers (`--backplane`);
     /// `None` (the default) keeps the room inside this server.
@@ -96,6 +115,9 @@ impl Default for Config {
             bind: BindAddr::Ip(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
             backlog: 128,
             max_clients: 8000,
+            max_per_address: 16,
+            cap_loopback: false,
+            allow: Vec::new(),
             outbox_limit: 1 << 20,
             pace_at: 64 * 1024,
             min_drain_rate: 8 * 1024,

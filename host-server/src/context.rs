@@ -1,6 +1,9 @@
 //! What every thread of a running server shares: its settings, its stop handle, its
-//! room, and the counts of connection threads that bound how many may run at once.
+//! room, the counts of connection threads that bound how many may run at once, and
+//! the connections each capped address holds.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -19,6 +22,9 @@ pub(crate) struct Context {
     sessions: AtomicUsize,
     /// Threads turning away connections over the limit.
     refusers: AtomicUsize,
+    /// Connections held by each address the per-address cap counts; an address
+    /// leaves the map with its last connection, so it holds only live ones.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
     /// Signalled when the last counted thread ends, for [`Context::wait_idle`].
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -45,6 +51,7 @@ impl Context {
             room,
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }
@@ -66,6 +73,22 @@ impl Context {
         }
         counter.fetch_add(1, Ordering::AcqRel);
         Some(Counted(self.clone(), which))
+    }
+
+    /// Counts one more connection from `ip` if it holds fewer than `limit` now;
+    /// otherwise gives how many it holds.
+    pub(crate) fn count_address(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        limit: usize,
+    ) -> Result<AddressCounted, usize> {
+        let mut held = lock(&self.per_address);
+        let n = held.entry(ip).or_insert(0);
+        if *n >= limit {
+            return Err(*n);
+        }
+        *n += 1;
+        Ok(AddressCounted(self.clone(), ip))
     }
 
     fn busy(&self) -> usize {
@@ -99,5 +122,67 @@ impl Drop for Counted {
             let _guard = lock(&self.0.idle_lock);
             self.0.idle.notify_all();
         }
+    }
+}
+
+/// One connection counted against its address, given back when dropped (also when
+/// its thread panics, could not be started, or the connection is refused for
+/// another reason after it was counted).
+pub(crate) struct AddressCounted(Arc<Context>, IpAddr);
+
+impl Drop for AddressCounted {
+    fn drop(&mut self) {
+        let mut held = lock(&self.0.per_address);
+        if let Some(n) = held.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Arc<Context> {
+        Arc::new(Context::new(Config::default(), Control::new()))
+    }
+
+    fn held(ctx: &Context, ip: IpAddr) -> Option<usize> {
+        lock(&ctx.per_address).get(&ip).copied()
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_limit_and_gets_units_back_when_dropped() {
+        let ctx = context();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let mut units: Vec<_> = (0..3).map(|_| ctx.count_address(a, 3).unwrap()).collect();
+        assert_eq!(ctx.count_address(a, 3).err(), Some(3));
+        // Another address is not affected.
+        let other = ctx.count_address(b, 3).unwrap();
+        units.pop();
+        assert_eq!(held(&ctx, a), Some(2));
+        let again = ctx.count_address(a, 3).unwrap();
+        drop((units, again, other));
+        // Nothing is kept for addresses that hold nothing.
+        assert!(lock(&ctx.per_address).is_empty());
+    }
+
+    #[test]
+    fn a_unit_is_given_back_when_its_thread_panics() {
+        let ctx = context();
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let unit = ctx.count_address(a, 1).unwrap();
+        let joined = std::thread::spawn(move || {
+            let _unit = unit;
+            panic!("connection thread fails");
+        })
+        .join();
+        assert!(joined.is_err());
+        assert_eq!(held(&ctx, a), None);
+        assert!(ctx.count_address(a, 1).is_ok());
     }
 }

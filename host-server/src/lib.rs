@@ -29,9 +29,10 @@
 // groups below it (the settings, the stop handle and the helpers at the bottom are
 // used throughout).
 
-// The accept loop, counting connections in the shared context.
+// The accept loop, counting connections in the shared context; who may connect.
 mod accept;
 mod context;
+mod gate;
 
 // A new connection: its mode from its first bytes, or a refusal.
 mod sniff;

@@ -36,18 +36,11 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use proto_core::{ErrorCode, PeerAddr};
+use proto_core::PeerAddr;
 
 use crate::room::Room;
 
 pub use link::BackplaneError;
-
-/// The error code of a notice about a message the backplane did not take. Not in
-/// proto-core's list: clients show unknown codes with the notice's text.
-pub(crate) const NOT_DELIVERED: ErrorCode = ErrorCode(10);
-/// The error code of the notice sent when the room's history is gone (Redis lost it,
-/// or this server fell behind what it retains).
-pub(crate) const ROOM_RESET: ErrorCode = ErrorCode(11);
 
 /// Where the room lives and how it is kept: the `--backplane` settings.
 #[derive(Clone, PartialEq, Eq)]

@@ -14,12 +14,13 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use proto_core::ErrorCode;
 use redis::{Connection, Value};
 
 use super::entry::{parse_reply, EntryError, Message, StreamId};
 use super::link::{self, random_token};
 use super::script::{self, Opened};
-use super::{Common, ROOM_RESET};
+use super::Common;
 use crate::room::Sequenced;
 
 /// How often the reader checks the room's epoch and last ID even while entries flow.
@@ -153,7 +154,7 @@ impl Reader<'_> {
     /// reader starts over at the end of the new stream.
     fn reset(&mut self, opened: &Opened) {
         let text = "room was reset: the room's backplane lost its history; reconnect";
-        let n = self.common.room.disconnect_all(ROOM_RESET, text);
+        let n = self.common.room.disconnect_all(ErrorCode::ROOM_RESET, text);
         tracing::warn!(
             "backplane: the room was reset (epoch {} -> {}, last {} -> {}); {n} clients disconnected",
             self.epoch, opened.epoch, self.last, opened.tail
@@ -262,7 +263,10 @@ impl Reader<'_> {
             "room history lost: this server fell {missed} messages behind what the room \
              keeps; reconnect"
         );
-        let n = self.common.room.disconnect_all(ROOM_RESET, &text);
+        let n = self
+            .common
+            .room
+            .disconnect_all(ErrorCode::ROOM_RESET, &text);
         tracing::warn!(
             "backplane: {missed} messages after {} are gone from the stream; {n} clients disconnected",
             self.last

@@ -19,11 +19,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use proto_core::ErrorCode;
 use redis::{Connection, RedisError, RetryMethod};
 
 use super::link::{self, random_token};
 use super::script::{self, Append, AppendArgs, Appended, Message};
-use super::{Common, Outgoing, NOT_DELIVERED};
+use super::{Common, Outgoing};
 use crate::wire;
 
 /// Pause between attempts to reach Redis again.
@@ -239,9 +240,9 @@ fn refuse(common: &Common, call: &Call, why: &str) {
         } else {
             format!("error: {n} messages {why}")
         };
-        common
-            .room
-            .tell(client, |mode| wire::error(mode, NOT_DELIVERED, &text));
+        common.room.tell(client, |mode| {
+            wire::error(mode, ErrorCode::NOT_DELIVERED, &text)
+        });
     }
     tracing::warn!(
         "backplane: {} messages {why}",

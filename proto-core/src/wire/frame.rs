@@ -127,6 +127,15 @@ impl ErrorCode {
     pub const TIMEOUT: Self = Self(8);
     /// The request was refused (for example an HTTP request); the connection is closed.
     pub const REFUSED: Self = Self(9);
+    /// Messages the server could not hand to the room in time (a room shared by
+    /// several servers whose store is unreachable); nobody received them.
+    pub const NOT_DELIVERED: Self = Self(10);
+    /// The room's history is gone (a shared room's store lost it, or this server fell
+    /// too far behind); the connection is closed.
+    pub const ROOM_RESET: Self = Self(11);
+    /// The client's address already holds as many connections as the server allows
+    /// one address; the connection is closed.
+    pub const TOO_MANY_FROM_ADDRESS: Self = Self(12);
 
     /// A short description of the code, or `"error"` for a code this version does not know.
     pub const fn description(self) -> &'static str {
@@ -140,6 +149,9 @@ impl ErrorCode {
             7 => "too slow to keep up",
             8 => "timed out",
             9 => "refused",
+            10 => "not delivered",
+            11 => "room reset",
+            12 => "too many connections from your address",
             _ => "error",
         }
     }

@@ -1,0 +1,177 @@
+//! Who may connect, decided from the peer's address alone before anything else is
+//! done with the connection: the allow list (`--allow`) and which addresses the
+//! per-address cap (`--max-per-address`) counts. Pure: the counting itself is in
+//! `context`.
+
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
+
+/// What the address of a new connection allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// Outside every network of the allow list: refuse it before it is counted.
+    NotAllowed,
+    /// Admit it without counting it against its address (no cap, or an exempt
+    /// loopback peer).
+    Uncounted,
+    /// Admit it if this address (IPv4-mapped IPv6 already made IPv4) holds fewer
+    /// than the cap.
+    Counted(IpAddr),
+}
+
+/// The entry of a peer at `ip` under an allow list (`allow`, empty for everyone),
+/// a cap of `max_per_address` connections per address (0 for none), and
+/// `cap_loopback` (whether loopback peers are counted too).
+pub(crate) fn entry(
+    ip: IpAddr,
+    allow: &[IpNet],
+    max_per_address: usize,
+    cap_loopback: bool,
+) -> Entry {
+    // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; they are the same
+    // host as a.b.c.d, for the allow list and for the count.
+    let ip = ip.to_canonical();
+    if !allow.is_empty() && !allow.iter().any(|net| net.contains(&ip)) {
+        return Entry::NotAllowed;
+    }
+    // Behind a local TLS front every client is 127.0.0.1, and local users are the
+    // machine's own: loopback is exempt unless asked otherwise.
+    if max_per_address == 0 || (ip.is_loopback() && !cap_loopback) {
+        return Entry::Uncounted;
+    }
+    Entry::Counted(ip)
+}
+
+/// Parses an `--allow` value: a network in CIDR form (`192.168.1.0/24`,
+/// `fd00::/8`) or a single address (a network of one). Host bits are cleared, and an
+/// IPv4-mapped IPv6 network becomes the IPv4 network it names, as peers do.
+///
+/// # Errors
+/// A message saying what form is expected.
+pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
+    let net = match (s.parse::<IpNet>(), s.parse::<IpAddr>()) {
+        (Ok(net), _) => net,
+        (Err(_), Ok(ip)) => IpNet::from(ip),
+        (Err(e), Err(_)) => {
+            return Err(format!(
+                "{e}: use an address or a network in CIDR form, such as 192.168.1.0/24 or fd00::/8"
+            ))
+        }
+    };
+    Ok(canonical(net).trunc())
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:192.168.1.0/120`) as its IPv4 network.
+fn canonical(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(len)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        {
+            if let Ok(v4) = Ipv4Net::new(v4, len) {
+                return IpNet::V4(v4);
+            }
+        }
+    }
+    net
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| parse_net(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn without_an_allow_list_everyone_enters_and_is_counted() {
+        assert_eq!(
+            entry(ip("192.0.2.7"), &[], 16, false),
+            Entry::Counted(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            entry(ip("2001:db8::1"), &[], 16, false),
+            Entry::Counted(ip("2001:db8::1"))
+        );
+    }
+
+    #[test]
+    fn the_allow_list_refuses_addresses_outside_every_network() {
+        let allow = nets(&["192.168.1.0/24", "::1/128", "fd00::/8"]);
+        for inside in ["192.168.1.1", "192.168.1.255", "::1", "fd12::3"] {
+            assert_ne!(entry(ip(inside), &allow, 16, false), Entry::NotAllowed);
+        }
+        for outside in ["192.168.2.1", "10.0.0.1", "127.0.0.1", "fe80::1", "::2"] {
+            assert_eq!(
+                entry(ip(outside), &allow, 16, false),
+                Entry::NotAllowed,
+                "{outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_are_their_ipv4_address() {
+        let allow = nets(&["192.168.1.0/24"]);
+        assert_eq!(
+            entry(ip("::ffff:192.168.1.9"), &allow, 16, false),
+            Entry::Counted(ip("192.168.1.9"))
+        );
+        assert_eq!(
+            entry(ip("::ffff:10.0.0.1"), &allow, 16, false),
+            Entry::NotAllowed
+        );
+        // Mapped loopback is loopback, so it is exempt too.
+        assert_eq!(
+            entry(ip("::ffff:127.0.0.1"), &[], 16, false),
+            Entry::Uncounted
+        );
+    }
+
+    #[test]
+    fn loopback_is_exempt_unless_capped_and_zero_turns_the_cap_off() {
+        for lo in ["127.0.0.1", "127.0.0.2", "::1"] {
+            assert_eq!(entry(ip(lo), &[], 16, false), Entry::Uncounted);
+            assert_eq!(entry(ip(lo), &[], 16, true), Entry::Counted(ip(lo)));
+        }
+        assert_eq!(entry(ip("192.0.2.7"), &[], 0, true), Entry::Uncounted);
+        // The allow list applies to loopback like to any address.
+        let allow = nets(&["127.0.0.2"]);
+        assert_eq!(entry(ip("127.0.0.3"), &allow, 16, false), Entry::NotAllowed);
+        assert_eq!(entry(ip("127.0.0.2"), &allow, 16, false), Entry::Uncounted);
+    }
+
+    #[test]
+    fn allow_values_parse_as_networks_or_single_addresses() {
+        assert_eq!(
+            parse_net("192.168.1.0/24"),
+            Ok("192.168.1.0/24".parse().unwrap())
+        );
+        assert_eq!(
+            parse_net("192.168.1.77/24"),
+            Ok("192.168.1.0/24".parse().unwrap())
+        );
+        assert_eq!(parse_net("10.1.2.3"), Ok("10.1.2.3/32".parse().unwrap()));
+        assert_eq!(parse_net("::1"), Ok("::1/128".parse().unwrap()));
+        assert_eq!(parse_net("fd00::/8"), Ok("fd00::/8".parse().unwrap()));
+        assert_eq!(
+            parse_net("::ffff:192.168.1.0/120"),
+            Ok("192.168.1.0/24".parse().unwrap())
+        );
+        for bad in [
+            "",
+            "192.168.1.0/33",
+            "::/129",
+            "192.168.1",
+            "lan",
+            "1.2.3.4/",
+        ] {
+            let err = parse_net(bad).unwrap_err();
+            assert!(err.contains("CIDR"), "{bad}: {err}");
+        }
+    }
+}
