@@ -195,30 +195,39 @@ fn messages(mode: Mode, bytes: &[u8]) -> (Chats, Notices) {
     (chats, notices)
 }
 
-/// A client that sends the flood as fast as the server takes it; returns when the
-/// last byte was written (and, in binary mode, the client, whose acks are drained).
-/// Returns when the last byte was written, how much the flooder's own kernel could
-/// hold (its send buffer), and in binary mode the client, whose acks are drained.
+/// A text client in the room that reads what the room says, as `nc` does: a socket
+/// closed with unread bytes is reset, and the reset would destroy what it sent last.
+fn listening_text_client(addr: SocketAddr) -> TcpStream {
+    let (stream, _) = join(addr, Mode::Text, None);
+    let mut hears = stream.try_clone().unwrap();
+    thread::spawn(move || std::io::copy(&mut hears, &mut std::io::sink()));
+    stream
+}
+
+/// Writes flood lines `from..from + lines` in 64 KiB writes.
+fn send_flood(stream: &mut TcpStream, from: usize, lines: usize) {
+    let mut chunk = String::new();
+    for k in from..from + lines {
+        chunk.push_str(&flood_line(k));
+        chunk.push('\n');
+        if chunk.len() >= 64 * 1024 {
+            stream.write_all(chunk.as_bytes()).expect("flood");
+            chunk.clear();
+        }
+    }
+    stream.write_all(chunk.as_bytes()).expect("flood");
+}
+
+/// A client that sends the flood as fast as the server takes it. Returns when the
+/// last byte was written, how much the flooder's own kernel could hold (its send
+/// buffer), and its connection, kept open (in binary mode, its acks are drained).
 fn flooder(addr: SocketAddr, mode: Mode, lines: usize) -> JoinHandle<(Instant, usize, Flooder)> {
     match mode {
         Mode::Text => {
-            let (mut stream, _) = join(addr, Mode::Text, None);
-            // It reads what the room says meanwhile, as nc does: a socket closed with
-            // unread bytes is reset, and the reset would destroy the flood's tail.
-            let mut hears = stream.try_clone().unwrap();
-            thread::spawn(move || std::io::copy(&mut hears, &mut std::io::sink()));
+            let mut stream = listening_text_client(addr);
             thread::spawn(move || {
-                let mut chunk = String::new();
-                for k in 0..lines {
-                    chunk.push_str(&flood_line(k));
-                    chunk.push('\n');
-                    if chunk.len() >= 64 * 1024 || k + 1 == lines {
-                        stream.write_all(chunk.as_bytes()).expect("flood");
-                        chunk.clear();
-                    }
-                }
-                let done = Instant::now();
-                (done, send_buffer(&stream), Flooder::Text(stream))
+                send_flood(&mut stream, 0, lines);
+                (Instant::now(), send_buffer(&stream), Flooder::Text(stream))
             })
         }
         Mode::Binary => {
@@ -251,10 +260,8 @@ fn quiet(
     t0: Instant,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> JoinHandle<usize> {
-    let (mut stream, _) = join(addr, Mode::Text, None);
     // It hears the flood too, and reads it, as any chat client does.
-    let mut hears = stream.try_clone().unwrap();
-    thread::spawn(move || std::io::copy(&mut hears, &mut std::io::sink()));
+    let mut stream = listening_text_client(addr);
     thread::spawn(move || {
         let mut i = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -505,20 +512,9 @@ fn memory_does_not_grow_with_the_flood() {
 
 /// A text flooder of `lines` lines numbered from `from`, kept connected.
 fn flooder_from(addr: SocketAddr, from: usize, lines: usize) -> JoinHandle<TcpStream> {
-    let (mut stream, _) = join(addr, Mode::Text, None);
-    let mut hears = stream.try_clone().unwrap();
-    thread::spawn(move || std::io::copy(&mut hears, &mut std::io::sink()));
+    let mut stream = listening_text_client(addr);
     thread::spawn(move || {
-        let mut chunk = String::new();
-        for k in from..from + lines {
-            chunk.push_str(&flood_line(k));
-            chunk.push('\n');
-            if chunk.len() >= 64 * 1024 {
-                stream.write_all(chunk.as_bytes()).expect("flood");
-                chunk.clear();
-            }
-        }
-        stream.write_all(chunk.as_bytes()).expect("flood");
+        send_flood(&mut stream, from, lines);
         stream
     })
 }
