@@ -13,6 +13,7 @@ mod firmware_net;
 mod firmware_room;
 mod firmware_util;
 mod flood;
+mod proxy;
 mod real_clients;
 mod reliability;
 mod shutdown;

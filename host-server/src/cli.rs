@@ -159,6 +159,25 @@ its addresses that binds, IPv4 first")]
           value_parser = clap::value_parser!(u64).range(0..=1024))]
     pub max_refusers: u64,
 
+    /// Also listen here for trusted fronts (haproxy send-proxy/send-proxy-v2, stunnel
+    /// protocol = proxy): every connection must open with a PROXY v1 or v2 header,
+    /// whose client address is then the connection's address (room, --max-per-address,
+    /// --allow, log). Repeat for more. The --bind port never reads PROXY headers.
+    #[arg(long, value_name = "ADDR")]
+    pub proxy_listen: Vec<BindAddr>,
+
+    /// A front allowed on --proxy-listen: CIDR or one address; repeat for more.
+    /// Connections from any other peer are closed unheard. Default loopback only
+    /// (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDR", value_parser = parse_net, requires = "proxy_listen")]
+    pub proxy_trusted: Vec<IpNet>,
+
+    /// Milliseconds a front has to send its PROXY header before the connection is
+    /// closed.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().proxy_timeout),
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub proxy_timeout_ms: u64,
+
     /// Redis URL of a room shared by several servers: every server started with the
     /// same Redis and --room is part of one room. Without it the room lives in this
     /// server alone. Forms: redis://host:port, redis://:password@host:port,
@@ -245,6 +264,13 @@ impl Cli {
             send_buffer: self.send_buffer.map(size),
             accept_pause: Duration::from_millis(self.accept_pause_ms),
             max_refusers: size(self.max_refusers),
+            proxy_listen: self.proxy_listen.clone(),
+            proxy_trusted: if self.proxy_trusted.is_empty() {
+                defaults().proxy_trusted
+            } else {
+                self.proxy_trusted.clone()
+            },
+            proxy_timeout: Duration::from_millis(self.proxy_timeout_ms),
             backplane: self.backplane.as_ref().map(|url| BackplaneConfig {
                 url: url.clone(),
                 room: self.room.clone(),
@@ -317,6 +343,12 @@ mod tests {
             "13",
             "--max-refusers",
             "5",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--proxy-trusted",
+            "10.1.0.0/16",
+            "--proxy-timeout-ms",
+            "1500",
         ])
         .unwrap();
         let want = Config {
@@ -342,6 +374,9 @@ mod tests {
             send_buffer: Some(8192),
             accept_pause: Duration::from_millis(13),
             max_refusers: 5,
+            proxy_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            proxy_trusted: vec!["10.1.0.0/16".parse().unwrap()],
+            proxy_timeout: Duration::from_millis(1500),
             backplane: None,
         };
         assert_eq!(cli.config(), Ok(want));
@@ -444,6 +479,8 @@ mod tests {
             ["host-server", "--allow", "10.0.0.0/33"],
             ["host-server", "--allow", "lan"],
             ["host-server", "--allow", ""],
+            ["host-server", "--proxy-trusted", "127.0.0.1"],
+            ["host-server", "--proxy-timeout-ms", "99"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

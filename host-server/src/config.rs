@@ -1,10 +1,10 @@
 //! Every limit of the server, with its default and the reason for it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::backplane::BackplaneConfig;
 use crate::bind_addr::{BindAddr, DEFAULT_PORT};
@@ -104,6 +104,19 @@ pub struct Config {
     /// the client is binary. Past this, refusals are sent at once in text form.
     /// Default 64.
     pub max_refusers: usize,
+    /// Extra listeners for trusted fronts (`--proxy-listen`): every connection on
+    /// them must open with a PROXY protocol header (v1 or v2) naming the client the
+    /// front forwards, and that client's address is used everywhere (the room, the
+    /// per-address cap, `allow`, the log). Empty (the default): none. The main
+    /// listener never reads PROXY headers.
+    pub proxy_listen: Vec<BindAddr>,
+    /// The peers allowed to connect to the PROXY listeners; a connection from any
+    /// other is closed unheard. Default loopback only (127.0.0.0/8, ::1): a front on
+    /// the same machine.
+    pub proxy_trusted: Vec<IpNet>,
+    /// How long a front has to send its PROXY header before the connection is
+    /// closed. Default 5 s.
+    pub proxy_timeout: Duration,
     /// The Redis that carries a room shared by several servers (`--backplane`);
     /// `None` (the default) keeps the room inside this server.
     pub backplane: Option<BackplaneConfig>,
@@ -134,6 +147,12 @@ impl Default for Config {
             send_buffer: None,
             accept_pause: Duration::from_millis(100),
             max_refusers: 64,
+            proxy_listen: Vec::new(),
+            proxy_trusted: vec![
+                IpNet::from(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
+                IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ],
+            proxy_timeout: Duration::from_secs(5),
             backplane: None,
         }
     }

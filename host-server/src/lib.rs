@@ -34,7 +34,9 @@ mod accept;
 mod context;
 mod gate;
 
-// A new connection: its mode from its first bytes, or a refusal.
+// A new connection: the PROXY header of a front's, its mode from its first bytes,
+// or a refusal.
+mod proxy;
 mod sniff;
 
 mod refuse;
@@ -69,7 +71,7 @@ mod control;
 mod error;
 mod sys;
 
-pub use accept::{bind, run};
+pub use accept::{bind, bind_fronts, run, run_with_fronts};
 pub use backplane::{valid_room_name, BackplaneConfig, BackplaneError};
 pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;

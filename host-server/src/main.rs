@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::Parser;
-use host_server::{bind, console, run, Cli, Control, Stop};
+use host_server::{bind, bind_fronts, console, run_with_fronts, Cli, Control, Stop};
 
 fn main() -> ExitCode {
     // Connection threads have small stacks; the default hook may walk and print a
@@ -29,12 +29,12 @@ fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&e),
     };
-    match listener.local_addr() {
-        Ok(addr) => {
-            let mut out = io::stdout().lock();
-            let _ = writeln!(out, "listening on {addr}").and_then(|()| out.flush());
-        }
+    let fronts = match bind_fronts(&config) {
+        Ok(fronts) => fronts,
         Err(e) => return fail(&e),
+    };
+    if let Err(e) = announce(&listener, &fronts) {
+        return fail(&e);
     }
     let control = Control::new();
     let on_signal = control.clone();
@@ -51,10 +51,21 @@ fn main() -> ExitCode {
                 tracing::error!("console: {e}");
             }
         });
-    match run(listener, &config, &control) {
+    match run_with_fronts(listener, fronts, &config, &control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Prints where the server listens: `listening on ADDR` first (scripts and tests
+/// wait for it), then `PROXY fronts on ADDR` for each `--proxy-listen`.
+fn announce(listener: &std::net::TcpListener, fronts: &[std::net::TcpListener]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening on {}", listener.local_addr()?)?;
+    for front in fronts {
+        writeln!(out, "PROXY fronts on {}", front.local_addr()?)?;
+    }
+    out.flush()
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {

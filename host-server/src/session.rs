@@ -2,7 +2,7 @@
 //! joining the room, reading messages (see `reader`), and leaving.
 
 use std::io::{self, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -21,8 +21,9 @@ use crate::sniff::{opening, Opening, Until};
 use crate::sys::configure_client;
 use crate::wire::{self, Mode};
 
-/// Serves one accepted connection until it ends.
-pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
+/// Serves one accepted connection until it ends. `front` is the PROXY front it came
+/// through, if any (`peer` is then the client the front named).
+pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>, ctx: &Context) {
     let config = &ctx.config;
     if let Err(e) = configure_client(&stream, config) {
         tracing::warn!("{peer}: cannot set socket options: {e}");
@@ -59,7 +60,7 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
             ctx.room.pacer().clone(),
         )),
     });
-    let Some(member) = Member::enter(client, ctx) else {
+    let Some(member) = Member::enter(client, front, ctx) else {
         return;
     };
     let departure = match mode {
@@ -121,8 +122,9 @@ struct Member<'s> {
 }
 
 impl<'s> Member<'s> {
-    /// Starts the writer and joins the room; `None` if either is impossible.
-    fn enter(client: Arc<Client>, ctx: &'s Context) -> Option<Self> {
+    /// Starts the writer and joins the room; `None` if either is impossible. The
+    /// join is logged with the PROXY `front` the client came through, if any.
+    fn enter(client: Arc<Client>, front: Option<SocketAddr>, ctx: &'s Context) -> Option<Self> {
         let peer = client.peer;
         let writer = spawn_writer(&client, ctx.config.thread_stack)
             .map_err(|e| tracing::error!("{peer}: cannot start its writer thread: {e}"))
@@ -138,7 +140,13 @@ impl<'s> Member<'s> {
             Some(count) => {
                 member.joined = true;
                 let mode = member.client.outbox.mode();
-                tracing::info!("{peer} joined ({mode}; {count} in the room)");
+                match front {
+                    Some(front) => tracing::info!(
+                        "{peer} joined ({mode}; via PROXY front {}; {count} in the room)",
+                        PeerAddr::from(front)
+                    ),
+                    None => tracing::info!("{peer} joined ({mode}; {count} in the room)"),
+                }
                 Some(member)
             }
             None => {
@@ -238,7 +246,7 @@ mod tests {
             )),
         });
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let _member = Member::enter(client, &ctx).expect("joined");
+            let _member = Member::enter(client, None, &ctx).expect("joined");
             assert_eq!(ctx.control.peers().len(), 1);
             panic!("a bug in the reader");
         }));
