@@ -270,3 +270,29 @@ fn haproxy_with_send_proxy_v2_passes_the_real_client_address() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ipv6_clients_are_capped_by_their_64_unless_told_otherwise() {
+    // Through a front, so the room sees real IPv6 addresses on loopback.
+    let (_server, front) = fronted(&["--max-per-address", "1"]);
+    let mut first = through(front, &v2("[2001:db8:0:1::aaaa]:41000"), 64);
+    first.expect(|l| l.starts_with("*** welcome"));
+    // Another address in the same /64 is the same host.
+    let mut second = through(front, &v2("[2001:db8:0:1::bbbb]:41001"), 64);
+    second.write(b"hello?\n");
+    let line = second.line();
+    assert!(
+        line.contains("2001:db8:0:1::/64 already holds 1 connection"),
+        "{line}"
+    );
+    // Another /64 is another host.
+    let mut other = through(front, &v2("[2001:db8:0:2::aaaa]:41002"), 64);
+    other.expect(|l| l.starts_with("*** welcome"));
+
+    // --ipv6-prefix 128: each address is a host of its own.
+    let (_server, front) = fronted(&["--max-per-address", "1", "--ipv6-prefix", "128"]);
+    let mut first = through(front, &v2("[2001:db8:0:1::aaaa]:41000"), 64);
+    first.expect(|l| l.starts_with("*** welcome"));
+    let mut second = through(front, &v2("[2001:db8:0:1::bbbb]:41001"), 64);
+    second.expect(|l| l.starts_with("*** welcome"));
+}

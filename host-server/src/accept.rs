@@ -349,12 +349,12 @@ fn address_entry(
     ctx: &Arc<Context>,
 ) -> Result<Option<AddressCounted>, (ErrorCode, String)> {
     let config = &ctx.config;
-    match gate::entry(
-        addr.ip(),
-        &config.allow,
-        config.max_per_address,
-        config.cap_loopback,
-    ) {
+    let cap = gate::Cap {
+        max: config.max_per_address,
+        loopback: config.cap_loopback,
+        ipv6_prefix: config.ipv6_prefix,
+    };
+    match gate::entry(addr.ip(), &config.allow, cap) {
         Entry::NotAllowed => {
             tracing::warn!("{who}: refused, not in the allow list");
             let text = format!(

@@ -59,6 +59,13 @@ its addresses that binds, IPv4 first")]
     #[arg(long)]
     pub cap_loopback: bool,
 
+    /// Prefix length that makes one IPv6 host for --max-per-address: every address
+    /// in one such network counts as the same host (a host is normally given a whole
+    /// /64). 128 counts each address on its own.
+    #[arg(long, value_name = "BITS", default_value_t = defaults().ipv6_prefix,
+          value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
+
     /// Accept clients only from this network: CIDR such as 192.168.1.0/24 or
     /// fd00::/8, or one address; repeat for more. Others are refused with a notice.
     /// Without it, everyone who reaches the port may join.
@@ -247,6 +254,7 @@ impl Cli {
             max_clients: size(self.max_clients),
             max_per_address: size(self.max_per_address),
             cap_loopback: self.cap_loopback,
+            ipv6_prefix: self.ipv6_prefix,
             allow: self.allow.clone(),
             outbox_limit: size(self.outbox_limit),
             pace_at: size(self.pace_at),
@@ -307,6 +315,8 @@ mod tests {
             "--max-per-address",
             "2",
             "--cap-loopback",
+            "--ipv6-prefix",
+            "56",
             "--allow",
             "10.0.0.0/8",
             "--allow",
@@ -357,6 +367,7 @@ mod tests {
             max_clients: 3,
             max_per_address: 2,
             cap_loopback: true,
+            ipv6_prefix: 56,
             allow: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             outbox_limit: 200_000,
             pace_at: 5000,
@@ -481,6 +492,8 @@ mod tests {
             ["host-server", "--allow", ""],
             ["host-server", "--proxy-trusted", "127.0.0.1"],
             ["host-server", "--proxy-timeout-ms", "99"],
+            ["host-server", "--ipv6-prefix", "0"],
+            ["host-server", "--ipv6-prefix", "129"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -35,6 +35,11 @@ pub struct Config {
     /// Default false: behind a local TLS front every client is 127.0.0.1, and local
     /// users are the machine's own.
     pub cap_loopback: bool,
+    /// The prefix length that makes one IPv6 host for `max_per_address`: all
+    /// addresses in one such network count as one host. Default 64, since a host
+    /// (or a home) is normally given a whole /64 and can pick any address in it; 128
+    /// counts each address on its own.
+    pub ipv6_prefix: u8,
     /// The networks clients may connect from; a connection from outside all of them
     /// is refused with a notice before it is counted or announced. Empty (the
     /// default) lets everyone who reaches the port in. Loopback is not implied: list
@@ -130,6 +135,7 @@ impl Default for Config {
             max_clients: 8000,
             max_per_address: 16,
             cap_loopback: false,
+            ipv6_prefix: crate::gate::DEFAULT_IPV6_PREFIX,
             allow: Vec::new(),
             outbox_limit: 1 << 20,
             pace_at: 64 * 1024,
