@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::backplane;
 use crate::bind_addr::BindAddr;
 use crate::config::Config;
+use crate::conn::Conn;
 use crate::context::{AddressCounted, Context, Counted, Counter};
 use crate::control::{Control, Stop};
 use crate::error::ServerError;
@@ -26,6 +27,7 @@ use crate::refuse::refuse;
 use crate::session;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::{raise_fd_limit, send_now, wait_readable};
+use crate::tls;
 use crate::wire::{self, Mode};
 
 /// How often the accept loop looks for a stop request while no one connects.
@@ -143,7 +145,17 @@ pub fn run_with_fronts(
             .set_nonblocking(true)
             .map_err(ServerError::Listener)?;
     }
-    let ctx = Arc::new(Context::new(config.clone(), control.clone()));
+    let tls = load_tls(config)?;
+    let mut config = config.clone();
+    if tls.is_some() && config.thread_stack < tls::MIN_STACK {
+        // Threads that handshake or encrypt need more stack than plain ones (the
+        // pages are only touched by the cryptography, so idle clients cost no more).
+        config.thread_stack = tls::MIN_STACK;
+    }
+    let config = &config;
+    let mut ctx = Context::new(config.clone(), control.clone());
+    ctx.tls = tls;
+    let ctx = Arc::new(ctx);
     let backplane = match &config.backplane {
         Some(bp) => Some(
             backplane::start(bp, &ctx.room, config.thread_stack).map_err(ServerError::Backplane)?,
@@ -182,6 +194,23 @@ pub fn run_with_fronts(
         running.join();
     }
     Ok(())
+}
+
+/// Checks what can be checked before listening: that the TLS certificate and key
+/// (if any) load and belong together. [`run`] loads them again.
+///
+/// # Errors
+/// [`ServerError::Tls`], naming the file.
+pub fn check(config: &Config) -> Result<(), ServerError> {
+    load_tls(config).map(drop)
+}
+
+/// The TLS configuration `config` asks for, if any.
+fn load_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => tls::load(cert, key).map(Some).map_err(ServerError::Tls),
+        _ => Ok(None),
+    }
 }
 
 /// Starts the thread that sends join and leave notices in bursts (see `room`).
@@ -470,12 +499,13 @@ fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, c
             let mut buf = [0u8; 8];
             // A refusal goes out in the client's own form; a binary client that
             // asks for another version is still told in binary.
-            let mode = match opening(&stream, &mut buf, timeout, Until::Mode) {
+            let conn = Conn::plain(stream);
+            let mode = match opening(&conn, &mut buf, timeout, Until::Mode) {
                 Ok(Opening::Speaks(mode, _)) => mode,
                 Ok(Opening::WrongVersion(_)) => Mode::Binary,
                 Ok(Opening::Silent) | Err(_) => Mode::Text,
             };
-            refuse(&stream, &wire::refusal(mode, code, &text));
+            refuse(&conn, &wire::refusal(mode, code, &text));
         });
 }
 

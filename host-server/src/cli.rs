@@ -1,6 +1,7 @@
 //! The command line: every setting of [`Config`] as a flag, with its default.
 
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -133,7 +134,8 @@ its addresses that binds, IPv4 first")]
           value_parser = clap::value_parser!(u64).range(0..=900))]
     pub shutdown_grace_ms: u64,
 
-    /// Stack size of each connection thread, in bytes (small, so thousands fit).
+    /// Stack size of each connection thread, in bytes (small, so thousands fit; at
+    /// least 262144 with --tls-cert, for the cryptography).
     #[arg(long, value_name = "BYTES", default_value_t = defaults().thread_stack as u64,
           value_parser = clap::value_parser!(u64).range(32 * 1024..=8 << 20))]
     pub thread_stack: u64,
@@ -184,6 +186,25 @@ its addresses that binds, IPv4 first")]
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().proxy_timeout),
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub proxy_timeout_ms: u64,
+
+    /// PEM certificate chain (leaf first) for built-in TLS on the --bind port: a
+    /// client that opens with a TLS handshake gets TLS, others stay plain unless
+    /// --tls-required. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1: RSA, ECDSA or Ed25519).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Refuse clients that do not start TLS (they get a notice in plain text).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_required: bool,
+
+    /// Milliseconds a TLS handshake may take before the connection is closed.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().tls_handshake_timeout),
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub tls_handshake_timeout_ms: u64,
 
     /// Redis URL of a room shared by several servers: every server started with the
     /// same Redis and --room is part of one room. Without it the room lives in this
@@ -279,6 +300,10 @@ impl Cli {
                 self.proxy_trusted.clone()
             },
             proxy_timeout: Duration::from_millis(self.proxy_timeout_ms),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_required: self.tls_required,
+            tls_handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
             backplane: self.backplane.as_ref().map(|url| BackplaneConfig {
                 url: url.clone(),
                 room: self.room.clone(),
@@ -359,6 +384,13 @@ mod tests {
             "10.1.0.0/16",
             "--proxy-timeout-ms",
             "1500",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-required",
+            "--tls-handshake-timeout-ms",
+            "2500",
         ])
         .unwrap();
         let want = Config {
@@ -388,6 +420,10 @@ mod tests {
             proxy_listen: vec!["127.0.0.1:0".parse().unwrap()],
             proxy_trusted: vec!["10.1.0.0/16".parse().unwrap()],
             proxy_timeout: Duration::from_millis(1500),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            tls_required: true,
+            tls_handshake_timeout: Duration::from_millis(2500),
             backplane: None,
         };
         assert_eq!(cli.config(), Ok(want));
@@ -494,6 +530,10 @@ mod tests {
             ["host-server", "--proxy-timeout-ms", "99"],
             ["host-server", "--ipv6-prefix", "0"],
             ["host-server", "--ipv6-prefix", "129"],
+            ["host-server", "--tls-cert", "c.pem"],
+            ["host-server", "--tls-key", "k.pem"],
+            ["host-server", "--tls-required", "--stall-timeout=9"],
+            ["host-server", "--tls-handshake-timeout-ms", "99"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

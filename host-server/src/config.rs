@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -88,7 +89,7 @@ pub struct Config {
     /// before their connections are cut. Default 500 ms.
     pub shutdown_grace: Duration,
     /// Stack size of each connection's threads. Default 64 KiB, so thousands of
-    /// clients fit in memory.
+    /// clients fit in memory; with TLS at least 256 KiB, for the cryptography.
     pub thread_stack: usize,
     /// Bytes read from a client at a time; also bounds one batch of its messages.
     /// Default 4 KiB.
@@ -122,6 +123,19 @@ pub struct Config {
     /// How long a front has to send its PROXY header before the connection is
     /// closed. Default 5 s.
     pub proxy_timeout: Duration,
+    /// The PEM certificate chain (leaf first) and private key for built-in TLS
+    /// (`--tls-cert`, `--tls-key`): a client whose first bytes open a TLS handshake
+    /// gets TLS on the same port. `None` (the default): no TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not start TLS, with a notice in plain text. Default
+    /// false: plain and TLS clients share the port.
+    pub tls_required: bool,
+    /// How long a TLS handshake may take before the connection is closed. Default
+    /// 5 s; connections in their handshake count toward `max_clients` and
+    /// `max_per_address`.
+    pub tls_handshake_timeout: Duration,
     /// The Redis that carries a room shared by several servers (`--backplane`);
     /// `None` (the default) keeps the room inside this server.
     pub backplane: Option<BackplaneConfig>,
@@ -159,6 +173,10 @@ impl Default for Config {
                 IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
             ],
             proxy_timeout: Duration::from_secs(5),
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            tls_handshake_timeout: Duration::from_secs(5),
             backplane: None,
         }
     }

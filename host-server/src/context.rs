@@ -18,6 +18,8 @@ pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) control: Control,
     pub(crate) room: Arc<Room>,
+    /// The TLS configuration, when the server has a certificate (see `tls`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections being served (in the room or about to be).
     sessions: AtomicUsize,
     /// Threads turning away connections over the limit.
@@ -49,6 +51,7 @@ impl Context {
             config,
             control,
             room,
+            tls: None,
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),

@@ -46,6 +46,10 @@ mod session;
 
 mod departure;
 
+// Its connection (plain or TLS) and TLS handshake.
+mod conn;
+mod tls;
+
 // Its read loops: messages in, batches to the room, the rate limit.
 mod readbuf;
 mod reader;
@@ -71,7 +75,7 @@ mod control;
 mod error;
 mod sys;
 
-pub use accept::{bind, bind_fronts, run, run_with_fronts};
+pub use accept::{bind, bind_fronts, check, run, run_with_fronts};
 pub use backplane::{valid_room_name, BackplaneConfig, BackplaneError};
 pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;
@@ -80,3 +84,4 @@ pub use console::console;
 pub use control::{Control, Stop};
 pub use error::ServerError;
 pub use sys::raise_fd_limit;
+pub use tls::TlsError;

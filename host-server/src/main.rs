@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::Parser;
-use host_server::{bind, bind_fronts, console, run_with_fronts, Cli, Control, Stop};
+use host_server::{bind, bind_fronts, check, console, run_with_fronts, Cli, Control, Stop};
 
 fn main() -> ExitCode {
     // Connection threads have small stacks; the default hook may walk and print a
@@ -25,6 +25,9 @@ fn main() -> ExitCode {
                 .exit()
         }
     };
+    if let Err(e) = check(&config) {
+        return fail(&e);
+    }
     let listener = match bind(&config) {
         Ok(listener) => listener,
         Err(e) => return fail(&e),

@@ -1,14 +1,15 @@
 //! One connection, from its first bytes to its last: telling binary from text,
 //! joining the room, reading messages (see `reader`), and leaving.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use proto_core::{looks_like_http, ErrorCode, LineDecoder, PeerAddr, PREAMBLE, VERSION};
 
+use crate::conn::{send_all, Conn};
 use crate::context::Context;
 use crate::control::Stop;
 use crate::departure::Departure;
@@ -19,6 +20,7 @@ use crate::refuse::{drain, refuse};
 use crate::room::Client;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::configure_client;
+use crate::tls::{handshake, starts_tls};
 use crate::wire::{self, Mode};
 
 /// Serves one accepted connection until it ends. `front` is the PROXY front it came
@@ -28,8 +30,19 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
     if let Err(e) = configure_client(&stream, config) {
         tracing::warn!("{peer}: cannot set socket options: {e}");
     }
+    let started = Instant::now();
+    let Some(conn) = secure(stream, peer, ctx) else {
+        return;
+    };
+    // A plain client's wait for its first bytes (to see whether it starts TLS) is
+    // part of its sniff; a TLS client's sniff starts after its handshake.
+    let sniff_for = match conn.is_tls() {
+        true => config.sniff_timeout,
+        false => config.sniff_timeout.saturating_sub(started.elapsed()),
+    };
     let mut buf = ReadBuf::new(config.read_buffer);
-    let sniffed = opening(&stream, buf.whole(), config.sniff_timeout, Until::FirstLine);
+    let sniff_for = sniff_for.max(MIN_SNIFF);
+    let sniffed = opening(&conn, buf.whole(), sniff_for, Until::FirstLine);
     let (mode, have) = match sniffed {
         Ok(Opening::Speaks(mode, have)) => (mode, have),
         Ok(Opening::Silent) => return,
@@ -40,21 +53,29 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
                 ErrorCode::UNSUPPORTED_VERSION
             );
             let bytes = wire::refusal(Mode::Binary, ErrorCode::UNSUPPORTED_VERSION, &text);
-            return refuse(&stream, &bytes);
+            return refuse(&conn, &bytes);
         }
         Err(e) => return tracing::info!("{peer}: connection failed at once: {e}"),
     };
-    match start(&stream, mode, &buf.bytes()[..have]) {
+    if config.tls_required && !conn.is_tls() {
+        tracing::warn!("{peer}: refused, not TLS (--tls-required)");
+        let text = format!(
+            "{}: this server takes TLS connections only; connect with TLS \
+             (host-client --tls, openssl s_client, ncat --ssl)",
+            ErrorCode::REFUSED
+        );
+        return refuse(&conn, &wire::refusal(mode, ErrorCode::REFUSED, &text));
+    }
+    match start(&conn, mode, &buf.bytes()[..have]) {
         Ok(()) => {}
         Err(e @ StartError::Http) => return tracing::warn!("{peer}: {e}"),
         Err(e) => return tracing::info!("{peer}: {e}"),
     }
-    let stream = Arc::new(stream);
     let client = Arc::new(Client {
         id: ctx.room.next_id(),
         peer,
         outbox: Arc::new(Outbox::new(
-            stream,
+            Arc::new(conn),
             mode,
             Limits::of(config),
             ctx.room.pacer().clone(),
@@ -68,6 +89,37 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
         Mode::Text => read_text(&member.client, &mut buf, have, ctx),
     };
     member.depart(departure);
+}
+
+/// The shortest sniff: a plain client that took the whole sniff timeout to show it
+/// is not TLS still gets a moment for its first bytes.
+const MIN_SNIFF: Duration = Duration::from_millis(10);
+
+/// How long the preamble may take to go out to a binary client.
+const PREAMBLE_WAIT: Duration = Duration::from_secs(1);
+
+/// The connection as the room will use it: with TLS configured, a client whose
+/// first bytes open a TLS handshake gets its handshake now (within
+/// `tls_handshake_timeout`); any other is plain. `None` when the handshake failed or
+/// the connection did (logged).
+fn secure(stream: TcpStream, peer: PeerAddr, ctx: &Context) -> Option<Conn> {
+    let Some(tls) = &ctx.tls else {
+        return Some(Conn::plain(stream));
+    };
+    match starts_tls(&stream, ctx.config.sniff_timeout) {
+        Ok(true) => match handshake(stream, tls, ctx.config.tls_handshake_timeout) {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                tracing::info!("{peer}: {e}");
+                None
+            }
+        },
+        Ok(false) => Some(Conn::plain(stream)),
+        Err(e) => {
+            tracing::info!("{peer}: connection failed at once: {e}");
+            None
+        }
+    }
 }
 
 /// What stops a connection from joining before it is in the room.
@@ -90,21 +142,21 @@ impl std::fmt::Display for StartError {
 
 /// Answers the preamble of a binary client, or turns away a web browser before it
 /// is announced to anyone; sets the read timeout for the rest of the connection.
-fn start(stream: &TcpStream, mode: Mode, first: &[u8]) -> Result<(), StartError> {
+fn start(conn: &Conn, mode: Mode, first: &[u8]) -> Result<(), StartError> {
     match mode {
         Mode::Binary => {
-            let mut s = stream;
-            s.write_all(&PREAMBLE).map_err(StartError::Io)?;
+            let deadline = Instant::now() + PREAMBLE_WAIT;
+            send_all(conn, &PREAMBLE, deadline).map_err(StartError::Io)?;
         }
         Mode::Text => {
             let mut probe = LineDecoder::new();
             if let (_, Some(Ok(line))) = probe.feed(first) {
                 if looks_like_http(line) {
-                    refuse(stream, &wire::http_refusal());
+                    refuse(conn, &wire::http_refusal());
                     return Err(StartError::Http);
                 }
             }
-            stream.set_read_timeout(None).map_err(StartError::Io)?;
+            conn.tcp().set_read_timeout(None).map_err(StartError::Io)?;
         }
     }
     Ok(())
@@ -140,12 +192,17 @@ impl<'s> Member<'s> {
             Some(count) => {
                 member.joined = true;
                 let mode = member.client.outbox.mode();
+                let tls = if member.client.outbox.conn().is_tls() {
+                    " over TLS"
+                } else {
+                    ""
+                };
                 match front {
                     Some(front) => tracing::info!(
-                        "{peer} joined ({mode}; via PROXY front {}; {count} in the room)",
+                        "{peer} joined ({mode}{tls}; via PROXY front {}; {count} in the room)",
                         PeerAddr::from(front)
                     ),
-                    None => tracing::info!("{peer} joined ({mode}; {count} in the room)"),
+                    None => tracing::info!("{peer} joined ({mode}{tls}; {count} in the room)"),
                 }
                 Some(member)
             }
@@ -199,7 +256,7 @@ impl Drop for Member<'_> {
             let _ = writer.join();
         }
         if departure.end() == End::Flush {
-            drain(outbox.stream());
+            drain(outbox.conn().tcp());
         }
     }
 }
@@ -239,7 +296,7 @@ mod tests {
             id: 1,
             peer: PeerAddr::from(addr),
             outbox: Arc::new(Outbox::new(
-                Arc::new(inside),
+                Arc::new(Conn::plain(inside)),
                 Mode::Text,
                 Limits::of(&ctx.config),
                 ctx.room.pacer().clone(),
