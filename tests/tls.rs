@@ -16,7 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::util::{bin, first_peer, Proc, Server, TextClient, WAIT};
+use crate::util::{bin, first_peer, Client, Proc, Server, TextClient, WAIT};
 
 /// A directory with `chat.crt` and `chat.key`: a self-signed ECDSA P-256
 /// certificate for `chat.example` and 127.0.0.1, made with the command the README
@@ -164,6 +164,20 @@ fn tls_clients_of_every_kind_and_plain_clients_share_the_room() {
         rustls.expect(|l| l.starts_with('[')),
         format!("[{}] to everyone", plain.peer())
     );
+
+    // host-client, in binary mode over TLS.
+    let mut client = Client::join_with(server.addr, &["--tls", "--ca", crt]);
+    let welcome_peer = client.peer.clone();
+    client.say("from host-client");
+    assert_eq!(
+        plain.expect(|l| l.starts_with('[')),
+        format!("[{welcome_peer}] from host-client")
+    );
+    plain.write(b"back to host-client\n");
+    client.expect_chat(&plain.peer(), "back to host-client");
+    server.proc.err.expect("binary TLS join logged", |l| {
+        l.contains(&format!("{welcome_peer} joined (binary over TLS"))
+    });
 
     let connect = format!("127.0.0.1:{port}");
     let mut tools = vec![(
@@ -366,4 +380,69 @@ fn a_tls_client_dropped_as_too_slow_reads_its_notice_then_close_notify() {
     }
     writer.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs host-client with `args` and an empty input; returns its exit code and its
+/// standard error.
+fn host_client(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin("host-client"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn host_client_refuses_a_certificate_that_does_not_verify_and_never_falls_back() {
+    let dir = certificate("wrongca");
+    let other = certificate("wrongca-other");
+    let server = tls_server(&dir, &[]);
+    let addr = server.addr.to_string();
+    let wrong = other.join("chat.crt");
+    let right = dir.join("chat.crt");
+    // Another CA; the right CA but another name; no CA (the platform's roots).
+    for args in [
+        vec![addr.as_str(), "--tls", "--ca", wrong.to_str().unwrap()],
+        vec![
+            addr.as_str(),
+            "--tls",
+            "--ca",
+            right.to_str().unwrap(),
+            "--server-name",
+            "elsewhere.example",
+        ],
+        vec![addr.as_str(), "--tls"],
+    ] {
+        let (code, err) = host_client(&args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("certificate is not accepted"), "{err}");
+    }
+    // Only the refused handshakes reached the server: nobody joined in plain text.
+    let mut plain = TextClient::connect(server.addr);
+    plain.write(b"hi\n");
+    let welcome = plain.expect(|l| l.starts_with("*** welcome"));
+    assert!(welcome.contains("nobody else is here"), "{welcome}");
+    assert!(!server
+        .proc
+        .err
+        .all()
+        .iter()
+        .any(|l| l.contains(" joined (binary")));
+
+    // --tls against a server without TLS is an error too.
+    let plain_server = Server::start(&[]);
+    let (code, err) = host_client(&[
+        &plain_server.addr.to_string(),
+        "--tls",
+        "--ca",
+        right.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&other);
 }
