@@ -446,3 +446,41 @@ fn host_client_refuses_a_certificate_that_does_not_verify_and_never_falls_back()
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
 }
+
+#[test]
+fn the_bench_runs_over_tls_in_both_modes() {
+    let dir = certificate("bench");
+    let server = tls_server(&dir, &["--tls-required"]);
+    let crt = dir.join("chat.crt");
+    for mode in [&[][..], &["--text"][..]] {
+        let mut args = vec![
+            "bench".to_string(),
+            "fanout".into(),
+            "-n".into(),
+            "3".into(),
+            "-s".into(),
+            "2".into(),
+            "-m".into(),
+            "20".into(),
+            "--tls".into(),
+            "--ca".into(),
+            crt.to_str().unwrap().into(),
+            "--json".into(),
+            server.addr.to_string(),
+        ];
+        args.extend(mode.iter().map(|s| s.to_string()));
+        let out = Command::new(bin("host-client"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{report} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // --tls-required: every one of them really was TLS, and all 120 arrived.
+        assert!(report.contains("\"delivered\":120,\"lost\":0"), "{report}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -221,6 +221,27 @@ impl Stream {
         })
     }
 
+    /// The socket and the TLS session (if any), for a caller that drives the
+    /// connection alone from now on (the bench's event loop).
+    ///
+    /// # Errors
+    /// `Other` if a clone of this stream still shares the session.
+    pub fn into_parts(self) -> io::Result<(TcpStream, Option<ClientConnection>)> {
+        let session = match self.tls {
+            None => None,
+            Some(tls) => {
+                let tls = Arc::try_unwrap(tls)
+                    .map_err(|_| io::Error::other("the TLS session is still shared"))?;
+                Some(
+                    tls.session
+                        .into_inner()
+                        .unwrap_or_else(PoisonError::into_inner),
+                )
+            }
+        };
+        Ok((self.tcp, session))
+    }
+
     /// The socket.
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp

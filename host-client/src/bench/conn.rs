@@ -5,10 +5,14 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use rustls::ClientConnection;
+
 use embedded_io_adapters::std::FromStd;
 use proto_core::{
     read_preamble, write_frame, write_preamble, FeedResult, Frame, FrameDecoder, LineDecoder,
 };
+
+use crate::tls::{Stream, TlsSetup};
 
 /// Pending output above which the engine stops queueing messages on a connection,
 /// so that latency measures the server, not a backlog inside the bench.
@@ -37,34 +41,48 @@ enum Decoder {
 pub struct Conn {
     /// The socket, registered with the event loop.
     pub stream: mio::net::TcpStream,
+    /// The TLS session, with `--tls`: driven without blocking like the socket.
+    tls: Option<Box<ClientConnection>>,
     decoder: Decoder,
     out: Vec<u8>,
     out_at: usize,
 }
 
 impl Conn {
-    /// Connects to `addr`; in binary mode also exchanges preambles (waiting at most
-    /// `timeout` for the server's), then switches the socket to non-blocking.
+    /// Connects to `addr` (with `tls`, also the TLS handshake); in binary mode also
+    /// exchanges preambles (waiting at most `timeout` for the server's), then
+    /// switches the socket to non-blocking.
     ///
     /// # Errors
     /// The connect or handshake error; a server that answers with another preamble
     /// gives `InvalidData`.
-    pub fn open(addr: &SocketAddr, text: bool, timeout: Duration) -> io::Result<Self> {
-        let stream = TcpStream::connect_timeout(addr, timeout)?;
-        stream.set_nodelay(true)?;
+    pub fn open(
+        addr: &SocketAddr,
+        text: bool,
+        tls: Option<&TlsSetup>,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let tcp = TcpStream::connect_timeout(addr, timeout)?;
+        tcp.set_nodelay(true)?;
+        let mut stream = match tls {
+            Some(setup) => Stream::handshake(tcp, setup, timeout)?,
+            None => Stream::from(tcp),
+        };
         let decoder = if text {
             Decoder::Text(Box::default())
         } else {
-            stream.set_read_timeout(Some(timeout))?;
-            let mut io = FromStd::new(&stream);
+            stream.tcp().set_read_timeout(Some(timeout))?;
+            let mut io = FromStd::new(&mut stream);
             write_preamble(&mut io)?;
             read_preamble(&mut io)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             Decoder::Binary(Box::default())
         };
-        stream.set_nonblocking(true)?;
+        let (tcp, session) = stream.into_parts()?;
+        tcp.set_nonblocking(true)?;
         Ok(Self {
-            stream: mio::net::TcpStream::from_std(stream),
+            stream: mio::net::TcpStream::from_std(tcp),
+            tls: session.map(Box::new),
             decoder,
             out: Vec::new(),
             out_at: 0,
@@ -96,6 +114,20 @@ impl Conn {
     /// # Errors
     /// The socket's error.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(session) = &mut self.tls {
+            // Queued plaintext is encrypted only once the session's records are all
+            // out, so `pending` still counts what the socket has not taken.
+            if !write_tls(session, &mut self.stream)? {
+                return Ok(());
+            }
+            if self.out_at < self.out.len() {
+                session.writer().write_all(&self.out[self.out_at..])?;
+                self.out.clear();
+                self.out_at = 0;
+                write_tls(session, &mut self.stream)?;
+            }
+            return Ok(());
+        }
         while self.out_at < self.out.len() {
             match self.stream.write(&self.out[self.out_at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -120,6 +152,9 @@ impl Conn {
         buf: &mut [u8],
         on: &mut dyn FnMut(Incoming<'_>),
     ) -> io::Result<bool> {
+        if self.tls.is_some() {
+            return self.receive_tls(buf, on);
+        }
         loop {
             let n = match self.stream.read(buf) {
                 Ok(0) => return Ok(false),
@@ -139,12 +174,73 @@ impl Conn {
         }
     }
 
+    /// [`Conn::receive`] through the TLS session: ciphertext in until the socket is
+    /// empty, plaintext out to the decoder.
+    fn receive_tls(
+        &mut self,
+        buf: &mut [u8],
+        on: &mut dyn FnMut(Incoming<'_>),
+    ) -> io::Result<bool> {
+        let Some(session) = self.tls.as_mut() else {
+            return Ok(true);
+        };
+        let mut open = true;
+        loop {
+            match session.read_tls(&mut self.stream) {
+                Ok(0) => open = false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            session
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            loop {
+                match session.reader().read(buf) {
+                    Ok(0) => {
+                        open = false;
+                        break;
+                    }
+                    Ok(n) => match &mut self.decoder {
+                        Decoder::Binary(d) => feed_frames(d, &mut self.out, &buf[..n], on),
+                        Decoder::Text(d) => feed_lines(d, &buf[..n], on),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        open = false;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !open {
+                break;
+            }
+        }
+        self.flush()?;
+        Ok(open)
+    }
+
     fn feed(&mut self, input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
         match &mut self.decoder {
             Decoder::Binary(d) => feed_frames(d, &mut self.out, input, on),
             Decoder::Text(d) => feed_lines(d, input, on),
         }
     }
+}
+
+/// Writes the session's records until none is left (true) or the socket is full.
+fn write_tls(session: &mut ClientConnection, stream: &mut mio::net::TcpStream) -> io::Result<bool> {
+    while session.wants_write() {
+        match session.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Hands every message in `input` to `on`, and queues a pong in `out` for every ping.

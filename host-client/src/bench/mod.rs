@@ -50,6 +50,16 @@ pub struct Common {
     /// Speak the text protocol (lines) instead of the binary one.
     #[arg(long)]
     pub text: bool,
+    /// Connect with TLS (a server started with --tls-cert); the certificate must
+    /// verify as for `host-client --tls`.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls, trust only the certificates in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls, the name the server's certificate must carry.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
     /// Print one JSON line instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
@@ -234,8 +244,21 @@ fn start(common: &Common, load: Load, window: u64) -> Result<(Engine, Duration),
     for other in &common.spread {
         addrs.push(resolve(other)?);
     }
+    let tls = match common.tls {
+        true => {
+            let options = crate::tls::TlsOptions {
+                ca: common.ca.clone(),
+                server_name: common.server_name.clone(),
+            };
+            let setup = crate::tls::TlsSetup::new(&options, &common.addr)
+                .map_err(|e| BenchError::Address(crate::connect::ConnectError::Tls(e)))?;
+            Some(setup)
+        }
+        false => None,
+    };
     let plan = Plan {
         text: common.text,
+        tls,
         receivers: load.receivers,
         senders: load.senders,
         stalled: load.stalled,
