@@ -195,3 +195,45 @@ fn a_plain_conn_never_holds_bytes_back() {
     outside.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"abc");
 }
+
+#[test]
+fn the_outbox_sends_on_what_a_tls_write_through_left_pending() {
+    use crate::outbox::{Limits, Outbox, Pacer};
+    use crate::wire::Mode;
+    let (conn, mut client) = tls_pair(true);
+    let limits = Limits {
+        hard: 1 << 20,
+        pace_at: 64 * 1024,
+        min_rate: 1,
+        grace: Duration::from_millis(250),
+        stall: Duration::from_secs(10),
+    };
+    let outbox = Arc::new(Outbox::new(
+        Arc::new(conn),
+        Mode::Text,
+        limits,
+        Arc::new(Pacer::default()),
+    ));
+    let writer = {
+        let outbox = outbox.clone();
+        thread::spawn(move || {
+            outbox.run_writer();
+            outbox.writer_exited();
+        })
+    };
+    // Let the writer fall asleep with nothing queued.
+    thread::sleep(Duration::from_millis(100));
+    // One chunk the connection takes whole (under one record) but the small socket
+    // does not: the rest is ciphertext pending inside the Conn, and nothing more is
+    // pushed after it.
+    let chunk = numbered(500);
+    assert!(chunk.len() < MAX_TAKE);
+    outbox.push_bytes(&chunk);
+    let mut got = vec![0u8; chunk.len()];
+    client
+        .read_exact(&mut got)
+        .expect("all of the chunk arrives");
+    assert!(got == chunk);
+    outbox.end(crate::outbox::End::Flush);
+    writer.join().unwrap();
+}

@@ -191,6 +191,11 @@ impl Outbox {
             match self.conn.send_now(&[IoSlice::new(chunk.bytes)]) {
                 Ok(n) if n == chunk.bytes.len() => {
                     st.sent_total += n as u64;
+                    // All taken, but a TLS connection may hold some of it as
+                    // ciphertext the socket did not take: the writer sends that on.
+                    if st.idle && self.conn.has_pending() {
+                        self.wake.notify_one();
+                    }
                     return false;
                 }
                 Ok(n) => sent = n,
