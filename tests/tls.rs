@@ -484,3 +484,30 @@ fn the_bench_runs_over_tls_in_both_modes() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_tls_client_turned_away_is_told_why_over_tls() {
+    let dir = certificate("full");
+    let server = tls_server(&dir, &["--max-clients", "1"]);
+    let mut inside = TlsText::connect(server.addr, &dir);
+    inside.write(b"hi\n");
+    inside.expect(|l| l.starts_with("*** welcome"));
+    // A text client over TLS reads the refusal in TLS, then a clean end.
+    let mut refused = TlsText::connect(server.addr, &dir);
+    refused.write(b"hello?\n");
+    let line = refused.line();
+    assert!(line.contains("the room holds 1 clients"), "{line}");
+    let mut rest = Vec::new();
+    refused.stream.read_to_end(&mut rest).expect("close_notify");
+    // host-client --tls prints it and exits 1.
+    let crt = dir.join("chat.crt");
+    let mut cmd = Command::new(bin("host-client"));
+    cmd.arg(server.addr.to_string())
+        .args(["--tls", "--ca", crt.to_str().unwrap()]);
+    let mut client = Proc::spawn(cmd);
+    client
+        .out
+        .expect("the refusal", |l| l.contains("the room holds 1 clients"));
+    assert_eq!(client.wait_exit(WAIT).code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

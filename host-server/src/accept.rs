@@ -16,7 +16,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::backplane;
 use crate::bind_addr::BindAddr;
 use crate::config::Config;
-use crate::conn::Conn;
 use crate::context::{AddressCounted, Context, Counted, Counter};
 use crate::control::{Control, Stop};
 use crate::error::ServerError;
@@ -491,15 +490,19 @@ fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, c
         return;
     };
     let timeout = ctx.config.sniff_timeout;
+    let ctx = ctx.clone();
     let _ = thread::Builder::new()
         .name(format!("refuser {peer}"))
         .stack_size(ctx.config.thread_stack)
         .spawn(move || {
             let _count = count;
             let mut buf = [0u8; 8];
-            // A refusal goes out in the client's own form; a binary client that
-            // asks for another version is still told in binary.
-            let conn = Conn::plain(stream);
+            // A refusal goes out in the client's own form, over TLS to a TLS
+            // client; a binary client that asks for another version is still told
+            // in binary.
+            let Some(conn) = session::secure(stream, peer, &ctx) else {
+                return;
+            };
             let mode = match opening(&conn, &mut buf, timeout, Until::Mode) {
                 Ok(Opening::Speaks(mode, _)) => mode,
                 Ok(Opening::WrongVersion(_)) => Mode::Binary,

@@ -102,7 +102,7 @@ const PREAMBLE_WAIT: Duration = Duration::from_secs(1);
 /// first bytes open a TLS handshake gets its handshake now (within
 /// `tls_handshake_timeout`); any other is plain. `None` when the handshake failed or
 /// the connection did (logged).
-fn secure(stream: TcpStream, peer: PeerAddr, ctx: &Context) -> Option<Conn> {
+pub(crate) fn secure(stream: TcpStream, peer: PeerAddr, ctx: &Context) -> Option<Conn> {
     let Some(tls) = &ctx.tls else {
         return Some(Conn::plain(stream));
     };
