@@ -511,3 +511,22 @@ fn a_tls_client_turned_away_is_told_why_over_tls() {
     assert_eq!(client.wait_exit(WAIT).code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_tls_client_reads_the_shutdown_notice_then_close_notify() {
+    let dir = certificate("shutdown");
+    let mut server = tls_server(&dir, &[]);
+    let mut client = TlsText::connect(server.addr, &dir);
+    client.write(b"hi\n");
+    client.expect(|l| l.starts_with("*** welcome"));
+    server.proc.signal("TERM");
+    let line = client.expect(|l| l.starts_with("*** "));
+    assert!(line.contains("shutting down"), "{line}");
+    let mut rest = Vec::new();
+    client
+        .stream
+        .read_to_end(&mut rest)
+        .expect("the stream ends with close_notify");
+    assert!(server.proc.wait_exit(WAIT).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
