@@ -133,17 +133,21 @@ impl Conn {
         if !pending.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        // At most MAX_TAKE bytes, gathered so that many small chunks make one record
+        // (one seal, one header) rather than one record each.
+        let mut limited = Vec::with_capacity(bufs.len().min(64));
+        let mut total = 0;
+        for buf in bufs {
+            if total == MAX_TAKE {
+                break;
+            }
+            let take = buf.len().min(MAX_TAKE - total);
+            limited.push(IoSlice::new(&buf[..take]));
+            total += take;
+        }
         let taken = {
             let mut session = lock(&tls.session);
-            let mut taken = 0;
-            for buf in bufs {
-                let want = buf.len().min(MAX_TAKE - taken);
-                let n = session.writer().write(&buf[..want])?;
-                taken += n;
-                if n < buf.len() || taken == MAX_TAKE {
-                    break;
-                }
-            }
+            let taken = session.writer().write_vectored(&limited)?;
             drain_tls(&mut session, &mut pending.buf)?;
             taken
         };

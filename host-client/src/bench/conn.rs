@@ -175,7 +175,8 @@ impl Conn {
     }
 
     /// [`Conn::receive`] through the TLS session: ciphertext in until the socket is
-    /// empty, plaintext out to the decoder.
+    /// empty, plaintext out to the decoder. The socket is read in large pieces
+    /// (rustls alone would read 4 KiB a call), handed to the session from a slice.
     fn receive_tls(
         &mut self,
         buf: &mut [u8],
@@ -184,38 +185,43 @@ impl Conn {
         let Some(session) = self.tls.as_mut() else {
             return Ok(true);
         };
+        let (cipher, plain) = buf.split_at_mut(buf.len() / 2);
         let mut open = true;
-        loop {
-            match session.read_tls(&mut self.stream) {
-                Ok(0) => open = false,
-                Ok(_) => {}
+        while open {
+            let n = match self.stream.read(cipher) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            }
-            session
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            };
+            open = n > 0;
+            let mut rest = &cipher[..n];
             loop {
-                match session.reader().read(buf) {
-                    Ok(0) => {
-                        open = false;
-                        break;
+                session.read_tls(&mut rest)?;
+                session
+                    .process_new_packets()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                loop {
+                    match session.reader().read(plain) {
+                        Ok(0) => {
+                            open = false;
+                            break;
+                        }
+                        Ok(m) => match &mut self.decoder {
+                            Decoder::Binary(d) => feed_frames(d, &mut self.out, &plain[..m], on),
+                            Decoder::Text(d) => feed_lines(d, &plain[..m], on),
+                        },
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                            open = false;
+                            break;
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Ok(n) => match &mut self.decoder {
-                        Decoder::Binary(d) => feed_frames(d, &mut self.out, &buf[..n], on),
-                        Decoder::Text(d) => feed_lines(d, &buf[..n], on),
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        open = false;
-                        break;
-                    }
-                    Err(e) => return Err(e),
                 }
-            }
-            if !open {
-                break;
+                if rest.is_empty() {
+                    break;
+                }
             }
         }
         self.flush()?;

@@ -237,3 +237,34 @@ fn the_outbox_sends_on_what_a_tls_write_through_left_pending() {
     outbox.end(crate::outbox::End::Flush);
     writer.join().unwrap();
 }
+
+#[test]
+fn many_small_chunks_taken_at_once_make_one_record() {
+    let (conn, mut client) = tls_pair(false);
+    let chunks: Vec<Vec<u8>> = (0..64)
+        .map(|i| format!("line {i:04}\n").into_bytes())
+        .collect();
+    let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let plain: usize = chunks.iter().map(Vec::len).sum();
+    // First the client takes what followed the handshake (session tickets), so that
+    // only the new record is on the wire below.
+    client
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let _ = client.read(&mut [0u8; 1]);
+    assert_eq!(conn.send_now(&slices).unwrap(), plain);
+    assert!(!conn.has_pending());
+    // The ciphertext on the wire, read raw: one TLS 1.3 record is the plaintext
+    // plus 22 bytes (header, content type, tag); a record per chunk would add 22
+    // bytes 64 times.
+    let mut wire = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = client.sock.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        wire.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(wire.len(), plain + 22, "{} bytes of ciphertext", wire.len());
+}
