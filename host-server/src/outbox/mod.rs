@@ -232,6 +232,16 @@ impl Outbox {
         went_behind
     }
 
+    /// Has the writer send what the connection holds pending when nothing else
+    /// would: a TLS reply the reader made (an alert, a key update) that the socket
+    /// did not take at once.
+    pub(crate) fn kick(&self) {
+        // Checked first: for plain TCP it is false without taking any lock.
+        if self.conn.has_pending() && lock(&self.state).idle {
+            self.wake.notify_one();
+        }
+    }
+
     /// Sends `bytes` to this client alone (a notice, a pong).
     pub(crate) fn push_bytes(&self, bytes: &[u8]) {
         self.push(&mut Chunk::new(bytes));
