@@ -530,3 +530,25 @@ fn a_tls_client_reads_the_shutdown_notice_then_close_notify() {
     assert!(server.proc.wait_exit(WAIT).success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tls_passes_through_a_proxy_front_with_the_forwarded_address() {
+    let dir = certificate("passthrough");
+    let server = tls_server(&dir, &["--proxy-listen", "127.0.0.1:0"]);
+    let line = server.proc.out.expect("`PROXY fronts on ADDR`", |l| {
+        l.starts_with("PROXY fronts on ")
+    });
+    let front: SocketAddr = line["PROXY fronts on ".len()..].trim().parse().unwrap();
+    // A front that passes TLS through: its header, then the client's ClientHello.
+    let mut tcp = TcpStream::connect(front).unwrap();
+    tcp.write_all(b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 9000\r\n")
+        .unwrap();
+    let mut client = TlsText::over(tcp, &dir);
+    client.write(b"hi\n");
+    let welcome = client.expect(|l| l.starts_with("*** welcome"));
+    assert!(welcome.contains("you are 192.0.2.7:40000"), "{welcome}");
+    server.proc.err.expect("join over TLS via the front", |l| {
+        l.contains("192.0.2.7:40000 joined (text over TLS; via PROXY front")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
