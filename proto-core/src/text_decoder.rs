@@ -28,7 +28,9 @@ pub enum TextEvent<'a> {
 /// however slowly their pieces arrive.
 ///
 /// Limits, errors and the treatment of CR are those of [`LineDecoder`], for lines
-/// and for pause-ended messages alike. It does no I/O, never allocates and never
+/// and for pause-ended messages alike. A line in which a subnegotiation (`ff fa`)
+/// begins and is not ended (see [`TelnetDecoder`]) is discarded whole, up to its LF,
+/// with [`LineError::UnendedSubnegotiation`]. It does no I/O, never allocates and never
 /// panics.
 #[derive(Debug, Clone, Default)]
 pub struct TextDecoder {
@@ -63,6 +65,18 @@ impl TextDecoder {
                 telnet::Step::DiscardLine => {
                     self.lines.discard_line();
                     at += n;
+                }
+                // A stray `ff fa` broke the line: it goes whole, and its sender is
+                // told, rather than have its two ends glued together.
+                telnet::Step::UnendedSubnegotiation(line_ended) => {
+                    if line_ended {
+                        self.newline = true;
+                        self.lines.discard_line();
+                    } else {
+                        self.lines.discard_rest_of_line();
+                    }
+                    let error = Err(LineError::UnendedSubnegotiation);
+                    return (at + n, Some(TextEvent::Message(error)));
                 }
                 telnet::Step::Data(start, end) => {
                     let run = &input[at + start..at + end];
@@ -247,6 +261,36 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn a_line_with_a_stray_sb_is_discarded_whole_and_reported() {
+        // As `nc` sends a line holding a Latin-1 "ÿú", then the next line.
+        let input = b"x\xff\xfa garbage\nnext line\n";
+        for chunk in 1..=input.len() {
+            assert_eq!(
+                run_chunked(&[input], chunk),
+                [
+                    Ev::Msg(Err(LineError::UnendedSubnegotiation)),
+                    msg("next line")
+                ],
+                "chunk {chunk}"
+            );
+        }
+        // Abandoned at the limit, with no LF: the rest of the line goes too, and a
+        // pause (the client sent no LF yet) ends it.
+        let mut long = b"ab\xff\xfa".to_vec();
+        long.extend([b's'; telnet::TELNET_SUBNEGOTIATION_MAX + 10]);
+        assert_eq!(
+            run(&[&long, b"fresh"]),
+            [Ev::Msg(Err(LineError::UnendedSubnegotiation)), msg("fresh")]
+        );
+        let mut dec = TextDecoder::new();
+        let _ = dec.feed(b"\xff\xfa\x01");
+        assert!(
+            !dec.is_newline_framed(),
+            "a stray ff fa is no Telnet command"
+        );
     }
 
     #[test]
