@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::Parser;
-use host_server::{bind, console, run, Cli, Control, Stop};
+use host_server::{bind, console, run, stdin_console, Cli, Control, Stop};
 
 fn main() -> ExitCode {
     // Connection threads have small stacks; the default hook may walk and print a
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let _ = thread::Builder::new()
         .name("console".into())
         .spawn(move || {
-            if let Err(e) = console(io::stdin().lock(), io::stdout(), &at_console) {
+            if let Err(e) = console(stdin_console(), io::stdout(), &at_console) {
                 tracing::error!("console: {e}");
             }
         });

@@ -201,3 +201,100 @@ fn a_bad_bind_address_is_a_usage_error_that_says_what_is_allowed() {
         );
     }
 }
+
+/// Relays between its standard streams and an interactive bash on a new
+/// pseudo-terminal, as a person at a terminal would type; on the end of its input it
+/// kills bash's jobs and exits.
+const PTY_SHELL: &str = r#"
+import os, pty, select, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["PS1"] = "$ "
+    os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+inp = True
+while True:
+    r, _, _ = select.select([fd, 0] if inp else [fd], [], [], 20)
+    if not r:
+        break
+    if fd in r:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    if inp and 0 in r:
+        data = os.read(0, 4096)
+        if data:
+            os.write(fd, data)
+        else:
+            inp = False
+            os.write(fd, b"kill -9 %1; exit\n")
+"#;
+
+/// Issue 21, point 1: `host-server ... &` in an interactive shell used to be stopped
+/// at once (SIGTTIN: its console read the terminal from the background), so no
+/// client got even the preamble.
+#[test]
+fn a_server_in_the_background_of_an_interactive_shell_serves() {
+    let mut shell = Command::new("python3")
+        .args(["-c", PTY_SHELL])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs");
+    let mut typing = shell.stdin.take().unwrap();
+    let screen = shell.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(screen).lines().map_while(Result::ok) {
+            let _ = tx.send(line.trim_end_matches('\r').to_string());
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no {what:?} on the terminal; it showed:\n{seen:#?}"),
+            }
+        }
+    };
+    writeln!(typing, "{BIN} --bind 127.0.0.1:0 &").unwrap();
+    let listening = wait_for("listening on ");
+    let addr = listening.split("listening on ").nth(1).unwrap().trim();
+    wait_for("console off");
+
+    let a = client(addr);
+    let mut a_lines = BufReader::new(a.try_clone().unwrap());
+    let mut line = String::new();
+    a_lines.read_line(&mut line).unwrap();
+    assert!(line.starts_with("*** welcome"), "{line:?}");
+    let mut b = client(addr);
+    b.write_all(b"from the background\n").unwrap();
+    let b_peer = b.local_addr().unwrap();
+    loop {
+        line.clear();
+        a_lines.read_line(&mut line).unwrap();
+        if line.starts_with('[') {
+            break;
+        }
+    }
+    assert_eq!(line, format!("[{b_peer}] from the background\n"));
+
+    // Brought to the foreground, its console answers; `close` stops it.
+    writeln!(typing, "fg").unwrap();
+    wait_for("console on");
+    writeln!(typing, "list").unwrap();
+    wait_for("2 connected");
+    writeln!(typing, "close").unwrap();
+    wait_for("closing: dropping every client");
+    drop(typing);
+    assert!(shell.wait().unwrap().success());
+}
