@@ -24,8 +24,8 @@ fn defaults() -> Config {
 #[command(
     name = "host-server",
     version,
-    after_help = "Exit status: 0 after `close`, Ctrl-C or SIGTERM; 1 if it cannot listen; \
-2 on a bad command line."
+    after_help = "Exit status: 0 after `close`, Ctrl-C or SIGTERM; 1 if it cannot start (it \
+cannot listen, or reach its backplane), before it prints `listening on`; 2 on a bad command line."
 )]
 pub struct Cli {
     /// Address to listen on (see the help text for the LAN forms).
@@ -202,6 +202,27 @@ fn room_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Checks a `--backplane` URL the way the Redis client will read it, so that a
+/// malformed one is a usage error before the server starts, not a failure after it
+/// says it is listening. The message leaves the URL out: it may hold a password.
+fn backplane_url(url: &str) -> Result<(), String> {
+    const FORMS: &str = "use redis://HOST:PORT, redis://:PASSWORD@HOST:PORT or \
+redis://USER:PASSWORD@HOST:PORT/DB";
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("redis" | "rediss" | "redis+unix") => {}
+        Some(other) => return Err(format!("{other}:// is not a Redis URL; {FORMS}")),
+        None => return Err(format!("not a Redis URL; {FORMS}")),
+    }
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(drop)
+        .map_err(|e| {
+            // The Redis error reads "what - Kind"; the kind says nothing more.
+            let e = e.to_string();
+            let what = e.split(" - ").next().unwrap_or(&e);
+            format!("not a usable Redis URL ({what}); {FORMS}")
+        })
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -221,6 +242,9 @@ impl Cli {
                 "--pace-at {} must be at most half of --outbox-limit {}",
                 self.pace_at, self.outbox_limit
             ));
+        }
+        if let Some(url) = &self.backplane {
+            backplane_url(url).map_err(|e| format!("--backplane: {e}"))?;
         }
         Ok(Config {
             bind: self.bind.clone(),
@@ -395,6 +419,34 @@ mod tests {
         assert_eq!(cli.config().unwrap().backplane, Some(want));
         // Debug output (and so any log of the config) hides the password.
         assert!(!format!("{:?}", cli.config()).contains("pw"));
+    }
+
+    #[test]
+    fn a_backplane_url_that_is_not_redis_is_a_usage_error() {
+        for (url, says) in [
+            ("foo", "not a Redis URL"),
+            ("http://h:6379", "http:// is not a Redis URL"),
+            ("redis://", "not a usable Redis URL"),
+            ("redis://h:6379/x", "Invalid database number"),
+            ("redis://:s3cret@h:6379/x", "not a usable Redis URL"),
+        ] {
+            let cli = Cli::try_parse_from(["host-server", "--backplane", url]).unwrap();
+            let err = cli.config().unwrap_err();
+            assert!(
+                err.starts_with("--backplane: ") && err.contains(says),
+                "{url}: {err}"
+            );
+            assert!(err.contains("redis://HOST:PORT"), "{url}: {err}");
+            assert!(!err.contains("s3cret"), "{url}: {err}");
+        }
+        for url in [
+            "redis://10.0.0.1",
+            "redis://u:p@h:6380/2",
+            "redis+unix:///tmp/r.sock",
+        ] {
+            let cli = Cli::try_parse_from(["host-server", "--backplane", url]).unwrap();
+            assert!(cli.config().is_ok(), "{url}");
+        }
     }
 
     #[test]

@@ -70,7 +70,7 @@ mod error;
 mod sys;
 
 pub use accept::{bind, run};
-pub use backplane::{valid_room_name, BackplaneConfig, BackplaneError};
+pub use backplane::{probe as probe_backplane, valid_room_name, BackplaneConfig, BackplaneError};
 pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;
 pub use config::Config;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::Parser;
-use host_server::{bind, console, run, stdin_console, Cli, Control, Stop};
+use host_server::{bind, console, probe_backplane, run, stdin_console, Cli, Control, Stop};
 
 fn main() -> ExitCode {
     // Connection threads have small stacks; the default hook may walk and print a
@@ -29,6 +29,13 @@ fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&e),
     };
+    // Scripts wait for the `listening on` line: a backplane that cannot be reached
+    // is reported before it.
+    if let Some(backplane) = &config.backplane {
+        if let Err(e) = probe_backplane(backplane) {
+            return fail(&e);
+        }
+    }
     match listener.local_addr() {
         Ok(addr) => {
             let mut out = io::stdout().lock();

@@ -298,3 +298,53 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
     drop(typing);
     assert!(shell.wait().unwrap().success());
 }
+
+/// Issue 21, point 2: `--backplane foo` used to print `listening on`, then fail with
+/// `Redis URL did not parse - InvalidClientConfig` and exit 1.
+#[test]
+fn a_malformed_backplane_url_is_a_usage_error_before_listening() {
+    for (url, says) in [
+        ("foo", "not a Redis URL"),
+        ("http://127.0.0.1:6379", "http:// is not a Redis URL"),
+        ("redis://127.0.0.1:6379/zero", "Invalid database number"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--bind", "127.0.0.1:0", "--backplane", url])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(out.stdout.is_empty(), "{url}: printed {:?}", out.stdout);
+        assert!(
+            err.contains(says) && err.contains("redis://HOST:PORT"),
+            "{url}: {err}"
+        );
+    }
+}
+
+/// Issue 21, point 2: an unreachable Redis was found only after `listening on`.
+#[test]
+fn an_unreachable_backplane_fails_before_listening() {
+    // A port nothing listens on: connections to it are refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://:s3cret@127.0.0.1:{port}");
+    let out = Command::new(BIN)
+        .args(["--bind", "127.0.0.1:0", "--backplane", &url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "printed {:?}", out.stdout);
+    assert!(
+        err.contains(&format!(
+            "cannot reach the backplane redis://:***@127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+}
