@@ -43,11 +43,19 @@ pub enum HandshakeError {
 /// Why the client could not connect.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// The address is malformed or names no host that could be resolved.
+    /// The address is malformed (the command line refuses such an address first).
     InvalidAddress {
         /// The address as given.
         addr: String,
-        /// The parser's or resolver's error.
+        /// The parser's error.
+        source: io::Error,
+    },
+    /// The address is well formed, but its host name could not be resolved (no
+    /// such name, or no name server reachable).
+    Unresolved {
+        /// The address as given.
+        addr: String,
+        /// The resolver's error.
         source: io::Error,
     },
     /// Every attempt failed with a transient error.
@@ -126,6 +134,9 @@ impl fmt::Display for ConnectError {
         match self {
             ConnectError::InvalidAddress { addr, source } => {
                 write!(f, "invalid server address '{addr}': {source}")
+            }
+            ConnectError::Unresolved { addr, source } => {
+                write!(f, "cannot resolve the server address '{addr}': {source}")
             }
             ConnectError::GaveUp { addr, attempts, .. } => {
                 let s = if *attempts == 1 { "" } else { "s" };
@@ -252,24 +263,30 @@ fn port(text: &str) -> Result<u16, AddrError> {
 /// Resolves `addr` (see [`parse_addr`]) to the addresses to try.
 ///
 /// # Errors
-/// [`ConnectError::InvalidAddress`] if it does not parse or resolves to nothing.
+/// [`ConnectError::InvalidAddress`] if it does not parse,
+/// [`ConnectError::Unresolved`] if its name resolves to nothing.
 pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ConnectError> {
-    let invalid = |source| ConnectError::InvalidAddress {
+    let unresolved = |source| ConnectError::Unresolved {
         addr: addr.to_string(),
         source,
     };
-    let resolved = match parse_addr(addr) {
-        Ok(Target::Ip(ip)) => Ok(vec![ip]),
-        Ok(Target::Name(host, port)) => (host, port).to_socket_addrs().map(Iterator::collect),
-        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
+    let (host, port) = match parse_addr(addr) {
+        Ok(Target::Ip(ip)) => return Ok(vec![ip]),
+        Ok(Target::Name(host, port)) => (host, port),
+        Err(e) => {
+            return Err(ConnectError::InvalidAddress {
+                addr: addr.to_string(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })
+        }
     };
-    match resolved {
-        Ok(addrs) if Vec::is_empty(&addrs) => Err(invalid(io::Error::new(
+    match (host, port).to_socket_addrs().map(Iterator::collect) {
+        Ok(addrs) if Vec::is_empty(&addrs) => Err(unresolved(io::Error::new(
             io::ErrorKind::NotFound,
             "the name resolves to no address",
         ))),
         Ok(addrs) => Ok(addrs),
-        Err(e) => Err(invalid(e)),
+        Err(e) => Err(unresolved(e)),
     }
 }
 

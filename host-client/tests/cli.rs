@@ -294,3 +294,33 @@ fn bench_idle_offers_no_stalled_readers() {
         assert!(p.out.iter().any(|l| l.contains("--stalled")), "{scenario}");
     }
 }
+
+/// Issue 21, point 3: clap took `-1` for a flag and suggested `-- -1`, which would
+/// have made `-1` the server address.
+#[test]
+fn a_negative_attempt_count_says_what_is_allowed() {
+    let err = usage_error(&["--attempts", "-1"]);
+    assert!(
+        err.contains("invalid value '-1' for '--attempts <N>': expected a whole number from 1"),
+        "{err}"
+    );
+    assert!(!err.contains("-- -1"), "{err}");
+}
+
+/// Issue 21, point 3: a name that does not resolve was called an "invalid server
+/// address" (exit 1); it is well formed, so not a usage error, and the message says
+/// what failed.
+#[test]
+fn a_name_that_does_not_resolve_exits_1_saying_so() {
+    // .invalid never resolves (RFC 6761).
+    let mut p = Proc::spawn(&["no.such.host.invalid"]);
+    assert_eq!(p.wait().code(), Some(1));
+    let err = p.all_err().join("\n");
+    assert!(
+        err.starts_with(
+            "host-client: error: cannot resolve the server address 'no.such.host.invalid': "
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("invalid server address"), "{err}");
+}

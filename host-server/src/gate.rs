@@ -54,12 +54,27 @@ pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
         (Ok(net), _) => net,
         (Err(_), Ok(ip)) => IpNet::from(ip),
         (Err(e), Err(_)) => {
+            let what = prefix_error(s).unwrap_or_else(|| e.to_string());
             return Err(format!(
-                "{e}: use an address or a network in CIDR form, such as 192.168.1.0/24 or fd00::/8"
-            ))
+                "{what}: use an address or a network in CIDR form, such as 192.168.1.0/24 or fd00::/8"
+            ));
         }
     };
     Ok(canonical(net).trunc())
+}
+
+/// What is wrong with the prefix length of `ADDRESS/LEN` whose address is valid
+/// (ipnet only says "invalid IP address syntax").
+fn prefix_error(s: &str) -> Option<String> {
+    let (addr, len) = s.split_once('/')?;
+    let (max, family) = match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(_) => (32, "IPv4"),
+        IpAddr::V6(_) => (128, "IPv6"),
+    };
+    Some(match len.parse::<u8>() {
+        Ok(len) => format!("prefix length {len} is over {max}, the most for an {family} network"),
+        Err(_) => format!("'{len}' after the / is not a prefix length from 0 to {max}"),
+    })
 }
 
 /// An IPv4-mapped IPv6 network (`::ffff:192.168.1.0/120`) as its IPv4 network.
@@ -173,5 +188,14 @@ mod tests {
             let err = parse_net(bad).unwrap_err();
             assert!(err.contains("CIDR"), "{bad}: {err}");
         }
+        let err = parse_net("10.0.0.0/33").unwrap_err();
+        assert!(err.starts_with("prefix length 33 is over 32"), "{err}");
+        let err = parse_net("::/129").unwrap_err();
+        assert!(err.starts_with("prefix length 129 is over 128"), "{err}");
+        let err = parse_net("1.2.3.4/x").unwrap_err();
+        assert!(
+            err.starts_with("'x' after the / is not a prefix length"),
+            "{err}"
+        );
     }
 }

@@ -348,3 +348,29 @@ fn an_unreachable_backplane_fails_before_listening() {
         "{err}"
     );
 }
+
+/// Issue 21, point 3: each of these was refused (exit 2) with a message that did not
+/// say what was wrong ("number would be zero for non-zero type", "invalid digit found
+/// in string", "invalid IP address syntax", "unexpected argument '-1' found").
+#[test]
+fn bad_values_are_refused_with_what_is_expected() {
+    for (args, says) in [
+        (
+            &["--rate-limit", "0"][..],
+            "expected messages per second, a whole number from 1 to 4294967295; leave the option out for no limit",
+        ),
+        (&["--stall-timeout", "1.5"], "expected whole seconds, from 1 to 86400"),
+        (&["--dead-peer-timeout", "1"], "expected whole seconds, from 2 to 86400"),
+        (
+            &["--allow", "10.0.0.0/33"],
+            "prefix length 33 is over 32, the most for an IPv4 network",
+        ),
+        (&["--backlog", "-1"], "invalid value '-1' for '--backlog <N>': expected a whole number from 1 to 65535"),
+        (&["--max-clients", "many"], "expected a whole number from 1 to 1000000"),
+    ] {
+        let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
