@@ -74,7 +74,7 @@ its addresses that binds, IPv4 first")]
     pub outbox_limit: u64,
 
     /// Bytes waiting for one client past which senders wait for it (are read no
-    /// further) while it keeps draining; less than half of --outbox-limit.
+    /// further) while it keeps draining; at most half of --outbox-limit.
     #[arg(long, value_name = "BYTES", default_value_t = defaults().pace_at as u64,
           value_parser = whole::<u64>(4096, 1 << 31))]
     pub pace_at: u64,

@@ -3,7 +3,7 @@
 //! per-address cap (`--max-per-address`) counts. Pure: the counting itself is in
 //! `context`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -41,6 +41,14 @@ pub(crate) fn entry(
         return Entry::Uncounted;
     }
     Entry::Counted(ip)
+}
+
+/// The networks of `allow` no client of a listener on `local` can come from: IPv6
+/// networks, on an IPv4 listener. (An IPv6 listener is dual-stack and takes both.)
+pub(crate) fn never_admitted(allow: &[IpNet], local: SocketAddr) -> impl Iterator<Item = &IpNet> {
+    allow
+        .iter()
+        .filter(move |net| local.is_ipv4() && matches!(net, IpNet::V6(_)))
 }
 
 /// Parses an `--allow` value: a network in CIDR form (`192.168.1.0/24`,
@@ -188,6 +196,14 @@ mod tests {
             let err = parse_net(bad).unwrap_err();
             assert!(err.contains("CIDR"), "{bad}: {err}");
         }
+        let allow = nets(&["192.168.1.0/24", "::1", "::ffff:10.0.0.0/104"]);
+        let on = |addr: &str| {
+            never_admitted(&allow, addr.parse().unwrap())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on("0.0.0.0:9000"), ["::1/128"]);
+        assert!(on("[::]:9000").is_empty());
         let err = parse_net("10.0.0.0/33").unwrap_err();
         assert!(err.starts_with("prefix length 33 is over 32"), "{err}");
         let err = parse_net("::/129").unwrap_err();

@@ -374,3 +374,42 @@ fn bad_values_are_refused_with_what_is_expected() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// Issue 21, point 4: the help, the log and the README disagreed with the server.
+#[test]
+fn help_and_log_say_what_the_server_does() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    // Exactly half is accepted (a_pace_mark_over_half_the_outbox_limit_is_refused).
+    assert!(help.contains("at most half of --outbox-limit"), "{help}");
+    assert!(!help.contains("less than half"), "{help}");
+
+    // An IPv6 network on an IPv4 listener can never match: the log says so.
+    let (mut p, addr) = spawn(&["--allow", "::1", "--allow", "127.0.0.1"]);
+    let c = client(&addr);
+    (&c).write_all(b"hello\n").unwrap();
+    let mut welcome = String::new();
+    BufReader::new(&c).read_line(&mut welcome).unwrap();
+    let pid = p.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(exit_code(&mut p), Some(0));
+    let mut log = String::new();
+    p.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains(&format!(
+            "--allow ::1/128 can never match: the server listens on {addr}, IPv4 only"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("--allow 127.0.0.1/32 can never"), "{log}");
+    // One connection, not "1 connections".
+    assert!(
+        log.contains("shutting down: closing 1 connection\n"),
+        "{log}"
+    );
+}
