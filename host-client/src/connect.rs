@@ -178,6 +178,14 @@ pub enum AddrError {
     NotIpv6(String),
     /// More than one `:` outside brackets, and not an IPv6 address.
     Colons,
+    /// An IPv6 address without brackets whose last group reads as a port, such as
+    /// `::1:9000`: it is a valid address, but most likely meant as port 9000 of `::1`.
+    Ipv6Port {
+        /// The address before the last `:`.
+        host: String,
+        /// The number after it.
+        port: String,
+    },
 }
 
 impl fmt::Display for AddrError {
@@ -196,6 +204,11 @@ impl fmt::Display for AddrError {
             }
             AddrError::Colons => f.write_str(
                 "too many ':' for HOST:PORT; write an IPv6 address in brackets, as [::1]:9000",
+            ),
+            AddrError::Ipv6Port { host, port } => write!(
+                f,
+                "an IPv6 address takes brackets: write [{host}]:{port} for port {port} of \
+                 {host}, or [{host}:{port}] for the address {host}:{port} itself"
             ),
         }
     }
@@ -224,6 +237,12 @@ pub fn parse_addr(addr: &str) -> Result<Target<'_>, AddrError> {
         return Err(AddrError::Empty);
     }
     if let Ok(ip) = addr.parse::<IpAddr>() {
+        if let Some((host, port)) = ipv6_with_port(addr) {
+            return Err(AddrError::Ipv6Port {
+                host: host.to_string(),
+                port: port.to_string(),
+            });
+        }
         return Ok(Target::Ip(SocketAddr::new(ip, DEFAULT_PORT)));
     }
     if let Some(rest) = addr.strip_prefix('[') {
@@ -251,6 +270,16 @@ pub fn parse_addr(addr: &str) -> Result<Target<'_>, AddrError> {
         Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
         Err(_) => Target::Name(host, port),
     })
+}
+
+/// For an IPv6 address written without brackets, the address and port it may have
+/// been meant as: its last group is a decimal port and what comes before it is an
+/// IPv6 address other than `::` (so `::1` alone stays the loopback address).
+fn ipv6_with_port(addr: &str) -> Option<(&str, &str)> {
+    let (host, port_text) = addr.rsplit_once(':')?;
+    let host_ip = host.parse::<std::net::Ipv6Addr>().ok()?;
+    let decimal = port_text.bytes().all(|b| b.is_ascii_digit());
+    (decimal && !host_ip.is_unspecified() && port(port_text).is_ok()).then_some((host, port_text))
 }
 
 fn port(text: &str) -> Result<u16, AddrError> {
@@ -411,6 +440,20 @@ mod tests {
             Err(AddrError::NotIpv6("1.2.3.4".into()))
         );
         assert_eq!(parse_addr("a:b:c"), Err(AddrError::Colons));
+        // An IPv6 address whose last group looks like a port asks for brackets.
+        let ambiguous = parse_addr("::1:9000").unwrap_err();
+        assert_eq!(
+            ambiguous,
+            AddrError::Ipv6Port {
+                host: "::1".into(),
+                port: "9000".into()
+            }
+        );
+        assert!(ambiguous.to_string().contains("write [::1]:9000"));
+        for plain in ["::1", "::", "fe80::1", "2001:db8::a:b", "::ffff:127.0.0.1"] {
+            assert!(matches!(parse_addr(plain), Ok(Target::Ip(_))), "{plain}");
+        }
+        assert!(matches!(parse_addr("[::1:9000]"), Ok(Target::Ip(_))));
         assert_eq!(
             parse_addr("chat.example:9001"),
             Ok(Target::Name("chat.example", 9001))
