@@ -105,3 +105,21 @@ fn a_stray_telnet_subnegotiation_costs_one_line_and_says_so() {
         format!("[{a_peer}] next line")
     );
 }
+
+/// The same for a client that sends no newline: a pause ends the subnegotiation as an
+/// LF does, so the next send is a message again.
+#[test]
+fn a_stray_telnet_subnegotiation_from_a_client_without_newlines_ends_at_a_pause() {
+    let (_server, mut a, mut b) = pair();
+    let a_peer = a.peer();
+    a.write(b"x\xff\xfa garbage");
+    assert!(
+        a.expect(|l| l.starts_with("*** ")).contains("ff fa"),
+        "the notice names the bytes"
+    );
+    a.write(b"hello");
+    assert_eq!(
+        b.expect(|l| l.starts_with('[')),
+        format!("[{a_peer}] hello")
+    );
+}

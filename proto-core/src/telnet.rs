@@ -158,6 +158,18 @@ impl TelnetDecoder {
         self.state == State::Data
     }
 
+    /// True inside a subnegotiation (after `IAC SB`, before its end).
+    pub(crate) fn in_subnegotiation(&self) -> bool {
+        matches!(self.state, State::Sub { .. } | State::SubIac { .. })
+    }
+
+    /// Abandons the subnegotiation being received, if any: what follows is data.
+    pub(crate) fn abandon_subnegotiation(&mut self) {
+        if self.in_subnegotiation() {
+            self.state = State::Data;
+        }
+    }
+
     /// Consumes bytes from the front of `input` until one event is found or `input`
     /// runs out.
     ///

@@ -104,18 +104,29 @@ impl TextDecoder {
     /// The client has sent nothing for the pause time: if the connection is still
     /// pause-framed, the partial message ends here and is returned (or the error of
     /// an over-long one ends). Does nothing on a newline-framed connection.
+    ///
+    /// A pause ends a subnegotiation begun in the message (a stray `ff fa`) as an LF
+    /// would: the message is discarded with [`LineError::UnendedSubnegotiation`], and
+    /// the next send is a message of its own again.
     pub fn pause(&mut self) -> Option<Result<&str, LineError>> {
         if !self.waits_for_pause() {
             return None;
+        }
+        if self.telnet.in_subnegotiation() {
+            self.telnet.abandon_subnegotiation();
+            self.lines.discard_line();
+            return Some(Err(LineError::UnendedSubnegotiation));
         }
         self.lines.end_line()
     }
 
     /// True when [`pause`](Self::pause) would end something now: the connection is
     /// pause-framed and holds a partial message that does not end inside a
-    /// character. A host waits for a pause only then, and otherwise blocks.
+    /// character, or is inside a subnegotiation. A host waits for a pause only then,
+    /// and otherwise blocks.
     pub fn waits_for_pause(&self) -> bool {
-        !self.is_newline_framed() && !self.lines.is_idle() && !ends_mid_char(self.lines.partial())
+        let partial = !self.lines.is_idle() && !ends_mid_char(self.lines.partial());
+        !self.is_newline_framed() && (partial || self.telnet.in_subnegotiation())
     }
 
     /// True once the client has sent an LF or a Telnet command: its messages end at
@@ -284,6 +295,17 @@ mod tests {
         assert_eq!(
             run(&[&long, b"fresh"]),
             [Ev::Msg(Err(LineError::UnendedSubnegotiation)), msg("fresh")]
+        );
+        // A client that sends no newline: the pause ends the subnegotiation, and the
+        // sends after it are messages again.
+        assert_eq!(
+            run(&[b"x\xff\xfa garbage", b"hello", b"\xff\xfa", b"world"]),
+            [
+                Ev::Msg(Err(LineError::UnendedSubnegotiation)),
+                msg("hello"),
+                Ev::Msg(Err(LineError::UnendedSubnegotiation)),
+                msg("world")
+            ]
         );
         let mut dec = TextDecoder::new();
         let _ = dec.feed(b"\xff\xfa\x01");
