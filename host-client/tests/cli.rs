@@ -325,6 +325,14 @@ fn a_name_that_does_not_resolve_exits_1_saying_so() {
     assert!(!err.contains("invalid server address"), "{err}");
 }
 
+fn error_notice(peer: &mut Peer, code: proto_core::ErrorCode, text: &str) {
+    peer.send(&Frame::Notice(Notice {
+        kind: NoticeKind::Error(code),
+        peer: None,
+        text,
+    }));
+}
+
 /// Issue 21, point 5: a refused client printed the server's notice, then
 /// `error: connection lost: the server closed the connection`; it says once that it
 /// was refused.
@@ -333,11 +341,11 @@ fn a_refusal_is_said_once_as_a_refusal() {
     let (listener, addr) = listen();
     let mut p = Proc::spawn(&[&addr]);
     let mut peer = Peer::accept(&listener);
-    peer.send(&Frame::Notice(Notice {
-        kind: NoticeKind::Error(proto_core::ErrorCode::TOO_MANY_FROM_ADDRESS),
-        peer: None,
-        text: "too many connections from your address: 127.0.0.1 holds 16",
-    }));
+    error_notice(
+        &mut peer,
+        proto_core::ErrorCode::TOO_MANY_FROM_ADDRESS,
+        "too many connections from your address: 127.0.0.1 holds 16",
+    );
     drop(peer);
     assert_eq!(p.wait().code(), Some(1));
     assert_eq!(
@@ -353,11 +361,7 @@ fn an_error_notice_before_the_welcome_is_shown_when_the_welcome_follows() {
     let (listener, addr) = listen();
     let mut p = Proc::spawn(&[&addr]);
     let mut peer = Peer::accept(&listener);
-    peer.send(&Frame::Notice(Notice {
-        kind: NoticeKind::Error(proto_core::ErrorCode::MALFORMED),
-        peer: None,
-        text: "odd",
-    }));
+    error_notice(&mut peer, proto_core::ErrorCode::MALFORMED, "odd");
     welcome(&mut peer);
     assert_eq!(p.out.recv_timeout(LIMIT).unwrap(), "*** odd");
     assert_eq!(p.out.recv_timeout(LIMIT).unwrap(), "*** welcome");

@@ -299,6 +299,15 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
     assert!(shell.wait().unwrap().success());
 }
 
+/// Runs the server with `args` and nothing on standard input, to its exit.
+fn output(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// Issue 21, point 2: `--backplane foo` used to print `listening on`, then fail with
 /// `Redis URL did not parse - InvalidClientConfig` and exit 1.
 #[test]
@@ -308,11 +317,7 @@ fn a_malformed_backplane_url_is_a_usage_error_before_listening() {
         ("http://127.0.0.1:6379", "http:// is not a Redis URL"),
         ("redis://127.0.0.1:6379/zero", "Invalid database number"),
     ] {
-        let out = Command::new(BIN)
-            .args(["--bind", "127.0.0.1:0", "--backplane", url])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = output(&["--bind", "127.0.0.1:0", "--backplane", url]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{url}: {err}");
         assert!(out.stdout.is_empty(), "{url}: printed {:?}", out.stdout);
@@ -333,11 +338,7 @@ fn an_unreachable_backplane_fails_before_listening() {
         .unwrap()
         .port();
     let url = format!("redis://:s3cret@127.0.0.1:{port}");
-    let out = Command::new(BIN)
-        .args(["--bind", "127.0.0.1:0", "--backplane", &url])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = output(&["--bind", "127.0.0.1:0", "--backplane", &url]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty(), "printed {:?}", out.stdout);
@@ -368,7 +369,7 @@ fn bad_values_are_refused_with_what_is_expected() {
         (&["--backlog", "-1"], "invalid value '-1' for '--backlog <N>': expected a whole number from 1 to 65535"),
         (&["--max-clients", "many"], "expected a whole number from 1 to 1000000"),
     ] {
-        let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
+        let out = output(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
