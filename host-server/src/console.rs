@@ -60,12 +60,13 @@ pub fn console(
 /// says so once on standard error, looks every 250 ms whether `fg` has brought the
 /// server to the foreground, and then reads again. SIGTTIN is ignored, so a read
 /// already waiting when the server is sent to the background (Ctrl-Z, then `bg`)
-/// fails with EIO instead of stopping the server, and is treated the same way.
+/// fails with EIO instead of stopping the server, and is treated the same way;
+/// SIGTTOU is ignored too, so the log goes on under `stty tostop`.
 /// Standard input that is not a terminal (a pipe, `/dev/null`) is read as it is.
 pub fn stdin_console() -> impl BufRead {
     let terminal = rustix::termios::isatty(io::stdin().as_fd());
     if terminal {
-        ignore_sigttin();
+        ignore_job_control_stops();
     }
     BufReader::new(Foreground {
         terminal,
@@ -74,17 +75,20 @@ pub fn stdin_console() -> impl BufRead {
 }
 
 /// Ignores SIGTTIN, so that reading the terminal from the background fails (EIO)
-/// rather than stops the process.
-fn ignore_sigttin() {
-    // SAFETY: SIG_IGN installs no handler, so no code runs in signal context; it
-    // changes only this process's disposition of SIGTTIN, which nothing else in the
-    // server relies on.
-    let previous = unsafe { libc::signal(libc::SIGTTIN, libc::SIG_IGN) };
-    if previous == libc::SIG_ERR {
-        tracing::warn!(
-            "cannot ignore SIGTTIN: {}; the server may stop if put in the background",
-            io::Error::last_os_error()
-        );
+/// rather than stops the process, and SIGTTOU, so that the log still reaches a
+/// terminal set to stop background writers (`stty tostop`).
+fn ignore_job_control_stops() {
+    for (signal, name) in [(libc::SIGTTIN, "SIGTTIN"), (libc::SIGTTOU, "SIGTTOU")] {
+        // SAFETY: SIG_IGN installs no handler, so no code runs in signal context; it
+        // changes only this process's disposition of a job-control signal, which
+        // nothing else in the server relies on.
+        let previous = unsafe { libc::signal(signal, libc::SIG_IGN) };
+        if previous == libc::SIG_ERR {
+            tracing::warn!(
+                "cannot ignore {name}: {}; the server may stop if put in the background",
+                io::Error::last_os_error()
+            );
+        }
     }
 }
 

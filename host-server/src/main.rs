@@ -15,6 +15,9 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         tracing::error!("internal error: {info}");
     }));
+    // First, so that a server started in the background of a shell is never
+    // stopped for writing its first lines to the terminal (`stty tostop`).
+    let console_input = stdin_console();
     init_log();
     let config = match Cli::parse().config() {
         Ok(config) => config,
@@ -54,7 +57,7 @@ fn main() -> ExitCode {
     let _ = thread::Builder::new()
         .name("console".into())
         .spawn(move || {
-            if let Err(e) = console(stdin_console(), io::stdout(), &at_console) {
+            if let Err(e) = console(console_input, io::stdout(), &at_console) {
                 tracing::error!("console: {e}");
             }
         });

@@ -239,15 +239,18 @@ while True:
 /// client got even the preamble.
 #[test]
 fn a_server_in_the_background_of_an_interactive_shell_serves() {
-    let mut shell = Command::new("python3")
+    let shell = Command::new("python3")
         .args(["-c", PTY_SHELL])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("python3 runs");
-    let mut typing = shell.stdin.take().unwrap();
-    let screen = shell.stdout.take().unwrap();
+    // Killed if the test fails: the terminal closes, and its hangup ends bash and
+    // the server.
+    let mut shell = Shell(shell);
+    let mut typing = shell.0.stdin.take().unwrap();
+    let screen = shell.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(screen).lines().map_while(Result::ok) {
@@ -266,7 +269,9 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
             }
         }
     };
-    writeln!(typing, "{BIN} --bind 127.0.0.1:0 &").unwrap();
+    // `tostop`: a background job that writes to the terminal is stopped too, unless
+    // it ignores SIGTTOU; the server's first line and its log must not stop it.
+    writeln!(typing, "stty tostop; {BIN} --bind 127.0.0.1:0 &").unwrap();
     let listening = wait_for("listening on ");
     let addr = listening.split("listening on ").nth(1).unwrap().trim();
     wait_for("console off");
@@ -296,7 +301,17 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
     writeln!(typing, "close").unwrap();
     wait_for("closing: dropping every client");
     drop(typing);
-    assert!(shell.wait().unwrap().success());
+    assert!(shell.0.wait().unwrap().success());
+}
+
+/// The terminal's relay process, killed when dropped.
+struct Shell(Child);
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs the server with `args` and nothing on standard input, to its exit.
