@@ -256,7 +256,7 @@ pub(crate) fn start(
 
 /// Connects to Redis once and pings it: the server checks this at start, so that an
 /// unreachable backplane (or a wrong password) is reported before it says it is
-/// listening. [`start`] then connects on its own.
+/// listening. Joining the room later opens connections of its own.
 ///
 /// # Errors
 /// [`BackplaneError`] if the URL is unusable, or Redis cannot be reached or refuses.
