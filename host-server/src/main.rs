@@ -15,10 +15,11 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         tracing::error!("internal error: {info}");
     }));
-    // First, so that a server started in the background of a shell is never
-    // stopped for writing its first lines to the terminal (`stty tostop`).
-    let console_input = stdin_console();
     init_log();
+    // Before anything is written, so that a server started in the background of a
+    // shell is never stopped for writing its first lines to the terminal (`stty
+    // tostop`).
+    let console_input = stdin_console();
     let config = match Cli::parse().config() {
         Ok(config) => config,
         Err(e) => {
