@@ -726,3 +726,30 @@ fn a_silently_dead_redis_connection_is_noticed_and_nothing_is_lost() {
         .err
         .expect("a reconnect", |l| l.contains("reconnect"));
 }
+
+/// Issue 21, point 4: one message refused was logged as `backplane: 1 messages not
+/// delivered`.
+#[test]
+fn one_message_not_delivered_is_counted_as_one_in_the_notice_and_the_log() {
+    let mut redis = Redis::start();
+    let a = server(&redis.url(), &["--backplane-append-timeout-ms", "300"]);
+    let mut a1 = BinClient::join(a.addr);
+    redis.kill();
+    a1.say("lost");
+    thread::sleep(Duration::from_millis(600));
+    redis.restart();
+    a1.expect(|g| {
+        matches!(g, Got::Notice { text, .. } if text.starts_with("error: 1 message not delivered"))
+    });
+    a.proc.err.expect("the log of the refusal", |l| {
+        l.contains("backplane: 1 message not delivered")
+    });
+    let plural: Vec<String> = a
+        .proc
+        .err
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("1 messages"))
+        .collect();
+    assert!(plural.is_empty(), "{plural:?}");
+}

@@ -117,6 +117,15 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
     if !config.allow.is_empty() {
         let nets: Vec<String> = config.allow.iter().map(ToString::to_string).collect();
         tracing::info!("accepting clients only from {}", nets.join(", "));
+        if let Ok(local) = listener.local_addr() {
+            for net in gate::never_admitted(&config.allow, local) {
+                tracing::warn!(
+                    "--allow {net} can never match: the server listens on {local}, IPv4 \
+                     only (listen on [::]:{} for IPv6 clients too)",
+                    local.port()
+                );
+            }
+        }
     }
     let notices = spawn_notices(&ctx)?;
     let how = accept_loop(&listener, &ctx);
@@ -308,7 +317,8 @@ fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, c
 /// Closes every connection the way `how` says, then waits for their threads.
 fn shut_down(ctx: &Context, how: Stop) {
     let clients = ctx.room.close();
-    tracing::info!("shutting down: closing {} connections", clients.len());
+    let s = if clients.len() == 1 { "" } else { "s" };
+    tracing::info!("shutting down: closing {} connection{s}", clients.len());
     if how == Stop::Terminate {
         let deadline = Instant::now() + ctx.config.shutdown_grace;
         for client in &clients {

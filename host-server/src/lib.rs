@@ -70,11 +70,11 @@ mod error;
 mod sys;
 
 pub use accept::{bind, run};
-pub use backplane::{valid_room_name, BackplaneConfig, BackplaneError};
+pub use backplane::{probe as probe_backplane, valid_room_name, BackplaneConfig, BackplaneError};
 pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;
 pub use config::Config;
-pub use console::console;
+pub use console::{console, stdin_console};
 pub use control::{Control, Stop};
 pub use error::ServerError;
 pub use sys::raise_fd_limit;

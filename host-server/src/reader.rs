@@ -372,6 +372,10 @@ fn text_event(
         }
         Err(LineError::TooLong) => (ErrorCode::TOO_LONG, "line too long"),
         Err(LineError::InvalidUtf8) => (ErrorCode::INVALID_UTF8, "line is not valid UTF-8"),
+        Err(LineError::UnendedSubnegotiation) => (
+            ErrorCode::MALFORMED,
+            "line held ff fa, which starts a Telnet subnegotiation, and no ff f0 ended it",
+        ),
         Err(_) => (ErrorCode::MALFORMED, "bad line"),
     };
     let text = match code {

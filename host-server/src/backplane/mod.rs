@@ -254,6 +254,20 @@ pub(crate) fn start(
     })
 }
 
+/// Connects to Redis once and pings it: the server checks this at start, so that an
+/// unreachable backplane (or a wrong password) is reported before it says it is
+/// listening. Joining the room later opens connections of its own.
+///
+/// # Errors
+/// [`BackplaneError`] if the URL is unusable, or Redis cannot be reached or refuses.
+pub fn probe(config: &BackplaneConfig) -> Result<(), BackplaneError> {
+    let mut con = link::connect(config)?;
+    redis::cmd("PING")
+        .query::<String>(&mut con)
+        .map(drop)
+        .map_err(|e| BackplaneError::Connect(link::redact(&config.url), e))
+}
+
 /// Keeps `body` running until the room closes, restarting it after a panic (a bug
 /// must not leave the room without its reader or writer).
 pub(crate) fn supervise(name: &str, room: &Room, mut body: impl FnMut()) {

@@ -244,8 +244,7 @@ fn refuse(common: &Common, call: &Call, why: &str) {
             wire::error(mode, ErrorCode::NOT_DELIVERED, &text)
         });
     }
-    tracing::warn!(
-        "backplane: {} messages {why}",
-        call.batches.iter().map(|b| b.ends.len()).sum::<usize>()
-    );
+    let total: usize = call.batches.iter().map(|b| b.ends.len()).sum();
+    let s = if total == 1 { "" } else { "s" };
+    tracing::warn!("backplane: {total} message{s} {why}");
 }
