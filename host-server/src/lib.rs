@@ -44,6 +44,9 @@ mod session;
 
 mod departure;
 
+// A browser: the chat page, and the WebSocket it joins through.
+mod web;
+
 // Its read loops: messages in, batches to the room, the rate limit.
 mod readbuf;
 mod reader;
@@ -78,3 +81,4 @@ pub use console::console;
 pub use control::{Control, Stop};
 pub use error::ServerError;
 pub use sys::raise_fd_limit;
+pub use web::parse_origin;
