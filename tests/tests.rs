@@ -18,3 +18,4 @@ mod reliability;
 mod shutdown;
 mod soak;
 mod text_mode;
+mod web;

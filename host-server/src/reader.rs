@@ -260,8 +260,8 @@ pub(crate) fn read_websocket(
                     Some(_) => return Departure::TimedOut,
                     None => {}
                 }
-                pinged = Some(client.outbox.sent_total());
                 sender.answer(&ws_control(Control::Ping, b""));
+                pinged = Some(client.outbox.sent_total());
                 0
             }
             Err(departure) => return departure,

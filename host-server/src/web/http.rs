@@ -133,11 +133,12 @@ pub(crate) fn answer(head: &[u8], rules: Rules<'_>) -> Answer {
     }
 }
 
-/// The bytes of an answer other than an upgrade: the head, and `page` for a 200.
-pub(crate) fn response(status: u16, reason: &str, page: &str) -> Vec<u8> {
-    let (kind, body) = match status {
-        200 => ("text/html; charset=utf-8", page.to_string()),
-        _ => ("text/plain; charset=utf-8", format!("{status} {reason}\n")),
+/// The bytes of an answer other than an upgrade: the head and `body`, the page
+/// (HTML) for a 200, plain text otherwise.
+pub(crate) fn response(status: u16, reason: &str, body: &str) -> Vec<u8> {
+    let kind = match status {
+        200 => "text/html; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
     };
     let mut head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
@@ -158,7 +159,7 @@ pub(crate) fn response(status: u16, reason: &str, page: &str) -> Vec<u8> {
     }
     head.push_str("Connection: close\r\n\r\n");
     let mut bytes = head.into_bytes();
-    bytes.extend(body.into_bytes());
+    bytes.extend_from_slice(body.as_bytes());
     bytes
 }
 
@@ -264,7 +265,7 @@ mod tests {
 
     #[test]
     fn responses_carry_their_length_and_close() {
-        let bytes = String::from_utf8(response(404, "Not Found", "page")).unwrap();
+        let bytes = String::from_utf8(response(404, "Not Found", "404 Not Found\n")).unwrap();
         assert!(bytes.starts_with("HTTP/1.1 404 Not Found\r\n"), "{bytes}");
         assert!(bytes.contains("Content-Length: 14\r\n"), "{bytes}");
         assert!(

@@ -54,7 +54,10 @@ pub(crate) fn serve(stream: &TcpStream, first: &[u8], peer: PeerAddr, ctx: &Cont
             Err(e) => {
                 if let Some((status, reason)) = head_error_status(e) {
                     tracing::info!("{peer}: HTTP {status} {reason}");
-                    refuse(stream, &response(status, reason, ""));
+                    refuse(
+                        stream,
+                        &response(status, reason, &format!("{status} {reason}\n")),
+                    );
                 }
                 return Served::Done;
             }
@@ -86,10 +89,28 @@ pub(crate) fn serve(stream: &TcpStream, first: &[u8], peer: PeerAddr, ctx: &Cont
             } else {
                 tracing::info!("{peer}: HTTP {status} {reason} for {line:?}");
             }
-            refuse(stream, &response(status, reason, ""));
+            refuse(
+                stream,
+                &response(status, reason, &format!("{status} {reason}\n")),
+            );
             Served::Done
         }
     }
+}
+
+/// True when `first`, the first bytes of a connection (perhaps not a whole line),
+/// begin an HTTP request.
+pub(crate) fn is_request(first: &[u8]) -> bool {
+    let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    proto_core::looks_like_http(line.trim_end_matches('\r'))
+}
+
+/// The answer to an HTTP request from a connection that is turned away (the
+/// server is full, too many from one address, not on the allow list): 503 with the
+/// notice's text.
+pub(crate) fn unavailable(text: &str) -> Vec<u8> {
+    response(503, "Service Unavailable", &format!("{text}\n"))
 }
 
 /// The first line of a head, for the log (cut short).
