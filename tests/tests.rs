@@ -6,6 +6,7 @@ mod util;
 
 mod addresses;
 mod backplane;
+mod browser;
 mod chat;
 mod client_cli;
 mod faults;
