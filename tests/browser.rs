@@ -256,8 +256,9 @@ fn serve_foreign_page(room: SocketAddr) -> SocketAddr {
 
 /// Asserts that the next line `nc` hears is `want`, after any joins and leaves of
 /// others. Chromium opens spare connections to a site it expects to use (a
-/// preconnect) and may leave them silent: the server takes each for a listening
-/// text client, so the room hears of it. Such joins may come at any point here.
+/// preconnect) and may leave them silent; the server waits on those (see
+/// `--web-spare-wait-ms`), and the end of the test checks that none joined, but a
+/// join of one here would only make a later, clearer assertion fail.
 fn hears(nc: &mut TextClient, want: &str) {
     let line = nc.expect(|l| l == want || !(l.ends_with(" joined") || l.contains(" left")));
     assert_eq!(line, want);
@@ -346,6 +347,13 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
         .filter(|l| l.contains("joined (websocket"))
         .collect();
     assert_eq!(joined.len(), 2, "{joined:#?}");
+    // Chromium's silent spare connections were waited on, not announced as text
+    // clients: nc is the one text client that joined.
+    let texts = websockets
+        .iter()
+        .filter(|l| l.contains("joined (text"))
+        .count();
+    assert_eq!(texts, 1, "{websockets:#?}");
     let heard = browser.js(ROWS);
     assert!(!heard.to_string().contains("another site"), "{heard}");
 

@@ -179,6 +179,13 @@ its addresses that binds, IPv4 first")]
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub http_timeout_ms: u64,
 
+    /// Milliseconds a silent connection from an address that loaded the chat page in
+    /// the last two minutes is waited on before it is taken as a text client (a
+    /// browser's spare connection would otherwise be announced as a join).
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().web_spare_wait),
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub web_spare_wait_ms: u64,
+
     /// Redis URL of a room shared by several servers: every server started with the
     /// same Redis and --room is part of one room. Without it the room lives in this
     /// server alone. Forms: redis://host:port, redis://:password@host:port,
@@ -269,6 +276,7 @@ impl Cli {
             web_origins: self.web_origin.clone(),
             http_head_limit: size(self.http_head_limit),
             http_timeout: Duration::from_millis(self.http_timeout_ms),
+            web_spare_wait: Duration::from_millis(self.web_spare_wait_ms),
             backplane: self.backplane.as_ref().map(|url| BackplaneConfig {
                 url: url.clone(),
                 room: self.room.clone(),
@@ -350,6 +358,8 @@ mod tests {
             "2048",
             "--http-timeout-ms",
             "15",
+            "--web-spare-wait-ms",
+            "16",
         ])
         .unwrap();
         let want = Config {
@@ -379,6 +389,7 @@ mod tests {
             web_origins: vec!["http://chat.lan".into(), "https://x.example:8443".into()],
             http_head_limit: 2048,
             http_timeout: Duration::from_millis(15),
+            web_spare_wait: Duration::from_millis(16),
             backplane: None,
         };
         assert_eq!(cli.config(), Ok(want));

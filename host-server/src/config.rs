@@ -116,6 +116,13 @@ pub struct Config {
     pub http_head_limit: usize,
     /// How long a request head may take to arrive; a slower one gets 408. Default 5 s.
     pub http_timeout: Duration,
+    /// How long a silent connection from an address that loaded the chat page in the
+    /// last two minutes is waited on, instead of `sniff_timeout`, before it is taken
+    /// as a text client. Browsers open spare connections and leave them silent for
+    /// up to about 20 s before they use or close them; taken as text clients, they
+    /// would be announced to the room. Default 30 s; 0 waits no longer than
+    /// `sniff_timeout`. A text client from that address that sends a byte is in at once.
+    pub web_spare_wait: Duration,
     /// The Redis that carries a room shared by several servers (`--backplane`);
     /// `None` (the default) keeps the room inside this server.
     pub backplane: Option<BackplaneConfig>,
@@ -150,6 +157,7 @@ impl Default for Config {
             web_origins: Vec::new(),
             http_head_limit: 8192,
             http_timeout: Duration::from_secs(5),
+            web_spare_wait: Duration::from_secs(30),
             backplane: None,
         }
     }

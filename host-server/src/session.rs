@@ -29,7 +29,18 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
         tracing::warn!("{peer}: cannot set socket options: {e}");
     }
     let mut buf = ReadBuf::new(config.read_buffer);
-    let sniffed = opening(&stream, buf.whole(), config.sniff_timeout, Until::FirstLine);
+    let mut sniffed = opening(&stream, buf.whole(), config.sniff_timeout, Until::FirstLine);
+    if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(&stream, ctx) {
+        sniffed = opening(
+            &stream,
+            buf.whole(),
+            config.web_spare_wait,
+            Until::FirstLine,
+        );
+        if let Ok(Opening::Silent) = sniffed {
+            tracing::debug!("{peer}: a silent spare connection of a browser, closed");
+        }
+    }
     let (mode, have) = match sniffed {
         Ok(Opening::Speaks(mode, have)) => (mode, have),
         Ok(Opening::Silent) => return,
@@ -71,6 +82,16 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
         Mode::WebSocket => read_websocket(&member.client, &mut buf, &after_head, ctx),
     };
     member.depart(departure);
+}
+
+/// True when a connection that has said nothing may be a browser's spare: its
+/// address loaded the chat page lately (see `web::Visits`).
+fn spare_suspect(stream: &TcpStream, ctx: &Context) -> bool {
+    let config = &ctx.config;
+    let ip = stream.peer_addr().map(|a| a.ip());
+    config.web
+        && config.web_spare_wait > config.sniff_timeout
+        && ip.is_ok_and(|ip| ctx.visits.lately(ip, Instant::now()))
 }
 
 /// What stops a connection from joining before it is in the room.

@@ -13,15 +13,18 @@
 mod frames;
 mod http;
 mod origin;
+mod visits;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use proto_core::PeerAddr;
 
 pub(crate) use frames::{Discard, WsDecoder, WsError, WsEvent};
 pub use origin::parse_origin;
+pub(crate) use visits::Visits;
 
 use crate::context::Context;
 use crate::refuse::refuse;
@@ -70,6 +73,9 @@ pub(crate) fn serve(stream: &TcpStream, first: &[u8], peer: PeerAddr, ctx: &Cont
     match answer(head, rules) {
         Answer::Page => {
             tracing::info!("{peer}: served the chat page");
+            if let Ok(addr) = stream.peer_addr() {
+                ctx.visits.note(addr.ip(), Instant::now());
+            }
             refuse(stream, &response(200, "OK", &PAGE));
             Served::Done
         }
