@@ -357,6 +357,16 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
     let heard = browser.js(ROWS);
     assert!(!heard.to_string().contains("another site"), "{heard}");
 
+    // A phone's width: nothing sticks out sideways, the input and Send stay in view.
+    browser.post("/window/rect", json!({"width": 390, "height": 740}));
+    let fits = browser.js(
+        "const send = document.querySelector('button[type=submit]').getBoundingClientRect(); \
+         const line = document.getElementById('line').getBoundingClientRect(); \
+         return [innerWidth <= 420, document.documentElement.scrollWidth <= innerWidth, \
+                 send.right <= innerWidth, send.bottom <= innerHeight, line.width >= 150];",
+    );
+    assert_eq!(fits, json!([true, true, true, true, true]));
+
     // The server's close: the page says it is disconnected (and will retry).
     server.proc.send("close");
     browser.wait_for(
