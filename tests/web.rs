@@ -297,3 +297,38 @@ fn a_websocket_counts_against_the_per_address_cap_like_any_client() {
     let err = refused.expect_err("a second connection from the address");
     assert!(err.contains("503"), "{err}");
 }
+
+#[test]
+fn the_bench_as_websocket_clients_gets_every_delivery_in_order() {
+    use clap::Parser;
+    use host_client::bench::{self, Scenario};
+    use host_client::cli::{Args, Command};
+    let server = Server::start(&[]);
+    let addr = server.addr.to_string();
+    let argv = [
+        "host-client",
+        "bench",
+        "fanout",
+        &addr,
+        "--ws",
+        "-n",
+        "4",
+        "-s",
+        "2",
+        "-m",
+        "50",
+    ];
+    let Some(Command::Bench { scenario }) = Args::try_parse_from(argv).unwrap().command else {
+        panic!("not a bench");
+    };
+    assert!(matches!(scenario, Scenario::Fanout { .. }));
+    let report = bench::run(&scenario).unwrap();
+    assert_eq!(report.mode, "websocket");
+    assert_eq!(
+        (report.delivered, report.expected),
+        (400, 400),
+        "{}",
+        report.human()
+    );
+    assert_eq!((report.decode_errors, report.disconnects), (0, 0));
+}
