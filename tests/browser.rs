@@ -255,10 +255,8 @@ fn serve_foreign_page(room: SocketAddr) -> SocketAddr {
 }
 
 /// Asserts that the next line `nc` hears is `want`, after any joins and leaves of
-/// others. Chromium opens spare connections to a site it expects to use (a
-/// preconnect) and may leave them silent; the server waits on those (see
-/// `--web-spare-wait-ms`), and the end of the test checks that none joined, but a
-/// join of one here would only make a later, clearer assertion fail.
+/// others: whether Chromium's spare connections join (they must not; see
+/// `--web-spare-wait-ms`) is checked once, from the server's log, at the end.
 fn hears(nc: &mut TextClient, want: &str) {
     let line = nc.expect(|l| l == want || !(l.ends_with(" joined") || l.contains(" left")));
     assert_eq!(line, want);

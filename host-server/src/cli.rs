@@ -17,7 +17,8 @@ fn defaults() -> Config {
 
 /// The chatroom server: relays every message to every other connected client.
 ///
-/// Binary clients (host-client) and text clients (nc, telnet) share one room. On
+/// Binary clients (host-client), text clients (nc, telnet) and browsers (the chat
+/// page at http://ADDR/, which joins through a WebSocket) share one room. On
 /// start it prints `listening on ADDR` on stdout. Console commands on stdin: list,
 /// close, help. Ctrl-C or SIGTERM sends every client a shutdown notice and exits.
 #[derive(Debug, Parser)]

@@ -2,7 +2,9 @@
 //!
 //! Clients speak either the binary protocol of `proto-core` (the host client, a
 //! microcontroller) or plain text lines (`nc`, `telnet`); the server tells them apart
-//! by their first bytes and puts them in the same room. All wire bytes are read and
+//! by their first bytes and puts them in the same room. A browser gets the chat page
+//! at `GET /` and joins through a WebSocket at `GET /ws` on the same port (see `web`),
+//! hearing the text lines in WebSocket frames. Chat messages and lines are read and
 //! written through `proto-core`.
 //!
 //! Design, for many clients and fast fan-out:
