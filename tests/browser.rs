@@ -373,4 +373,29 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
          && document.getElementById('state').textContent.startsWith('Disconnected');",
     );
     assert!(nc.closed());
+
+    // A server on the same address again: the page reconnects by itself, says so,
+    // and what was typed meanwhile is still there.
+    browser.type_keys("typed while away");
+    assert!(server.proc.wait_exit(Duration::from_secs(10)).success());
+    let again = Server::start_on(&server.addr.to_string(), &[]);
+    browser.wait_for(
+        "the reconnection",
+        "return document.body.dataset.state === 'open' \
+         && document.getElementById('state').textContent === 'Connected';",
+    );
+    let me = browser.js("return document.getElementById('me').textContent;");
+    // (Chromium's spare connections to the new server may be in the room already.)
+    let welcome = format!("*** welcome, you are {};", me.as_str().unwrap());
+    browser.wait_for(
+        "the new welcome",
+        &format!(
+            "return [...document.querySelectorAll('#log > div')].some(d => \
+             d.textContent.startsWith({}));",
+            json!(welcome)
+        ),
+    );
+    let value = browser.js("return document.getElementById('line').value;");
+    assert_eq!(value, json!("typed while away"));
+    drop(again);
 }
