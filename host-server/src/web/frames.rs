@@ -401,6 +401,62 @@ mod tests {
         );
     }
 
+    /// Every event of `input` fed in the pieces `cuts` makes, until an error.
+    fn events_cut(input: &[u8], cuts: &[usize]) -> Vec<Result<String, WsError>> {
+        let mut decoder = WsDecoder::new();
+        let mut out = Vec::new();
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        ends.push(input.len());
+        ends.sort_unstable();
+        let mut at = 0;
+        for end in ends {
+            let mut rest = &input[at..end];
+            at = end;
+            while !rest.is_empty() {
+                let (used, event) = decoder.feed(rest);
+                assert!(used <= rest.len());
+                match event {
+                    Ok(Some(e)) => out.push(Ok(format!("{e:?}"))),
+                    Ok(None) => assert!(used > 0, "no progress"),
+                    Err(e) => return [out, vec![Err(e)]].concat(),
+                }
+                rest = &rest[used..];
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, in whatever pieces, the decoder neither panics nor
+        /// stalls, and the pieces do not change what it finds.
+        #[test]
+        fn any_bytes_in_any_pieces_decode_alike(
+            input in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            cuts in proptest::collection::vec(0usize..1000, 0..8),
+        ) {
+            let whole = events_cut(&input, &[]);
+            proptest::prop_assert_eq!(events_cut(&input, &cuts), whole);
+        }
+
+        /// Valid client frames with texts of any length come out as those texts
+        /// (within the limit) or as one "too long" each, in any pieces.
+        #[test]
+        fn valid_frames_round_trip(
+            texts in proptest::collection::vec(".{0,300}", 1..6),
+            cuts in proptest::collection::vec(0usize..5000, 0..8),
+        ) {
+            let input: Vec<u8> = texts.iter().flat_map(|t| frame(0x81, t.as_bytes())).collect();
+            let want: Vec<_> = texts
+                .iter()
+                .map(|t| Ok(match t.len() > MAX_MESSAGE {
+                    true => "Discarded(TooLong)".to_string(),
+                    false => format!("Text({t:?})"),
+                }))
+                .collect();
+            proptest::prop_assert_eq!(events_cut(&input, &cuts), want);
+        }
+    }
+
     #[test]
     fn broken_framing_is_an_error() {
         let unmasked = [0x81, 0x01, b'a'];
