@@ -66,7 +66,8 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    fn start() -> Self {
+    /// A browser with the usual flags and `extra` ones.
+    fn start(extra: &[&str]) -> Self {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -100,7 +101,7 @@ impl Browser {
             "--disable-dev-shm-usage",
             "--window-size=760,560",
         ];
-        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = args.iter().chain(extra).map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -267,7 +268,7 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
     let mut server = Server::start(&[]);
     let mut nc = TextClient::connect(server.addr);
     nc.expect(|l| l.starts_with("*** welcome"));
-    let browser = Browser::start();
+    let browser = Browser::start(&[]);
 
     let a = join(&browser, server.addr);
     hears(&mut nc, &format!("*** {a} joined"));
@@ -398,4 +399,27 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
     let value = browser.js("return document.getElementById('line').value;");
     assert_eq!(value, json!("typed while away"));
     drop(again);
+}
+
+#[test]
+fn the_page_follows_the_systems_dark_mode() {
+    let server = Server::start(&[]);
+    // The page's colours, and their contrast, in the light (default) and dark schemes.
+    let colours = "const s = getComputedStyle(document.body); \
+                   return [matchMedia('(prefers-color-scheme: dark)').matches, \
+                           s.backgroundColor, s.color];";
+    let mut seen = Vec::new();
+    for flags in [&[][..], &["--force-dark-mode"][..]] {
+        let browser = Browser::start(flags);
+        join(&browser, server.addr);
+        seen.push(browser.js(colours));
+    }
+    assert_eq!(
+        seen[0],
+        json!([false, "rgb(253, 253, 252)", "rgb(27, 27, 27)"])
+    );
+    assert_eq!(
+        seen[1],
+        json!([true, "rgb(22, 22, 22)", "rgb(232, 232, 230)"])
+    );
 }
