@@ -173,7 +173,8 @@ pub(crate) fn switching(accept: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The reason of a status this module answers with, for the log.
+/// The status (and reason) that answers a head that could not be read; `None`
+/// when the peer is gone and there is nobody to answer.
 pub(crate) fn head_error_status(e: HeadError) -> Option<(u16, &'static str)> {
     match e {
         HeadError::TooLarge => Some((431, "Request Header Fields Too Large")),
