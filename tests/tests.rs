@@ -6,6 +6,7 @@ mod util;
 
 mod addresses;
 mod backplane;
+mod browser;
 mod chat;
 mod client_cli;
 mod faults;
@@ -18,3 +19,4 @@ mod reliability;
 mod shutdown;
 mod soak;
 mod text_mode;
+mod web;

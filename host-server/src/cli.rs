@@ -17,7 +17,8 @@ fn defaults() -> Config {
 
 /// The chatroom server: relays every message to every other connected client.
 ///
-/// Binary clients (host-client) and text clients (nc, telnet) share one room. On
+/// Binary clients (host-client), text clients (nc, telnet) and browsers (the chat
+/// page at http://ADDR/, which joins through a WebSocket) share one room. On
 /// start it prints `listening on ADDR` on stdout. Console commands on stdin: list,
 /// close, help. Ctrl-C or SIGTERM sends every client a shutdown notice and exits.
 #[derive(Debug, Parser)]
@@ -160,6 +161,33 @@ its addresses that binds, IPv4 first")]
     #[arg(long, value_name = "N", default_value_t = defaults().max_refusers as u64,
           value_parser = whole::<u64>(0, 1024))]
     pub max_refusers: u64,
+
+    /// Serve no chat page and no WebSocket: every HTTP request is refused with a
+    /// text notice. By default `GET /` is the chat page and `GET /ws` joins the room.
+    #[arg(long)]
+    pub no_web: bool,
+
+    /// An origin, besides the server's own, whose pages may join over a WebSocket,
+    /// as in http://chat.lan:9000 (repeat for more). Pages of other origins get 403.
+    #[arg(long, value_name = "ORIGIN", value_parser = crate::web::parse_origin)]
+    pub web_origin: Vec<String>,
+
+    /// Most bytes of an HTTP request head; a longer one gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().http_head_limit as u64,
+          value_parser = whole::<u64>(1024, 1 << 20))]
+    pub http_head_limit: u64,
+
+    /// Milliseconds an HTTP request head may take to arrive; a slower one gets 408.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().http_timeout),
+          value_parser = whole::<u64>(10, 600_000))]
+    pub http_timeout_ms: u64,
+
+    /// Milliseconds a silent connection from an address that loaded the chat page in
+    /// the last two minutes is waited on before it is taken as a text client (a
+    /// browser's spare connection would otherwise be announced as a join).
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().web_spare_wait),
+          value_parser = whole::<u64>(0, 600_000))]
+    pub web_spare_wait_ms: u64,
 
     /// Redis URL of a room shared by several servers: every server started with the
     /// same Redis and --room is part of one room. Without it the room lives in this
@@ -304,6 +332,11 @@ impl Cli {
             send_buffer: self.send_buffer.map(size),
             accept_pause: Duration::from_millis(self.accept_pause_ms),
             max_refusers: size(self.max_refusers),
+            web: !self.no_web,
+            web_origins: self.web_origin.clone(),
+            http_head_limit: size(self.http_head_limit),
+            http_timeout: Duration::from_millis(self.http_timeout_ms),
+            web_spare_wait: Duration::from_millis(self.web_spare_wait_ms),
             backplane: self.backplane.as_ref().map(|url| BackplaneConfig {
                 url: url.clone(),
                 room: self.room.clone(),
@@ -376,6 +409,17 @@ mod tests {
             "13",
             "--max-refusers",
             "5",
+            "--no-web",
+            "--web-origin",
+            "http://Chat.lan:80/",
+            "--web-origin",
+            "https://x.example:8443",
+            "--http-head-limit",
+            "2048",
+            "--http-timeout-ms",
+            "15",
+            "--web-spare-wait-ms",
+            "16",
         ])
         .unwrap();
         let want = Config {
@@ -401,6 +445,11 @@ mod tests {
             send_buffer: Some(8192),
             accept_pause: Duration::from_millis(13),
             max_refusers: 5,
+            web: false,
+            web_origins: vec!["http://chat.lan".into(), "https://x.example:8443".into()],
+            http_head_limit: 2048,
+            http_timeout: Duration::from_millis(15),
+            web_spare_wait: Duration::from_millis(16),
             backplane: None,
         };
         assert_eq!(cli.config(), Ok(want));

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
+use crate::web::Visits;
 
 /// The shared context of one running server.
 pub(crate) struct Context {
@@ -25,6 +26,8 @@ pub(crate) struct Context {
     /// Connections held by each address the per-address cap counts; an address
     /// leaves the map with its last connection, so it holds only live ones.
     per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Addresses that loaded the chat page lately (see `web::Visits`).
+    pub(crate) visits: Visits,
     /// Signalled when the last counted thread ends, for [`Context::wait_idle`].
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -52,6 +55,7 @@ impl Context {
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
+            visits: Visits::default(),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }
