@@ -14,6 +14,7 @@ mod firmware_room;
 mod firmware_util;
 mod flood;
 mod real_clients;
+mod relay;
 mod reliability;
 mod shutdown;
 mod soak;
