@@ -211,8 +211,15 @@ pub(crate) fn start(
     let keys = script::Keys::new(&config.room);
     let server_id = link::random_token();
     let mut first = link::connect(config)?;
-    let opened = script::open(&mut first, &keys, &server_id, &link::random_token(), 0)
-        .map_err(|e| BackplaneError::Open(link::redact(&config.url), e))?;
+    let opened = script::open(
+        &mut first,
+        &keys,
+        &server_id,
+        &link::random_token(),
+        0,
+        None,
+    )
+    .map_err(|e| BackplaneError::Open(link::redact(&config.url), e))?;
     tracing::info!(
         "backplane: in room {:?} at {} as server {server_id}; epoch {}, {} messages so far",
         config.room,

@@ -7,7 +7,9 @@
 //! silent past `io_timeout` is dead (a stalled network, a killed connection) and is
 //! opened again. Every few seconds, and after every reconnect, it reads the room's
 //! epoch and last ID: a new epoch, or a last ID below what was delivered, means Redis
-//! lost the room.
+//! lost the room. So does the entry last read being gone or another one: Redis came
+//! back with an older copy of the stream in the same epoch, and the check starts the
+//! room over above what was delivered (see `script`).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -37,6 +39,9 @@ struct Reader<'c> {
     last: u64,
     /// The last stream ID read: where the next read starts.
     cursor: StreamId,
+    /// The entry at the cursor when it was a message of the room, so a check can
+    /// tell whether Redis still holds it (it does not after a rewind).
+    at_cursor: Option<Message>,
     servers: HashSet<String>,
     /// Server ids seen in entries and found not to be in the room.
     strangers: HashSet<String>,
@@ -54,6 +59,7 @@ pub(crate) fn run(common: &Common, con: Connection, opened: Opened) {
         epoch: opened.epoch,
         last: opened.tail,
         cursor: (0, opened.tail),
+        at_cursor: None,
         servers: HashSet::new(),
         strangers: HashSet::new(),
         checked: Instant::now(),
@@ -136,6 +142,9 @@ impl Reader<'_> {
             &self.common.server_id,
             &random_token(),
             self.last,
+            self.at_cursor
+                .as_ref()
+                .filter(|m| (0, m.seq) == self.cursor),
         ) {
             Ok(opened) => {
                 self.checked = Instant::now();
@@ -163,6 +172,7 @@ impl Reader<'_> {
         self.common.set_epoch(&opened.epoch);
         self.last = opened.tail;
         self.cursor = (0, opened.tail);
+        self.at_cursor = None;
         let delivered = &self.common.delivered;
         delivered.fetch_max(opened.tail, Ordering::AcqRel);
     }
@@ -239,6 +249,7 @@ impl Reader<'_> {
     /// Hands `ready` to the room and empties it.
     fn deliver(&mut self, ready: &mut Vec<Message>) {
         if let Some(last) = ready.last() {
+            self.at_cursor = Some(last.clone());
             let me = &self.common.server_id;
             let batch: Vec<Sequenced<'_>> = ready
                 .iter()

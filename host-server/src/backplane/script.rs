@@ -11,7 +11,7 @@
 
 use redis::{Connection, RedisResult, Script, Value};
 
-use super::entry::parse_seq;
+use super::entry::{parse_seq, Message as Entry};
 
 /// The names of one room's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +41,9 @@ impl Keys {
 
 /// Shared by both scripts: returns the room's epoch, first recreating the room if
 /// Redis lost it. KEYS[1] stream, KEYS[2] epoch; `cand` a fresh epoch, `floor` the
-/// highest sequence number the caller has seen, so a recreated stream numbers on
-/// from there and no client sees a number go backwards.
+/// highest sequence number the caller has delivered, so a recreated stream numbers on
+/// from there and no client sees a number go backwards. `restart` starts the room
+/// over in a new epoch above `floor` (Redis holds less than was delivered from it).
 const ENSURE: &str = r#"
 local function ensure(cand, floor)
   local e = redis.call('GET', KEYS[2])
@@ -59,21 +60,63 @@ local function ensure(cand, floor)
   redis.call('SET', KEYS[2], cand)
   return cand
 end
-local function tail()
-  local info = redis.call('XINFO', 'STREAM', KEYS[1])
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then return info[i + 1] end
-  end
-  return '0-0'
+local function restart(cand, floor)
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return ensure(cand, floor)
+end
+local function seq(id)
+  local n = string.match(id, '^0%-(%d+)$')
+  if n then return tonumber(n) end
+  return -1
+end
+local function info()
+  local raw = redis.call('XINFO', 'STREAM', KEYS[1])
+  local out = {}
+  for i = 1, #raw, 2 do out[raw[i]] = raw[i + 1] end
+  return out
 end
 "#;
 
-/// KEYS stream, epoch, servers; ARGV candidate epoch, floor, server id.
+/// KEYS stream, epoch, servers; ARGV candidate epoch, floor, server id, then the
+/// caller's cursor (the last ID it read, or '') and that entry's fields e, o, c, b.
 /// Returns {epoch, last-generated-id}.
+///
+/// The room starts over (a new epoch, numbering on above the floor) when Redis holds
+/// less than the caller delivered: a last ID below the floor, or the entry at the
+/// cursor gone (deleted, not trimmed: entries after it remain before it) or another
+/// than the one read. That is Redis come back with an older copy of the room (an
+/// older snapshot, a replica that missed writes) in the same epoch.
 const OPEN: &str = r#"
 local e = ensure(ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
-return {e, tail()}
+local i = info()
+local top = i['last-generated-id']
+local floor = tonumber(ARGV[2])
+local rewound = seq(top) < floor
+if not rewound and ARGV[4] ~= '' then
+  local at = redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[4])
+  local first = i['first-entry']
+  if #at == 0 then
+    -- (a missing reply is false in Lua, not nil)
+    rewound = first and seq(first[1]) < seq(ARGV[4]) or false
+  else
+    local want = {e = ARGV[5], o = ARGV[6], c = ARGV[7], b = ARGV[8]}
+    local f = at[1][2]
+    local seen = 0
+    for j = 1, #f, 2 do
+      if want[f[j]] ~= nil then
+        if want[f[j]] ~= f[j + 1] then rewound = true end
+        seen = seen + 1
+      end
+    end
+    if seen ~= 4 then rewound = true end
+  end
+end
+if rewound then
+  e = restart(ARGV[1], math.max(floor, seq(top)))
+  top = info()['last-generated-id']
+end
+return {e, top}
 "#;
 
 /// KEYS stream, epoch, dedupe; ARGV believed epoch, candidate epoch, floor, retain,
@@ -93,12 +136,18 @@ for i = 7, #ARGV - 2, 3 do
     if not first and string.find(id.err, 'equal or smaller', 1, true) then
       -- A foreign entry with an ID above 0-N: no 0-* can follow it. Start the
       -- room over (readers see the new epoch and reset).
-      redis.call('DEL', KEYS[1], KEYS[2])
-      return {'RESET', ensure(ARGV[2], ARGV[3])}
+      return {'RESET', restart(ARGV[2], ARGV[3])}
     end
     return redis.error_reply(id.err)
   end
-  if not first then first = id end
+  if not first then
+    first = id
+    if seq(id) <= tonumber(ARGV[3]) then
+      -- Redis holds less than this server delivered: the number is taken. Start
+      -- the room over above the floor (nothing of this call stays).
+      return {'RESET', restart(ARGV[2], ARGV[3])}
+    end
+  end
 end
 redis.call('SET', KEYS[3], first, 'EX', ARGV[5])
 return {'OK', first}
@@ -114,23 +163,33 @@ pub(crate) struct Opened {
 
 /// Registers server `server` in the room and reads its epoch and last sequence
 /// number, creating the room (epoch `cand`, numbering on from `floor`) if Redis
-/// does not hold it.
+/// does not hold it, and starting it over if Redis holds less than was delivered
+/// (below `floor`, or not `last`, the last entry read).
 pub(crate) fn open(
     con: &mut Connection,
     keys: &Keys,
     server: &str,
     cand: &str,
     floor: u64,
+    last: Option<&Entry>,
 ) -> RedisResult<Opened> {
     let script = Script::new(&format!("{ENSURE}{OPEN}"));
-    let (epoch, tail): (String, String) = script
-        .key(&keys.stream)
-        .key(&keys.epoch)
+    let mut inv = script.key(&keys.stream);
+    inv.key(&keys.epoch)
         .key(&keys.servers)
         .arg(cand)
         .arg(floor)
-        .arg(server)
-        .invoke(con)?;
+        .arg(server);
+    match last {
+        Some(m) => inv
+            .arg(format!("0-{}", m.seq))
+            .arg(&m.epoch)
+            .arg(&m.server)
+            .arg(m.client)
+            .arg(&m.body),
+        None => inv.arg("").arg("").arg("").arg("").arg(""),
+    };
+    let (epoch, tail): (String, String) = inv.invoke(con)?;
     let tail = parse_seq(tail.as_bytes()).ok_or_else(|| {
         redis::RedisError::from((
             redis::ErrorKind::UnexpectedReturnType,
