@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::relay::Relay;
-use crate::util::{BinClient, Got, Server, WAIT};
+use crate::relay::{Mode, Relay};
+use crate::util::{BinClient, Got, Server, TextClient, WAIT};
 
 /// A `redis-server` of a test's own, on a free loopback port, with its files in a
 /// scratch directory removed when it is dropped.
@@ -101,6 +101,17 @@ impl Redis {
     /// Starts it again on the same port and directory (so with the same AOF if on).
     pub fn restart(&mut self) {
         self.launch();
+    }
+
+    /// Sends the redis-server signal `sig` (STOP freezes it, CONT wakes it).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} failed");
     }
 }
 
@@ -749,7 +760,7 @@ fn messages_that_cannot_wait_out_a_redis_restart_are_refused_with_a_notice() {
 #[test]
 fn a_server_behind_what_the_stream_keeps_disconnects_its_clients_with_a_notice() {
     let redis = Redis::start();
-    let retain = ["--backplane-retain", "100"];
+    let retain = ["--backplane-retain", "100", "--backplane-batch", "16"];
     let (a, b) = (server(&redis.url(), &retain), server(&redis.url(), &retain));
     let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
     b.proc.signal("STOP");
@@ -878,4 +889,234 @@ fn a_silently_dead_redis_connection_is_noticed_and_nothing_is_lost() {
     b.proc
         .err
         .expect("a reconnect", |l| l.contains("reconnect"));
+}
+
+/// Settings for the fault tests: a short append timeout and Redis timeout, so the
+/// tests are short.
+const QUICK: [&str; 4] = [
+    "--backplane-append-timeout-ms",
+    "500",
+    "--backplane-timeout-ms",
+    "1000",
+];
+
+/// The append timeout in [`QUICK`].
+const APPEND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reads `client` until an error notice with `code` arrives; returns its text.
+fn notice_with(client: &BinClient, log: &mut Log, code: u8) -> String {
+    let seen = log.codes.len();
+    read_until(client, log, WAIT, |l| l.codes[seen..].contains(&Some(code)));
+    let at = seen
+        + log.codes[seen..]
+            .iter()
+            .position(|c| *c == Some(code))
+            .unwrap();
+    log.notices[at].clone()
+}
+
+/// Sends a Ping and reads until its Pong, checking what came before it.
+fn ping(client: &mut BinClient, log: &mut Log, nonce: u64) {
+    client.send(&proto_core::Frame::Ping { nonce });
+    let pong = format!("Pong {{ nonce: {nonce} }}");
+    loop {
+        match client.rx.recv_timeout(WAIT).expect("no pong") {
+            Got::Other(o) if o == pong => return,
+            got => log.take(got),
+        }
+    }
+}
+
+#[test]
+fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &QUICK), server(&redis.url(), &QUICK));
+    let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let mut t1 = TextClient::connect(a.addr);
+    t1.expect(|l| l.starts_with("*** welcome"));
+    let lines = numbered(0, 31);
+    a1.say(&lines[0]);
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 1);
+    // The writer has its reply too (the Ack comes through the reader).
+    thread::sleep(Duration::from_millis(200));
+    redis.signal("STOP");
+    let stopped = Instant::now();
+    a1.say(&lines[1]);
+    t1.write(b"t1 0\n");
+    // Whichever of the two messages is in the writer's call is delayed; the other
+    // waits behind it and is certainly not delivered, and said so, or delayed too.
+    read_until(&a1, &mut logs[0], WAIT, |l| delayed(l) + refused(l) > 0);
+    let waited = stopped.elapsed();
+    assert!(
+        waited < APPEND_TIMEOUT + Duration::from_secs(1),
+        "the delay notice took {waited:?}"
+    );
+    let first = t1.expect(|l| l.starts_with("*** "));
+    let t_delayed = first.contains("1 message delayed");
+    assert!(
+        t_delayed || first.contains("1 message not delivered"),
+        "{first}"
+    );
+    // Its connection is still read while Redis sleeps: a ping is answered, and more
+    // lines are taken and answered (each batch in its own time, none waits for
+    // another's connection attempt).
+    ping(&mut a1, &mut logs[0], 1);
+    for line in &lines[2..] {
+        a1.say(line);
+        thread::sleep(Duration::from_millis(20));
+    }
+    read_until(&a1, &mut logs[0], WAIT, |l| refused(l) + delayed(l) >= 30);
+    ping(&mut a1, &mut logs[0], 2);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "Redis woke too early"
+    );
+    thread::sleep(Duration::from_secs(4).saturating_sub(stopped.elapsed()));
+    redis.signal("CONT");
+    // The truth: each of a1's messages acked (so delivered) or refused, none both;
+    // the text sender hears its delayed line was delivered.
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks + refused(l) == 31);
+    if t_delayed {
+        let line = t1.expect(|l| l.contains("delivered"));
+        assert!(
+            line.contains("delayed, delivered now") || line.contains("not delivered"),
+            "{line}"
+        );
+    }
+    a1.say("c0 31");
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks + refused(l) == 32);
+    read_until(&b1, &mut logs[1], WAIT, |l| {
+        l.seqs.last().is_some_and(|s| s.2 == "c0 31")
+    });
+    // t1's line, if delivered, is in the room like any other.
+    let mut sent = lines.clone();
+    sent.push("c0 31".into());
+    let runs = [
+        Run {
+            peer: a1.peer(),
+            sent: &sent,
+            log: &logs[0],
+        },
+        Run {
+            peer: b1.peer(),
+            sent: &[],
+            log: &logs[1],
+        },
+    ];
+    let room = check_room(&runs);
+    eprintln!(
+        "delay notice after {waited:?}; {} of 32 delivered",
+        room.len()
+    );
+}
+
+/// How many of its messages a client was told were delayed (error code 13).
+fn delayed(log: &Log) -> usize {
+    log.notices
+        .iter()
+        .zip(&log.codes)
+        .filter(|(_, code)| **code == Some(13))
+        .filter_map(|(n, _)| {
+            n.strip_prefix("error: ")?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Server b reaches Redis through a relay put in `mode` after its client's first
+/// message; its client sends one more, then the relay passes again after `held`.
+/// Returns b's client's log and whether a's client received that message.
+fn one_message_through(mode: Mode, held: Duration) -> (Log, bool) {
+    let redis = Redis::start();
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], redis.port)));
+    let a = server(&redis.url(), &QUICK);
+    let mut opts = QUICK.to_vec();
+    opts.extend(["--backplane-dedupe-secs", "1"]);
+    let b = server(&relay.url(), &opts);
+    let (a1, mut b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let lines = numbered(1, 2);
+    b1.say(&lines[0]);
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&b1, &mut logs[1], WAIT, |l| l.acks == 1);
+    // The writer has its reply too (the Ack comes through the reader).
+    thread::sleep(Duration::from_millis(200));
+    relay.set(mode);
+    let started = Instant::now();
+    b1.say(&lines[1]);
+    let text = notice_with(&b1, &mut logs[1], 13);
+    assert!(text.contains("delayed"), "{text}");
+    let waited = started.elapsed();
+    assert!(
+        waited < APPEND_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    thread::sleep(held.saturating_sub(started.elapsed()));
+    relay.set(Mode::Pass);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.acks + refused(l) == 2);
+    // Nothing more is owed: the pong comes after the truth, and a's client has
+    // heard everything appended before a last message.
+    ping(&mut b1, &mut logs[1], 1);
+    b1.say("c1 2");
+    read_until(&a1, &mut logs[0], WAIT, |l| {
+        l.seqs.last().is_some_and(|s| s.2 == "c1 2")
+    });
+    logs[0].seqs.pop();
+    read_until(&b1, &mut logs[1], WAIT, |l| l.acks + refused(l) == 3);
+    logs[1].seqs.pop();
+    logs[1].acks -= 1;
+    let runs = [
+        Run {
+            peer: a1.peer(),
+            sent: &[],
+            log: &logs[0],
+        },
+        Run {
+            peer: b1.peer(),
+            sent: &lines,
+            log: &logs[1],
+        },
+    ];
+    check_room(&runs);
+    let [a_log, b_log] = logs;
+    let got = a_log.seqs.iter().any(|s| s.2 == lines[1]);
+    (b_log, got)
+}
+
+#[test]
+fn a_delivered_message_whose_reply_was_held_past_its_dedupe_key_is_not_reported_lost() {
+    // Redis appends it, the reply is held longer than the dedupe key lives: the
+    // sender hears "delayed", then its Ack, never "not delivered".
+    let (log, received) = one_message_through(Mode::HoldReplies, Duration::from_millis(3000));
+    assert!(received, "a's client did not get the message");
+    assert_eq!(refused(&log), 0, "{:?}", log.notices);
+    assert_eq!(log.acks, 2);
+}
+
+#[test]
+fn a_message_lost_on_a_blackholed_link_is_reported_not_delivered_once_redis_answers() {
+    let (log, received) = one_message_through(Mode::Blackhole, Duration::from_millis(2000));
+    assert!(!received, "a's client got the message");
+    assert_eq!(refused(&log), 1, "{:?}", log.notices);
+    assert_eq!(log.acks, 1);
+}
+
+#[test]
+fn a_pong_follows_the_acks_of_the_messages_sent_before_its_ping() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let mut log = Log::default();
+    for round in 0..5u64 {
+        for n in 0..20 {
+            a1.say(&format!("c0 {}", round * 20 + n));
+        }
+        ping(&mut a1, &mut log, round);
+        assert_eq!(log.acks as u64, (round + 1) * 20, "the pong came first");
+    }
+    let mut b_log = Log::default();
+    read_until(&b1, &mut b_log, WAIT, |l| l.chats() == 100);
 }

@@ -177,6 +177,17 @@ its addresses that binds, IPv4 first")]
           value_parser = clap::value_parser!(u64).range(100..=1 << 32), requires = "backplane")]
     pub backplane_retain: u64,
 
+    /// Most messages appended by one Redis call, and read by one XREAD.
+    #[arg(long, value_name = "N", default_value_t = bp_defaults().batch as u64,
+          value_parser = clap::value_parser!(u64).range(16..=65_536), requires = "backplane")]
+    pub backplane_batch: u64,
+
+    /// Seconds Redis keeps an append's dedupe key, which answers a retried append at
+    /// once; after that, an append whose answer was lost is looked for in the stream.
+    #[arg(long, value_name = "SECS", default_value_t = bp_defaults().dedupe.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "backplane")]
+    pub backplane_dedupe_secs: u64,
+
     /// Milliseconds a message may wait while the backplane is unreachable before its
     /// sender is told it was not delivered.
     #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().append_timeout),
@@ -251,7 +262,8 @@ impl Cli {
                 retain: self.backplane_retain,
                 append_timeout: Duration::from_millis(self.backplane_append_timeout_ms),
                 io_timeout: Duration::from_millis(self.backplane_timeout_ms),
-                ..bp_defaults()
+                batch: size(self.backplane_batch),
+                dedupe: Duration::from_secs(self.backplane_dedupe_secs),
             }),
         })
     }
@@ -382,6 +394,10 @@ mod tests {
             "700",
             "--backplane-timeout-ms",
             "900",
+            "--backplane-batch",
+            "100",
+            "--backplane-dedupe-secs",
+            "5",
         ])
         .unwrap();
         let want = BackplaneConfig {
@@ -390,7 +406,8 @@ mod tests {
             retain: 500,
             append_timeout: Duration::from_millis(700),
             io_timeout: Duration::from_millis(900),
-            ..BackplaneConfig::default()
+            batch: 100,
+            dedupe: Duration::from_secs(5),
         };
         assert_eq!(cli.config().unwrap().backplane, Some(want));
         // Debug output (and so any log of the config) hides the password.

@@ -27,6 +27,7 @@ mod entry;
 mod link;
 mod reader;
 mod script;
+mod tracker;
 mod writer;
 
 use std::fmt;
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 use proto_core::PeerAddr;
 
 use crate::room::Room;
+use tracker::Tracker;
 
 pub use link::BackplaneError;
 
@@ -65,6 +67,10 @@ pub struct BackplaneConfig {
     /// Most messages appended by one script call, and read by one `XREAD`.
     /// Default 1024.
     pub batch: usize,
+    /// How long Redis keeps an append's dedupe key, which answers a retried append
+    /// at once. Once it is gone, an append whose answer was lost is looked for in the
+    /// stream instead. Default 60 s.
+    pub dedupe: Duration,
 }
 
 impl Default for BackplaneConfig {
@@ -76,6 +82,7 @@ impl Default for BackplaneConfig {
             append_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(3),
             batch: 1024,
+            dedupe: Duration::from_secs(60),
         }
     }
 }
@@ -90,6 +97,7 @@ impl fmt::Debug for BackplaneConfig {
             .field("append_timeout", &self.append_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("batch", &self.batch)
+            .field("dedupe", &self.dedupe)
             .finish()
     }
 }
@@ -116,6 +124,8 @@ pub(crate) struct Common {
     pub(crate) epoch: std::sync::Mutex<String>,
     /// The writer found the room reset; the reader is to check it at once.
     pub(crate) reset_seen: AtomicBool,
+    /// What each sender is owed.
+    pub(crate) tracker: Arc<Tracker>,
     pub(crate) room: Arc<Room>,
 }
 
@@ -137,8 +147,11 @@ pub(crate) struct Outgoing {
     /// The messages, one after another, and where each ends.
     pub(crate) text: String,
     pub(crate) ends: Vec<usize>,
-    /// When the session handed it over: it is refused after `append_timeout`.
+    /// When the session handed it over: it is answered for now (refused or
+    /// delayed) after `append_timeout`.
     pub(crate) since: Instant,
+    /// Its ticket with the tracker.
+    pub(crate) ticket: u64,
 }
 
 impl Outgoing {
@@ -153,6 +166,7 @@ impl Outgoing {
 /// The room's way into the backplane: hands batches to the writer thread.
 pub(crate) struct Appender {
     to_writer: SyncSender<Outgoing>,
+    tracker: Arc<Tracker>,
 }
 
 impl Appender {
@@ -170,13 +184,21 @@ impl Appender {
             text: String::new(),
             ends: Vec::new(),
             since: Instant::now(),
+            ticket: 0,
         };
         for m in messages {
             out.text.push_str(m);
             out.ends.push(out.text.len());
         }
+        out.ticket = self.tracker.register(client, out.ends.len(), out.since);
         // Fails only once the writer has stopped: the server is shutting down.
         let _ = self.to_writer.send(out);
+    }
+
+    /// The Pong `bytes` for client `client`, if it may go now; if not, it goes once
+    /// the client's messages sent before it are answered (Acked, refused or delayed).
+    pub(crate) fn pong(&self, client: u64, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        self.tracker.pong(client, bytes)
     }
 }
 
@@ -234,10 +256,12 @@ pub(crate) fn start(
         delivered: AtomicU64::new(opened.tail),
         epoch: std::sync::Mutex::new(opened.epoch.clone()),
         reset_seen: AtomicBool::new(false),
+        tracker: Arc::default(),
         room: room.clone(),
     });
     let (to_writer, from_rooms) = mpsc::sync_channel(WRITER_QUEUE);
-    if !room.set_backplane(Appender { to_writer }) {
+    let tracker = common.tracker.clone();
+    if !room.set_backplane(Appender { to_writer, tracker }) {
         return Err(BackplaneError::AlreadySet);
     }
     let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
@@ -252,12 +276,17 @@ pub(crate) fn start(
         "backplane reader",
         Box::new(move || reader::run(&reader_common, first, opened)),
     )?;
+    let watch_common = common.clone();
+    let watch = spawn(
+        "backplane watch",
+        Box::new(move || writer::watch(&watch_common)),
+    )?;
     let writer = spawn(
         "backplane writer",
         Box::new(move || writer::run(&common, &from_rooms)),
     )?;
     Ok(Running {
-        threads: vec![reader, writer],
+        threads: vec![reader, watch, writer],
     })
 }
 

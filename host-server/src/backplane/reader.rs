@@ -42,6 +42,9 @@ struct Reader<'c> {
     /// The entry at the cursor when it was a message of the room, so a check can
     /// tell whether Redis still holds it (it does not after a rewind).
     at_cursor: Option<Message>,
+    /// The append call of this server's own message read last, and its place in
+    /// the call (the first message of a call carries the call's number).
+    own_call: Option<(u64, usize)>,
     servers: HashSet<String>,
     /// Server ids seen in entries and found not to be in the room.
     strangers: HashSet<String>,
@@ -60,6 +63,7 @@ pub(crate) fn run(common: &Common, con: Connection, opened: Opened) {
         last: opened.tail,
         cursor: (0, opened.tail),
         at_cursor: None,
+        own_call: None,
         servers: HashSet::new(),
         strangers: HashSet::new(),
         checked: Instant::now(),
@@ -175,6 +179,9 @@ impl Reader<'_> {
         self.at_cursor = None;
         let delivered = &self.common.delivered;
         delivered.fetch_max(opened.tail, Ordering::AcqRel);
+        self.own_call = None;
+        let owed = self.common.tracker.delivered(opened.tail, &[]);
+        super::writer::send_owed(self.common, owed);
     }
 
     /// Takes the entries of one `XREAD` reply.
@@ -262,6 +269,18 @@ impl Reader<'_> {
                 .collect();
             self.common.room.deliver(&batch);
             self.common.delivered.fetch_max(last.seq, Ordering::AcqRel);
+            let me = &self.common.server_id;
+            let mut own = Vec::new();
+            for m in ready.iter().filter(|m| &m.server == me) {
+                self.own_call = match (m.call, self.own_call) {
+                    (Some(call), _) => Some((call, 0)),
+                    (None, Some((call, at))) => Some((call, at + 1)),
+                    (None, None) => None,
+                };
+                own.extend(self.own_call);
+            }
+            let owed = self.common.tracker.delivered(last.seq, &own);
+            super::writer::send_owed(self.common, owed);
         }
         ready.clear();
     }
