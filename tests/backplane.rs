@@ -1120,3 +1120,19 @@ fn a_pong_follows_the_acks_of_the_messages_sent_before_its_ping() {
     let mut b_log = Log::default();
     read_until(&b1, &mut b_log, WAIT, |l| l.chats() == 100);
 }
+
+#[test]
+fn a_retain_below_a_few_batches_is_a_usage_error_that_says_the_minimum() {
+    let out = Command::new(crate::util::bin("host-server"))
+        .args(["--backplane", "redis://127.0.0.1:1"])
+        .args(["--backplane-retain", "1000"])
+        .output()
+        .expect("run host-server");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--backplane-retain 1000 is below its minimum 4096"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it started: {out:?}");
+}

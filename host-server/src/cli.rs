@@ -172,9 +172,10 @@ its addresses that binds, IPv4 first")]
     pub room: String,
 
     /// About how many messages the backplane keeps (XADD MAXLEN ~). A server that falls
-    /// further behind disconnects its clients with a notice.
+    /// further behind disconnects its clients with a notice. At least 4 times
+    /// --backplane-batch, so that one burst is read by every server before it is trimmed.
     #[arg(long, value_name = "N", default_value_t = bp_defaults().retain,
-          value_parser = clap::value_parser!(u64).range(100..=1 << 32), requires = "backplane")]
+          value_parser = clap::value_parser!(u64).range(1..=1 << 32), requires = "backplane")]
     pub backplane_retain: u64,
 
     /// Most messages appended by one Redis call, and read by one XREAD.
@@ -200,6 +201,9 @@ its addresses that binds, IPv4 first")]
           value_parser = clap::value_parser!(u64).range(300..=60_000), requires = "backplane")]
     pub backplane_timeout_ms: u64,
 }
+
+/// `--backplane-retain` is at least this many batches.
+const RETAIN_BATCHES: u64 = 4;
 
 fn bp_defaults() -> BackplaneConfig {
     BackplaneConfig::default()
@@ -231,6 +235,15 @@ impl Cli {
             return Err(format!(
                 "--pace-at {} must be at most half of --outbox-limit {}",
                 self.pace_at, self.outbox_limit
+            ));
+        }
+        let min_retain = self.backplane_batch.saturating_mul(RETAIN_BATCHES);
+        if self.backplane.is_some() && self.backplane_retain < min_retain {
+            return Err(format!(
+                "--backplane-retain {} is below its minimum {min_retain} ({RETAIN_BATCHES} \
+                 times --backplane-batch {}): one burst would be trimmed before every \
+                 server read it, and every server would reset its clients",
+                self.backplane_retain, self.backplane_batch
             ));
         }
         Ok(Config {
@@ -415,6 +428,29 @@ mod tests {
     }
 
     #[test]
+    fn a_retain_below_four_batches_is_refused_with_its_minimum() {
+        let parse = |retain: &str, batch: &str| {
+            let args = [
+                "host-server",
+                "--backplane",
+                "redis://h",
+                "--backplane-retain",
+                retain,
+                "--backplane-batch",
+                batch,
+            ];
+            Cli::try_parse_from(args).unwrap().config()
+        };
+        let e = parse("4095", "1024").unwrap_err();
+        assert!(e.contains("minimum 4096"), "{e}");
+        assert!(parse("4096", "1024").is_ok());
+        assert!(parse("64", "16").is_ok());
+        assert!(parse("63", "16").is_err());
+        let default = Cli::try_parse_from(["host-server", "--backplane", "redis://h"]);
+        assert!(default.unwrap().config().is_ok());
+    }
+
+    #[test]
     fn backplane_settings_need_a_backplane_and_room_names_are_checked() {
         for args in [
             &["host-server", "--room", "x"][..],
@@ -426,7 +462,7 @@ mod tests {
                 "--backplane",
                 "redis://h",
                 "--backplane-retain",
-                "99",
+                "0",
             ],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
