@@ -638,3 +638,80 @@ fn human_scale_traffic_is_untouched() {
         "someone was dropped"
     );
 }
+
+/// Two servers of one room on a Redis backplane, with the settings of these tests.
+fn two_servers() -> (crate::backplane::Redis, Server, Server) {
+    let redis = crate::backplane::Redis::start();
+    let url = redis.url();
+    // Small socket buffers, so the flood waits in the server, not in the kernel.
+    let args = [
+        "--backplane",
+        url.as_str(),
+        "--stall-timeout",
+        "3",
+        "--send-buffer",
+        "65536",
+    ];
+    let (a, b) = (Server::start(&args), Server::start(&args));
+    (redis, a, b)
+}
+
+/// Across servers: a reader at 2 MB/s on one server gets a 10 MB flood sent to
+/// another whole, in order, and is not dropped (the stream waits in Redis for it, not
+/// in its server's memory); the server's memory stays flat.
+#[test]
+fn a_steady_reader_on_another_server_gets_a_flood_whole() {
+    let (_redis, a, b) = two_servers();
+    let (stream, first) = join(b.addr, Mode::Text, Some(64 * 1024));
+    let pid = b.proc.child.id();
+    let before = crate::util::proc_kib(pid, "VmRSS");
+    let t0 = Instant::now();
+    let reader = paced_reader(stream, first, READER_RATE, has_all(Mode::Text, FLOOD_LINES));
+    let flood = flooder(a.addr, Mode::Text, FLOOD_LINES);
+    let (sent_at, _, _client) = flood.join().unwrap();
+    let got = reader.join().unwrap();
+    assert!(
+        !got.ended,
+        "the steady reader on the other server was disconnected"
+    );
+    check_flood(&got, Mode::Text, FLOOD_LINES, 0, t0);
+    let peak = crate::util::proc_kib(pid, "VmHWM");
+    println!(
+        "flood sent in {:?}, received in {:?}; reader's server RSS {before} KiB before, \
+         peak {peak} KiB",
+        sent_at - t0,
+        got.reads.last().unwrap().0 - t0
+    );
+    assert!(
+        peak < before + 8 * 1024,
+        "the reader's server grew from {before} to {peak} KiB with a 10 MB flood"
+    );
+}
+
+/// Across servers: a reader that stopped is dropped with Error(7), and the steady
+/// reader next to it still gets the whole flood.
+#[test]
+fn a_stalled_reader_on_another_server_is_dropped_with_the_reason() {
+    let (_redis, a, b) = two_servers();
+    let (reader, first) = join(b.addr, Mode::Text, Some(64 * 1024));
+    let (stalled, stalled_first) = join(b.addr, Mode::Binary, Some(4096));
+    let stalled_peer = stalled.local_addr().unwrap().to_string();
+    let t0 = Instant::now();
+    let reader = paced_reader(reader, first, READER_RATE, has_all(Mode::Text, FLOOD_LINES));
+    let flood = flooder(a.addr, Mode::Text, FLOOD_LINES);
+    let why = dropped(&b, &stalled_peer);
+    println!("dropped after {:?}: {why}", t0.elapsed());
+    let (_, _, _flooder) = flood.join().unwrap();
+    let got = reader.join().unwrap();
+    assert!(!got.ended, "the steady reader was disconnected");
+    check_flood(&got, Mode::Text, FLOOD_LINES, 0, t0);
+    let bytes = read_after_drop(stalled, stalled_first);
+    let (chats, notices) = messages(Mode::Binary, &bytes);
+    assert!(
+        slow_consumer_notice(&notices, Mode::Binary),
+        "no slow-consumer notice at the end: {:?} after {} chats",
+        notices.last(),
+        chats.len()
+    );
+    assert!(chats.len() < FLOOD_LINES, "it was sent the whole flood");
+}

@@ -31,6 +31,17 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Pause between attempts to reach Redis again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// About how many bytes of messages are handed to the room at once: small next to
+/// the pace mark (64 KiB by default), so a reader that is draining is never pushed
+/// far past it by one read of the stream (up to `batch` entries of up to 1 KiB each).
+const DELIVER_BYTES: usize = 16 * 1024;
+
+/// What an entry costs in a client's outbox besides its body (header, peer).
+const ENTRY_OVERHEAD: usize = 32;
+
+/// No client has this id: the reader waits for every client that is behind.
+const NOBODY: u64 = u64::MAX;
+
 struct Reader<'c> {
     common: &'c Common,
     con: Option<Connection>,
@@ -253,8 +264,30 @@ impl Reader<'_> {
         self.deliver(&mut ready);
     }
 
-    /// Hands `ready` to the room and empties it.
+    /// Hands `ready` to the room, a slice of at most [`DELIVER_BYTES`] at a time,
+    /// each once no client here is behind and still draining (the pacer): the
+    /// stream waits in Redis, not in the outboxes, so a reader that keeps reading
+    /// gets a flood from any server whole, however fast it was appended, and one
+    /// that stopped holds this server back for its grace at most, then is dropped.
+    /// Empties `ready`.
     fn deliver(&mut self, ready: &mut Vec<Message>) {
+        let mut start = 0;
+        while start < ready.len() {
+            let (mut end, mut bytes) = (start, 0);
+            while end < ready.len() && (end == start || bytes < DELIVER_BYTES) {
+                bytes += ready[end].body.len() + ENTRY_OVERHEAD;
+                end += 1;
+            }
+            let room = &self.common.room;
+            room.pacer().wait(NOBODY, || room.is_closing());
+            self.deliver_now(&ready[start..end]);
+            start = end;
+        }
+        ready.clear();
+    }
+
+    /// Hands `ready` (not empty) to the room at once.
+    fn deliver_now(&mut self, ready: &[Message]) {
         if let Some(last) = ready.last() {
             self.at_cursor = Some(last.clone());
             let me = &self.common.server_id;
@@ -269,7 +302,6 @@ impl Reader<'_> {
                 .collect();
             self.common.room.deliver(&batch);
             self.common.delivered.fetch_max(last.seq, Ordering::AcqRel);
-            let me = &self.common.server_id;
             let mut own = Vec::new();
             for m in ready.iter().filter(|m| &m.server == me) {
                 self.own_call = match (m.call, self.own_call) {
@@ -282,7 +314,6 @@ impl Reader<'_> {
             let owed = self.common.tracker.delivered(last.seq, &own);
             super::writer::send_owed(self.common, owed);
         }
-        ready.clear();
     }
 
     /// A hole of `missed` numbers: they are gone from the stream (this server fell
