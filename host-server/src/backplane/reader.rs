@@ -191,7 +191,7 @@ impl Reader<'_> {
         let delivered = &self.common.delivered;
         delivered.fetch_max(opened.tail, Ordering::AcqRel);
         self.own_call = None;
-        let owed = self.common.tracker.delivered(opened.tail, &[]);
+        let owed = self.common.tracker.reset(opened.tail);
         super::writer::send_owed(self.common, owed);
     }
 

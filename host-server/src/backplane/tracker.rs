@@ -100,7 +100,10 @@ fn add(to: &mut Vec<(u64, usize)>, client: u64, n: usize) {
 
 impl Inner {
     fn find(&mut self, ticket: u64) -> Option<usize> {
-        self.batches.iter().position(|b| b.ticket == ticket)
+        // In ticket order: a flood can queue thousands.
+        self.batches
+            .binary_search_by_key(&ticket, |b| b.ticket)
+            .ok()
     }
 
     /// Batch `i` was delivered: it is answered (a sender told it was delayed is owed
@@ -240,6 +243,18 @@ impl Tracker {
         inner.owed()
     }
 
+    /// The room was reset, numbering on after `tail`: batches appended before it
+    /// will not be delivered here (their clients are being disconnected), so nothing
+    /// waits for them any more.
+    pub(crate) fn reset(&self, tail: u64) -> Owed {
+        let mut inner = lock(&self.inner);
+        inner.delivered = inner.delivered.max(tail);
+        inner
+            .batches
+            .retain(|b| !matches!(b.state, State::Appended(_)));
+        inner.owed()
+    }
+
     /// A Ping of `client` arrived: `Some(bytes)` if its Pong may go now, `None` if it
     /// waits for the answers to the client's messages before it (and comes back in an
     /// [`Owed`]).
@@ -354,6 +369,20 @@ mod tests {
         assert_eq!(owed.pongs, [(1, vec![9])]);
         // Pinged again while the batch is still delayed: nothing to wait for.
         assert_eq!(t.pong(1, vec![10]), Some(vec![10]));
+    }
+
+    #[test]
+    fn a_reset_forgets_appends_that_will_not_be_delivered() {
+        let t = Tracker::default();
+        let now = Instant::now();
+        let a = t.register(1, 1, now);
+        let b = t.register(1, 1, now);
+        assert!(t.claim(a, 1, 0) && t.claim(b, 2, 0));
+        t.settle(a, Some(40));
+        assert_eq!(t.pong(1, vec![1]), None);
+        assert_eq!(t.reset(30).pongs, [], "b is still on its way");
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.settle(b, None).pongs, [(1, vec![1])]);
     }
 
     #[test]
