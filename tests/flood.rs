@@ -645,11 +645,13 @@ fn human_scale_traffic_is_untouched() {
     );
 }
 
-/// Two servers of one room on a Redis backplane, with the settings of these tests.
-fn two_servers() -> (crate::backplane::Redis, Server, Server) {
+/// Two servers of one room on a Redis backplane, with the settings of these tests and
+/// outboxes of `outbox_limit` bytes.
+fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) {
     let redis = crate::backplane::Redis::start();
     let url = redis.url();
-    // Small socket buffers, so the flood waits in the server, not in the kernel.
+    // Small socket buffers and outboxes, so a flood has to wait somewhere else than
+    // in the kernel or the reader's outbox (one read of the stream can be 0.5 MB).
     let args = [
         "--backplane",
         url.as_str(),
@@ -657,6 +659,8 @@ fn two_servers() -> (crate::backplane::Redis, Server, Server) {
         "3",
         "--send-buffer",
         "65536",
+        "--outbox-limit",
+        outbox_limit,
     ];
     let (a, b) = (Server::start(&args), Server::start(&args));
     (redis, a, b)
@@ -667,7 +671,9 @@ fn two_servers() -> (crate::backplane::Redis, Server, Server) {
 /// in its server's memory); the server's memory stays flat.
 #[test]
 fn a_steady_reader_on_another_server_gets_a_flood_whole() {
-    let (_redis, a, b) = two_servers();
+    // A quarter of the default: a server that pushed what it reads from the stream
+    // straight into the outbox (0.5 MB a read) would drop this reader.
+    let (_redis, a, b) = two_servers("262144");
     let (stream, first) = join(b.addr, Mode::Text, Some(64 * 1024));
     let pid = b.proc.child.id();
     let before = crate::util::proc_kib(pid, "VmRSS");
@@ -698,7 +704,7 @@ fn a_steady_reader_on_another_server_gets_a_flood_whole() {
 /// reader next to it still gets the whole flood.
 #[test]
 fn a_stalled_reader_on_another_server_is_dropped_with_the_reason() {
-    let (_redis, a, b) = two_servers();
+    let (_redis, a, b) = two_servers("524288");
     let (reader, first) = join(b.addr, Mode::Text, Some(64 * 1024));
     let (stalled, stalled_first) = join(b.addr, Mode::Binary, Some(4096));
     let stalled_peer = stalled.local_addr().unwrap().to_string();
