@@ -157,6 +157,12 @@ impl Tracker {
         ticket
     }
 
+    /// True while batch `ticket` is not answered for good (the writer may still send
+    /// it, or is sending it).
+    pub(crate) fn is_waiting(&self, ticket: u64) -> bool {
+        lock(&self.inner).find(ticket).is_some()
+    }
+
     /// The writer is about to send batch `ticket` in call number `call`, its first
     /// message at `offset` in the call: false if it must not, because the batch was
     /// answered already (refused as too old while it waited).
@@ -302,6 +308,7 @@ mod tests {
         let owed = t.expire(now + T, T);
         assert_eq!(owed.refused, [(1, 3)]);
         assert!(owed.delayed.is_empty());
+        assert!(!t.is_waiting(a), "the writer still tries to send it");
         assert!(!t.claim(a, 1, 0), "the writer sends what was refused");
         assert_eq!(t.len(), 0);
     }

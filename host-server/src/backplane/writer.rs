@@ -120,6 +120,11 @@ impl Writer<'_> {
         let oldest = oldest.unwrap_or_else(Instant::now);
         let mut sent = false;
         loop {
+            // Batches refused while they waited need no connection attempt.
+            call.batches.retain(|b| tracker.is_waiting(b.ticket));
+            if call.batches.is_empty() {
+                return;
+            }
             if self.connected() {
                 // Batches answered already (refused while they waited) stay unsent.
                 let (number, mut offset) = (call.number, 0);
