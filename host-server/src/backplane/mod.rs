@@ -10,14 +10,19 @@
 //! - The writer thread ([`writer`]) takes the batches of every session and appends
 //!   all that waited, up to a limit, with one Lua script call: one round trip per
 //!   batch of batches. A retried call carries the same dedupe key, so it never
-//!   appends twice; a batch not appended in time is refused with a notice to its
-//!   senders once that is certain.
+//!   appends twice.
+//! - The tracker ([`tracker`]) holds what each sender is owed; the watch thread
+//!   answers every batch not answered within the append timeout: not delivered when
+//!   that is certain, delayed otherwise, and the truth follows once Redis answers.
+//!   Pongs wait there for the answers to the messages before their Ping.
 //! - The reader thread ([`reader`]) reads with `XREAD BLOCK`, many entries per call,
 //!   checks that the numbers follow on without a hole and that the epoch (a random
 //!   token created with the stream) is unchanged, and hands the entries to the room.
 //!   A hole means this server fell behind what the stream retains, a new epoch or a
-//!   number going backwards means Redis lost the room: either way the server's
-//!   clients are disconnected with a notice saying so.
+//!   number going backwards (or the entry last read gone or another) means Redis
+//!   lost the room: either way the server's clients are disconnected with a notice
+//!   saying so. It hands the entries to the room at the pace of the server's
+//!   readers, so a flood waits in the stream, not in memory.
 //!
 //! Redis is trusted: entries are checked so that a stray writer cannot crash or stall
 //! a server, but whoever can write to the Redis can write into the room. Protect it
