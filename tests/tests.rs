@@ -15,6 +15,7 @@ mod firmware_room;
 mod firmware_util;
 mod flood;
 mod real_clients;
+mod relay;
 mod reliability;
 mod shutdown;
 mod soak;

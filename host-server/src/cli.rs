@@ -202,10 +202,22 @@ its addresses that binds, IPv4 first")]
     pub room: String,
 
     /// About how many messages the backplane keeps (XADD MAXLEN ~). A server that falls
-    /// further behind disconnects its clients with a notice.
+    /// further behind disconnects its clients with a notice. At least 4 times
+    /// --backplane-batch, so that one burst is read by every server before it is trimmed.
     #[arg(long, value_name = "N", default_value_t = bp_defaults().retain,
-          value_parser = whole::<u64>(100, 1 << 32), requires = "backplane")]
+          value_parser = whole::<u64>(1, 1 << 32), requires = "backplane")]
     pub backplane_retain: u64,
+
+    /// Most messages appended by one Redis call, and read by one XREAD.
+    #[arg(long, value_name = "N", default_value_t = bp_defaults().batch as u64,
+          value_parser = whole::<u64>(16, 65_536), requires = "backplane")]
+    pub backplane_batch: u64,
+
+    /// Seconds Redis keeps an append's dedupe key, which answers a retried append at
+    /// once; after that, an append whose answer was lost is looked for in the stream.
+    #[arg(long, value_name = "SECS", default_value_t = bp_defaults().dedupe.as_secs(),
+          value_parser = seconds(1, 86_400), requires = "backplane")]
+    pub backplane_dedupe_secs: u64,
 
     /// Milliseconds a message may wait while the backplane is unreachable before its
     /// sender is told it was not delivered.
@@ -252,6 +264,9 @@ out for no limit",
             )
         })
 }
+
+/// `--backplane-retain` is at least this many batches.
+const RETAIN_BATCHES: u64 = 4;
 
 fn bp_defaults() -> BackplaneConfig {
     BackplaneConfig::default()
@@ -309,6 +324,15 @@ impl Cli {
         if let Some(url) = &self.backplane {
             backplane_url(url).map_err(|e| format!("--backplane: {e}"))?;
         }
+        let min_retain = self.backplane_batch.saturating_mul(RETAIN_BATCHES);
+        if self.backplane.is_some() && self.backplane_retain < min_retain {
+            return Err(format!(
+                "--backplane-retain {} is below its minimum {min_retain} ({RETAIN_BATCHES} \
+                 times --backplane-batch {}): one burst would be trimmed before every \
+                 server read it, and every server would reset its clients",
+                self.backplane_retain, self.backplane_batch
+            ));
+        }
         Ok(Config {
             bind: self.bind.clone(),
             backlog: self.backlog,
@@ -343,7 +367,8 @@ impl Cli {
                 retain: self.backplane_retain,
                 append_timeout: Duration::from_millis(self.backplane_append_timeout_ms),
                 io_timeout: Duration::from_millis(self.backplane_timeout_ms),
-                ..bp_defaults()
+                batch: size(self.backplane_batch),
+                dedupe: Duration::from_secs(self.backplane_dedupe_secs),
             }),
         })
     }
@@ -490,6 +515,10 @@ mod tests {
             "700",
             "--backplane-timeout-ms",
             "900",
+            "--backplane-batch",
+            "100",
+            "--backplane-dedupe-secs",
+            "5",
         ])
         .unwrap();
         let want = BackplaneConfig {
@@ -498,7 +527,8 @@ mod tests {
             retain: 500,
             append_timeout: Duration::from_millis(700),
             io_timeout: Duration::from_millis(900),
-            ..BackplaneConfig::default()
+            batch: 100,
+            dedupe: Duration::from_secs(5),
         };
         assert_eq!(cli.config().unwrap().backplane, Some(want));
         // Debug output (and so any log of the config) hides the password.
@@ -534,6 +564,29 @@ mod tests {
     }
 
     #[test]
+    fn a_retain_below_four_batches_is_refused_with_its_minimum() {
+        let parse = |retain: &str, batch: &str| {
+            let args = [
+                "host-server",
+                "--backplane",
+                "redis://h",
+                "--backplane-retain",
+                retain,
+                "--backplane-batch",
+                batch,
+            ];
+            Cli::try_parse_from(args).unwrap().config()
+        };
+        let e = parse("4095", "1024").unwrap_err();
+        assert!(e.contains("minimum 4096"), "{e}");
+        assert!(parse("4096", "1024").is_ok());
+        assert!(parse("64", "16").is_ok());
+        assert!(parse("63", "16").is_err());
+        let default = Cli::try_parse_from(["host-server", "--backplane", "redis://h"]);
+        assert!(default.unwrap().config().is_ok());
+    }
+
+    #[test]
     fn backplane_settings_need_a_backplane_and_room_names_are_checked() {
         for args in [
             &["host-server", "--room", "x"][..],
@@ -545,7 +598,7 @@ mod tests {
                 "--backplane",
                 "redis://h",
                 "--backplane-retain",
-                "99",
+                "0",
             ],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");

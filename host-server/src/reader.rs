@@ -197,7 +197,12 @@ fn binary_frame(sender: &mut Sender<'_>, frame: Frame<'_>) -> bool {
             if sender.relay() == 0 {
                 sender.ctx.room.flush_notices();
             }
-            sender.answer(&binary(&Frame::Pong { nonce }));
+            // Across servers, its pong also waits for the Acks (or notices) of the
+            // messages before it, which come back from the backplane.
+            let pong = binary(&Frame::Pong { nonce });
+            if let Some(pong) = sender.ctx.room.pong(sender.client.id, pong) {
+                sender.answer(&pong);
+            }
         }
         Frame::Pong { .. } => {}
         Frame::Bye => {

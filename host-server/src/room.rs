@@ -347,6 +347,16 @@ impl Room {
         }
     }
 
+    /// The Pong `bytes` for client `id`, if it may be sent now: at once without a
+    /// backplane (the Acks of its messages are queued already); with one, only once
+    /// the messages it sent before are answered, else it is sent later.
+    pub(crate) fn pong(&self, id: u64, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        match self.backplane.get() {
+            Some(backplane) => backplane.pong(id, bytes),
+            None => Some(bytes),
+        }
+    }
+
     /// Delivers messages sequenced elsewhere, in the order given: every client gets
     /// every message but its own, a binary sender an Ack of its own in its place.
     pub(crate) fn deliver(&self, batch: &[Sequenced<'_>]) {
