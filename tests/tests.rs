@@ -6,6 +6,7 @@ mod util;
 
 mod addresses;
 mod backplane;
+mod browser;
 mod chat;
 mod client_cli;
 mod faults;
@@ -15,8 +16,10 @@ mod firmware_util;
 mod flood;
 mod proxy;
 mod real_clients;
+mod relay;
 mod reliability;
 mod shutdown;
 mod soak;
 mod text_mode;
 mod tls;
+mod web;

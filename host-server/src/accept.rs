@@ -27,6 +27,7 @@ use crate::session;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::{raise_fd_limit, send_now, wait_readable};
 use crate::tls;
+use crate::web;
 use crate::wire::{self, Mode};
 
 /// How often the accept loop looks for a stop request while no one connects.
@@ -164,6 +165,17 @@ pub fn run_with_fronts(
     if !config.allow.is_empty() {
         let nets: Vec<String> = config.allow.iter().map(ToString::to_string).collect();
         tracing::info!("accepting clients only from {}", nets.join(", "));
+        // A front may forward clients of either family, whatever it listens on.
+        let public = listeners[0].0.local_addr();
+        if let (Ok(local), true) = (public, listeners.len() == 1) {
+            for net in gate::never_admitted(&config.allow, local) {
+                tracing::warn!(
+                    "--allow {net} can never match: the server listens on {local}, IPv4 \
+                     only (listen on [::]:{} for IPv6 clients too)",
+                    local.port()
+                );
+            }
+        }
     }
     let notices = spawn_notices(&ctx)?;
     if listeners.len() > 1 {
@@ -490,24 +502,30 @@ fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, c
         return;
     };
     let timeout = ctx.config.sniff_timeout;
+    let web = ctx.config.web;
     let ctx = ctx.clone();
     let _ = thread::Builder::new()
         .name(format!("refuser {peer}"))
         .stack_size(ctx.config.thread_stack)
         .spawn(move || {
             let _count = count;
-            let mut buf = [0u8; 8];
             // A refusal goes out in the client's own form, over TLS to a TLS
             // client; a binary client that asks for another version is still told
-            // in binary.
+            // in binary, a browser in HTTP.
             let Some(conn) = session::secure(stream, peer, &ctx) else {
                 return;
             };
-            let mode = match opening(&conn, &mut buf, timeout, Until::Mode) {
-                Ok(Opening::Speaks(mode, _)) => mode,
-                Ok(Opening::WrongVersion(_)) => Mode::Binary,
-                Ok(Opening::Silent) | Err(_) => Mode::Text,
+            // Enough of a first line to tell an HTTP request.
+            let mut buf = [0u8; 64];
+            let until = if web { Until::FirstLine } else { Until::Mode };
+            let (mode, have) = match opening(&conn, &mut buf, timeout, until) {
+                Ok(Opening::Speaks(mode, have)) => (mode, have),
+                Ok(Opening::WrongVersion(_)) => (Mode::Binary, 0),
+                Ok(Opening::Silent) | Err(_) => (Mode::Text, 0),
             };
+            if web && mode == Mode::Text && web::is_request(&buf[..have]) {
+                return refuse(&conn, &web::unavailable(&text));
+            }
             refuse(&conn, &wire::refusal(mode, code, &text));
         });
 }
@@ -529,17 +547,24 @@ fn wait_any_readable(listeners: &[(TcpListener, Door)], timeout: Duration) -> io
 /// Closes every connection the way `how` says, then waits for their threads.
 fn shut_down(ctx: &Context, how: Stop) {
     let clients = ctx.room.close();
-    tracing::info!("shutting down: closing {} connections", clients.len());
-    if how == Stop::Terminate {
-        let deadline = Instant::now() + ctx.config.shutdown_grace;
-        for client in &clients {
-            client
-                .outbox
-                .push_last(&wire::shutdown(client.outbox.mode()));
+    let s = if clients.len() == 1 { "" } else { "s" };
+    tracing::info!("shutting down: closing {} connection{s}", clients.len());
+    // After a signal everyone is told why; after `close`, only WebSocket clients
+    // get something (a close frame), so a browser shows a close, not a failure.
+    let told: Vec<_> = clients
+        .iter()
+        .filter(|c| how == Stop::Terminate || c.outbox.mode() == Mode::WebSocket)
+        .collect();
+    let deadline = Instant::now() + ctx.config.shutdown_grace;
+    for client in &told {
+        let outbox = &client.outbox;
+        match how {
+            Stop::Terminate => outbox.push_last(&wire::shutdown(outbox.mode())),
+            Stop::Close => outbox.push_last(&[]),
         }
-        for client in &clients {
-            client.outbox.wait_done(deadline);
-        }
+    }
+    for client in &told {
+        client.outbox.wait_done(deadline);
     }
     for client in &clients {
         client.outbox.end(End::Cut);

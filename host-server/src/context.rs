@@ -12,6 +12,7 @@ use crate::control::Control;
 use crate::gate::Host;
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
+use crate::web::Visits;
 
 /// The shared context of one running server.
 pub(crate) struct Context {
@@ -27,6 +28,8 @@ pub(crate) struct Context {
     /// Connections held by each address the per-address cap counts; an address
     /// leaves the map with its last connection, so it holds only live ones.
     per_address: Mutex<HashMap<Host, usize>>,
+    /// Addresses that loaded the chat page lately (see `web::Visits`).
+    pub(crate) visits: Visits,
     /// Signalled when the last counted thread ends, for [`Context::wait_idle`].
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -55,6 +58,7 @@ impl Context {
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
+            visits: Visits::default(),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }

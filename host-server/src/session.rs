@@ -15,12 +15,13 @@ use crate::control::Stop;
 use crate::departure::Departure;
 use crate::outbox::{End, Limits, Outbox};
 use crate::readbuf::ReadBuf;
-use crate::reader::{read_binary, read_text};
+use crate::reader::{read_binary, read_text, read_websocket};
 use crate::refuse::{drain, refuse};
 use crate::room::Client;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::configure_client;
 use crate::tls::{handshake, starts_tls};
+use crate::web::{self, Served};
 use crate::wire::{self, Mode};
 
 /// Serves one accepted connection until it ends. `front` is the PROXY front it came
@@ -42,7 +43,13 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
     };
     let mut buf = ReadBuf::new(config.read_buffer);
     let sniff_for = sniff_for.max(MIN_SNIFF);
-    let sniffed = opening(&conn, buf.whole(), sniff_for, Until::FirstLine);
+    let mut sniffed = opening(&conn, buf.whole(), sniff_for, Until::FirstLine);
+    if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(conn.tcp(), ctx) {
+        sniffed = opening(&conn, buf.whole(), config.web_spare_wait, Until::FirstLine);
+        if let Ok(Opening::Silent) = sniffed {
+            tracing::debug!("{peer}: a silent spare connection of a browser, closed");
+        }
+    }
     let (mode, have) = match sniffed {
         Ok(Opening::Speaks(mode, have)) => (mode, have),
         Ok(Opening::Silent) => return,
@@ -66,11 +73,13 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
         );
         return refuse(&conn, &wire::refusal(mode, ErrorCode::REFUSED, &text));
     }
-    match start(&conn, mode, &buf.bytes()[..have]) {
-        Ok(()) => {}
+    let (mode, after_head) = match start(&conn, mode, &buf.bytes()[..have], peer, ctx) {
+        Ok(Started::Client(mode)) => (mode, Vec::new()),
+        Ok(Started::WebSocket(after_head)) => (Mode::WebSocket, after_head),
+        Ok(Started::Served) => return,
         Err(e @ StartError::Http) => return tracing::warn!("{peer}: {e}"),
         Err(e) => return tracing::info!("{peer}: {e}"),
-    }
+    };
     let client = Arc::new(Client {
         id: ctx.room.next_id(),
         peer,
@@ -87,6 +96,7 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
     let departure = match mode {
         Mode::Binary => read_binary(&member.client, &mut buf, have, ctx),
         Mode::Text => read_text(&member.client, &mut buf, have, ctx),
+        Mode::WebSocket => read_websocket(&member.client, &mut buf, &after_head, ctx),
     };
     member.depart(departure);
 }
@@ -122,6 +132,16 @@ pub(crate) fn secure(stream: TcpStream, peer: PeerAddr, ctx: &Context) -> Option
     }
 }
 
+/// True when a connection that has said nothing may be a browser's spare: its
+/// address loaded the chat page lately (see `web::Visits`).
+fn spare_suspect(stream: &TcpStream, ctx: &Context) -> bool {
+    let config = &ctx.config;
+    let ip = stream.peer_addr().map(|a| a.ip());
+    config.web
+        && config.web_spare_wait > config.sniff_timeout
+        && ip.is_ok_and(|ip| ctx.visits.lately(ip, Instant::now()))
+}
+
 /// What stops a connection from joining before it is in the room.
 #[derive(Debug)]
 enum StartError {
@@ -140,26 +160,51 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// Answers the preamble of a binary client, or turns away a web browser before it
-/// is announced to anyone; sets the read timeout for the rest of the connection.
-fn start(conn: &Conn, mode: Mode, first: &[u8]) -> Result<(), StartError> {
+/// How a connection starts.
+enum Started {
+    /// As a client of this mode.
+    Client(Mode),
+    /// As a WebSocket client, upgraded from HTTP; the bytes that followed the
+    /// request head.
+    WebSocket(Vec<u8>),
+    /// As a web request that has been answered (the page, or an error).
+    Served,
+}
+
+/// Answers the preamble of a binary client, or a web browser's request (before
+/// anyone is told of the connection); sets the read timeout for the rest of the
+/// connection.
+fn start(
+    conn: &Conn,
+    mode: Mode,
+    first: &[u8],
+    peer: PeerAddr,
+    ctx: &Context,
+) -> Result<Started, StartError> {
+    let mut started = Started::Client(mode);
     match mode {
         Mode::Binary => {
             let deadline = Instant::now() + PREAMBLE_WAIT;
             send_all(conn, &PREAMBLE, deadline).map_err(StartError::Io)?;
         }
-        Mode::Text => {
+        Mode::Text | Mode::WebSocket => {
             let mut probe = LineDecoder::new();
             if let (_, Some(Ok(line))) = probe.feed(first) {
-                if looks_like_http(line) {
+                if looks_like_http(line) && !ctx.config.web {
                     refuse(conn, &wire::http_refusal());
                     return Err(StartError::Http);
+                }
+                if looks_like_http(line) {
+                    match web::serve(conn, first, peer, ctx) {
+                        Served::Done => return Ok(Started::Served),
+                        Served::Upgraded(after) => started = Started::WebSocket(after),
+                    }
                 }
             }
             conn.tcp().set_read_timeout(None).map_err(StartError::Io)?;
         }
     }
-    Ok(())
+    Ok(started)
 }
 
 /// A client in the room, with its writer thread. Dropping it (also when the reader
