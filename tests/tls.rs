@@ -499,15 +499,15 @@ fn a_tls_client_turned_away_is_told_why_over_tls() {
     assert!(line.contains("the room holds 1 clients"), "{line}");
     let mut rest = Vec::new();
     refused.stream.read_to_end(&mut rest).expect("close_notify");
-    // host-client --tls prints it and exits 1.
+    // host-client --tls says it was refused and exits 1.
     let crt = dir.join("chat.crt");
     let mut cmd = Command::new(bin("host-client"));
     cmd.arg(server.addr.to_string())
         .args(["--tls", "--ca", crt.to_str().unwrap()]);
     let mut client = Proc::spawn(cmd);
-    client
-        .out
-        .expect("the refusal", |l| l.contains("the room holds 1 clients"));
+    client.err.expect("the refusal", |l| {
+        l.contains("refused the connection") && l.contains("the room holds 1 clients")
+    });
     assert_eq!(client.wait_exit(WAIT).code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -552,3 +552,4 @@ fn tls_passes_through_a_proxy_front_with_the_forwarded_address() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
