@@ -2,7 +2,8 @@
 //! `openssl s_client`, `ncat --ssl`, `socat`) share the room with plain ones under
 //! their real addresses; the handshake is bounded and counted; `--tls-required`
 //! turns plain clients away in plain text; a bad certificate stops the start; a TLS
-//! client dropped as too slow still reads its notice, then a close_notify.
+//! client dropped as too slow still reads its notice, then a close_notify; the chat
+//! page and its WebSocket work over TLS (`https://`, `wss://`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
 
 use crate::util::{bin, first_peer, Client, Proc, Server, TextClient, WAIT};
 
@@ -553,3 +556,80 @@ fn tls_passes_through_a_proxy_front_with_the_forwarded_address() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A WebSocket over TLS to `/ws` (`wss://`), trusting `dir`'s certificate, with
+/// `Host: host` and `Origin: origin`; the socket and its address as the server sees
+/// it, or the handshake's error.
+fn wss(
+    addr: SocketAddr,
+    dir: &Path,
+    host: &str,
+    origin: &str,
+) -> Result<(WebSocket<StreamOwned<ClientConnection, TcpStream>>, String), String> {
+    let client = TlsText::connect(addr, dir);
+    let peer = client.peer();
+    let mut request = format!("wss://{host}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", origin.parse().unwrap());
+    match tungstenite::client::client(request, client.stream) {
+        Ok((socket, _)) => Ok((socket, peer)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The next text message of a WebSocket.
+fn ws_text(socket: &mut WebSocket<StreamOwned<ClientConnection, TcpStream>>) -> String {
+    loop {
+        match socket.read().expect("read a message") {
+            Message::Text(text) => return text.to_string(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_page_comes_over_https_and_the_room_over_wss() {
+    let dir = certificate("web");
+    let server = tls_server(&dir, &[]);
+    let host = format!("chat.example:{}", server.addr.port());
+    // The page, over TLS, then a clean end.
+    let mut page = TlsText::connect(server.addr, &dir);
+    page.write(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    let mut answer = Vec::new();
+    page.stream
+        .read_to_end(&mut answer)
+        .expect("the page, then close_notify");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("<title>Chat room</title>"), "{answer}");
+    let mut nc = TextClient::connect(server.addr);
+    nc.write(b"hi\n");
+    nc.expect(|l| l.starts_with("*** welcome"));
+    // Fetched over TLS, the page's own origin is https://HOST: an http:// page of
+    // the same host is another site.
+    let refused = wss(server.addr, &dir, &host, &format!("http://{host}")).err();
+    assert!(
+        refused.as_deref().is_some_and(|e| e.contains("403")),
+        "{refused:?}"
+    );
+    let (mut ws, ws_peer) =
+        wss(server.addr, &dir, &host, &format!("https://{host}")).expect("upgrade over TLS");
+    let welcome = ws_text(&mut ws);
+    assert!(
+        welcome.starts_with(&format!("*** welcome, you are {ws_peer};")),
+        "{welcome}"
+    );
+    nc.expect(|l| l == format!("*** {ws_peer} joined"));
+    ws.send(Message::text("over wss")).unwrap();
+    assert_eq!(nc.line(), format!("[{ws_peer}] over wss"));
+    nc.write(b"back over plain text\n");
+    assert_eq!(
+        ws_text(&mut ws),
+        format!("[{}] back over plain text", nc.peer())
+    );
+    server.proc.err.expect("the join over TLS", |l| {
+        l.contains(&format!("{ws_peer} joined (websocket over TLS"))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

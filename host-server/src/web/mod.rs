@@ -70,7 +70,8 @@ pub(crate) fn serve(conn: &Conn, first: &[u8], peer: PeerAddr, ctx: &Context) ->
     let head = &bytes[..head_len];
     let rules = Rules {
         origins: &config.web_origins,
-        secure: false,
+        // A page fetched over TLS has an https:// origin.
+        secure: conn.is_tls(),
     };
     match answer(head, rules) {
         Answer::Page => {
