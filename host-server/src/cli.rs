@@ -67,7 +67,7 @@ its addresses that binds, IPv4 first")]
     /// in one such network counts as the same host (a host is normally given a whole
     /// /64). 128 counts each address on its own.
     #[arg(long, value_name = "BITS", default_value_t = defaults().ipv6_prefix,
-          value_parser = clap::value_parser!(u8).range(1..=128))]
+          value_parser = whole::<u8>(1, 128))]
     pub ipv6_prefix: u8,
 
     /// Accept clients only from this network: CIDR such as 192.168.1.0/24 or
@@ -187,7 +187,7 @@ its addresses that binds, IPv4 first")]
     /// Milliseconds a front has to send its PROXY header before the connection is
     /// closed.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().proxy_timeout),
-          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+          value_parser = whole::<u64>(100, 60_000), requires = "proxy_listen")]
     pub proxy_timeout_ms: u64,
 
     /// PEM certificate chain (leaf first) for built-in TLS on the --bind port: a
@@ -206,7 +206,7 @@ its addresses that binds, IPv4 first")]
 
     /// Milliseconds a TLS handshake may take before the connection is closed.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().tls_handshake_timeout),
-          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+          value_parser = whole::<u64>(100, 60_000), requires = "tls_cert")]
     pub tls_handshake_timeout_ms: u64,
 
     /// Serve no chat page and no WebSocket: every HTTP request is refused with a
