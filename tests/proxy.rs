@@ -1,7 +1,9 @@
 //! The PROXY protocol on `--proxy-listen`: a trusted front's header names the client,
 //! whose address is then used for the room, the cap, the allow list and the log;
 //! untrusted peers, bad or missing headers are closed unheard; the public port never
-//! reads a header. A real haproxy (`send-proxy-v2`) stands in front at the end.
+//! reads a header. A real haproxy (`send-proxy-v2`) stands in front at the end. A
+//! browser behind a front (its page, its WebSocket, its spare connections) is known
+//! by the forwarded address too.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
+use tungstenite::client::IntoClientRequest;
 
 use crate::util::{connect_from, Proc, Server, TextClient, WAIT};
 
@@ -295,4 +298,64 @@ fn ipv6_clients_are_capped_by_their_64_unless_told_otherwise() {
     first.expect(|l| l.starts_with("*** welcome"));
     let mut second = through(front, &v2("[2001:db8:0:1::bbbb]:41001"), 64);
     second.expect(|l| l.starts_with("*** welcome"));
+}
+
+/// A connection through the PROXY listener at `front` that says it comes from
+/// `source` (a v1 header, sent at once).
+fn via(front: SocketAddr, source: &str) -> TcpStream {
+    let source: SocketAddr = source.parse().unwrap();
+    let mut stream = TcpStream::connect(front).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let header = format!(
+        "PROXY TCP4 {} 198.51.100.1 {} 9000\r\n",
+        source.ip(),
+        source.port()
+    );
+    stream.write_all(header.as_bytes()).unwrap();
+    stream
+}
+
+#[test]
+fn a_browser_behind_a_front_is_known_by_its_forwarded_address() {
+    let (server, front) = fronted(&["--sniff-timeout-ms", "300", "--web-spare-wait-ms", "20000"]);
+    let mut plain = TextClient::connect(server.addr);
+    plain.write(b"hi\n");
+    plain.expect(|l| l.starts_with("*** welcome"));
+
+    // The page, fetched through the front by 192.0.2.7.
+    let mut page = via(front, "192.0.2.7:40000");
+    page.write_all(b"GET / HTTP/1.1\r\nHost: chat.example\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = page.read_to_end(&mut answer);
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    server.proc.err.expect("the page served to the client", |l| {
+        l.contains("192.0.2.7:40000: served the chat page")
+    });
+
+    // Its WebSocket joins under the forwarded address.
+    let ws = via(front, "192.0.2.7:40001");
+    let request = "ws://chat.example/ws".into_client_request().unwrap();
+    let (mut ws, _) = tungstenite::client::client(request, ws).expect("upgrade via the front");
+    let welcome = match ws.read().expect("the welcome") {
+        tungstenite::Message::Text(text) => text.to_string(),
+        other => panic!("expected the welcome, got {other:?}"),
+    };
+    assert!(
+        welcome.starts_with("*** welcome, you are 192.0.2.7:40001;"),
+        "{welcome}"
+    );
+    assert_eq!(plain.line(), "*** 192.0.2.7:40001 joined");
+
+    // A silent connection from the page's address is a spare of its browser, waited
+    // on (--web-spare-wait-ms); one from another address behind the same front is a
+    // text client after the sniff timeout. The spare opened first, so had it been
+    // taken as a text client, its join would come first.
+    let mut spare = via(front, "192.0.2.7:40002");
+    let _other = via(front, "192.0.2.8:50000");
+    assert_eq!(plain.line(), "*** 192.0.2.8:50000 joined");
+    // A spare that speaks is in at once.
+    spare.write_all(b"typed after all\n").unwrap();
+    assert_eq!(plain.line(), "*** 192.0.2.7:40002 joined");
+    assert_eq!(plain.line(), "[192.0.2.7:40002] typed after all");
 }

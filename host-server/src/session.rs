@@ -44,7 +44,7 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
     let mut buf = ReadBuf::new(config.read_buffer);
     let sniff_for = sniff_for.max(MIN_SNIFF);
     let mut sniffed = opening(&conn, buf.whole(), sniff_for, Until::FirstLine);
-    if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(conn.tcp(), ctx) {
+    if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(peer, ctx) {
         sniffed = opening(&conn, buf.whole(), config.web_spare_wait, Until::FirstLine);
         if let Ok(Opening::Silent) = sniffed {
             tracing::debug!("{peer}: a silent spare connection of a browser, closed");
@@ -133,13 +133,13 @@ pub(crate) fn secure(stream: TcpStream, peer: PeerAddr, ctx: &Context) -> Option
 }
 
 /// True when a connection that has said nothing may be a browser's spare: its
-/// address loaded the chat page lately (see `web::Visits`).
-fn spare_suspect(stream: &TcpStream, ctx: &Context) -> bool {
+/// address (the forwarded one behind a PROXY front) loaded the chat page lately (see
+/// `web::Visits`).
+fn spare_suspect(peer: PeerAddr, ctx: &Context) -> bool {
     let config = &ctx.config;
-    let ip = stream.peer_addr().map(|a| a.ip());
     config.web
         && config.web_spare_wait > config.sniff_timeout
-        && ip.is_ok_and(|ip| ctx.visits.lately(ip, Instant::now()))
+        && ctx.visits.lately(peer.socket_addr().ip(), Instant::now())
 }
 
 /// What stops a connection from joining before it is in the room.

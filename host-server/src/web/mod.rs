@@ -76,9 +76,9 @@ pub(crate) fn serve(conn: &Conn, first: &[u8], peer: PeerAddr, ctx: &Context) ->
     match answer(head, rules) {
         Answer::Page => {
             tracing::info!("{peer}: served the chat page");
-            if let Ok(addr) = conn.tcp().peer_addr() {
-                ctx.visits.note(addr.ip(), Instant::now());
-            }
+            // The client's address, which a PROXY front forwards: the front's own
+            // is every visitor's.
+            ctx.visits.note(peer.socket_addr().ip(), Instant::now());
             refuse(conn, &response(200, "OK", &PAGE));
             Served::Done
         }
