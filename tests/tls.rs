@@ -451,11 +451,12 @@ fn host_client_refuses_a_certificate_that_does_not_verify_and_never_falls_back()
 }
 
 #[test]
-fn the_bench_runs_over_tls_in_both_modes() {
+fn the_bench_runs_over_tls_in_every_mode() {
     let dir = certificate("bench");
     let server = tls_server(&dir, &["--tls-required"]);
     let crt = dir.join("chat.crt");
-    for mode in [&[][..], &["--text"][..]] {
+    // Binary, text, and WebSocket clients over TLS (wss://).
+    for mode in [&[][..], &["--text"][..], &["--ws"][..]] {
         let mut args = vec![
             "bench".to_string(),
             "fanout".into(),

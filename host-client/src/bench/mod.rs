@@ -62,7 +62,8 @@ pub struct Common {
     /// With --tls, the name the server's certificate must carry.
     #[arg(long, value_name = "NAME", requires = "tls")]
     pub server_name: Option<String>,
-    /// Connect as WebSocket clients (a browser's way in: `GET /ws`, text frames).
+    /// Connect as WebSocket clients (a browser's way in: `GET /ws`, text frames);
+    /// with --tls, over TLS (`wss://`).
     #[arg(long, conflicts_with = "text")]
     pub ws: bool,
     /// Print one JSON line instead of the human-readable report.
