@@ -296,6 +296,23 @@ fn tls_required_refuses_plain_clients_in_plain_text() {
     server.proc.err.expect("refusal logged", |l| {
         l.contains("refused, not TLS (--tls-required)")
     });
+    // A browser that typed http:// is sent to https:// on the same port.
+    let mut browser = TcpStream::connect(server.addr).unwrap();
+    browser.set_read_timeout(Some(WAIT)).unwrap();
+    let host = format!("chat.example:{}", server.addr.port());
+    browser
+        .write_all(format!("GET /?room HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    let _ = browser.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 308 Permanent Redirect\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("\r\nLocation: https://{host}/?room\r\n")),
+        "{answer}"
+    );
     let mut tls = TlsText::connect(server.addr, &dir);
     tls.write(b"hi\n");
     tls.expect(|l| l.starts_with("*** welcome"));

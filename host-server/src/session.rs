@@ -66,6 +66,11 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
     };
     if config.tls_required && !conn.is_tls() {
         tracing::warn!("{peer}: refused, not TLS (--tls-required)");
+        let first = &buf.bytes()[..have];
+        if config.web && mode == Mode::Text && web::is_request(first) {
+            // A browser that typed http:// is sent to https://, on the same port.
+            return web::insist_on_tls(&conn, first, peer, ctx);
+        }
         let text = format!(
             "{}: this server takes TLS connections only; connect with TLS \
              (host-client --tls, openssl s_client, ncat --ssl)",

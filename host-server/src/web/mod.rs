@@ -27,7 +27,9 @@ pub(crate) use visits::Visits;
 use crate::conn::{send_all, Conn};
 use crate::context::Context;
 use crate::refuse::refuse;
-use http::{answer, head_error_status, read_head, response, switching, Answer, Rules};
+use http::{
+    answer, head_error_status, read_head, response, switching, to_tls, Answer, Rules,
+};
 
 /// The chat page: HTML, CSS and JavaScript built into the binary, so the room works
 /// on a network with no internet. The parts are kept in their own files to be
@@ -53,20 +55,9 @@ pub(crate) enum Served {
 /// Answers the HTTP request that begins with `first` on `conn`.
 pub(crate) fn serve(conn: &Conn, first: &[u8], peer: PeerAddr, ctx: &Context) -> Served {
     let config = &ctx.config;
-    let (bytes, head_len) =
-        match read_head(conn, first, config.http_head_limit, config.http_timeout) {
-            Ok(read) => read,
-            Err(e) => {
-                if let Some((status, reason)) = head_error_status(e) {
-                    tracing::info!("{peer}: HTTP {status} {reason}");
-                    refuse(
-                        conn,
-                        &response(status, reason, &format!("{status} {reason}\n")),
-                    );
-                }
-                return Served::Done;
-            }
-        };
+    let Some((bytes, head_len)) = head_or_answer(conn, first, peer, ctx) else {
+        return Served::Done;
+    };
     let head = &bytes[..head_len];
     let rules = Rules {
         origins: &config.web_origins,
@@ -103,6 +94,41 @@ pub(crate) fn serve(conn: &Conn, first: &[u8], peer: PeerAddr, ctx: &Context) ->
                 &response(status, reason, &format!("{status} {reason}\n")),
             );
             Served::Done
+        }
+    }
+}
+
+/// Answers a plain HTTP request that begins with `first` on a server that takes TLS
+/// only (`--tls-required`): a GET is sent to the same address over https, on the same
+/// port (308), so a browser that typed `http://` comes back over TLS; anything else
+/// gets 403 with the notice.
+pub(crate) fn insist_on_tls(conn: &Conn, first: &[u8], peer: PeerAddr, ctx: &Context) {
+    if let Some((bytes, head_len)) = head_or_answer(conn, first, peer, ctx) {
+        refuse(conn, &to_tls(&bytes[..head_len]));
+    }
+}
+
+/// Reads the request head that begins with `first`: the bytes read and the head's
+/// length, or `None` when it could not be read (answered with 431, 400 or 408 if
+/// the peer is still there).
+fn head_or_answer(
+    conn: &Conn,
+    first: &[u8],
+    peer: PeerAddr,
+    ctx: &Context,
+) -> Option<(Vec<u8>, usize)> {
+    let config = &ctx.config;
+    match read_head(conn, first, config.http_head_limit, config.http_timeout) {
+        Ok(read) => Some(read),
+        Err(e) => {
+            if let Some((status, reason)) = head_error_status(e) {
+                tracing::info!("{peer}: HTTP {status} {reason}");
+                refuse(
+                    conn,
+                    &response(status, reason, &format!("{status} {reason}\n")),
+                );
+            }
+            None
         }
     }
 }
