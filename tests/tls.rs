@@ -24,7 +24,7 @@ use crate::util::{bin, first_peer, Client, Proc, Server, TextClient, WAIT};
 /// A directory with `chat.crt` and `chat.key`: a self-signed ECDSA P-256
 /// certificate for `chat.example` and 127.0.0.1, made with the command the README
 /// gives.
-fn certificate(tag: &str) -> PathBuf {
+pub(crate) fn certificate(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chat-tls-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let status = Command::new("openssl")
@@ -57,7 +57,7 @@ fn certificate(tag: &str) -> PathBuf {
     dir
 }
 
-fn tls_server(dir: &Path, extra: &[&str]) -> Server {
+pub(crate) fn tls_server(dir: &Path, extra: &[&str]) -> Server {
     let crt = dir.join("chat.crt");
     let key = dir.join("chat.key");
     let mut args = vec![
