@@ -329,9 +329,12 @@ fn a_browser_behind_a_front_is_known_by_its_forwarded_address() {
     let mut answer = Vec::new();
     let _ = page.read_to_end(&mut answer);
     assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
-    server.proc.err.expect("the page served to the client", |l| {
-        l.contains("192.0.2.7:40000: served the chat page")
-    });
+    server
+        .proc
+        .err
+        .expect("the page served to the client", |l| {
+            l.contains("192.0.2.7:40000: served the chat page")
+        });
 
     // Its WebSocket joins under the forwarded address.
     let ws = via(front, "192.0.2.7:40001");

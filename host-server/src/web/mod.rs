@@ -27,9 +27,7 @@ pub(crate) use visits::Visits;
 use crate::conn::{send_all, Conn};
 use crate::context::Context;
 use crate::refuse::refuse;
-use http::{
-    answer, head_error_status, read_head, response, switching, to_tls, Answer, Rules,
-};
+use http::{answer, head_error_status, read_head, response, switching, to_tls, Answer, Rules};
 
 /// The chat page: HTML, CSS and JavaScript built into the binary, so the room works
 /// on a network with no internet. The parts are kept in their own files to be
