@@ -3,13 +3,13 @@
 //! the connections each capped address holds.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::config::Config;
 use crate::control::Control;
+use crate::gate::Host;
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
 use crate::web::Visits;
@@ -19,13 +19,15 @@ pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) control: Control,
     pub(crate) room: Arc<Room>,
+    /// The TLS configuration, when the server has a certificate (see `tls`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections being served (in the room or about to be).
     sessions: AtomicUsize,
     /// Threads turning away connections over the limit.
     refusers: AtomicUsize,
     /// Connections held by each address the per-address cap counts; an address
     /// leaves the map with its last connection, so it holds only live ones.
-    per_address: Mutex<HashMap<IpAddr, usize>>,
+    per_address: Mutex<HashMap<Host, usize>>,
     /// Addresses that loaded the chat page lately (see `web::Visits`).
     pub(crate) visits: Visits,
     /// Signalled when the last counted thread ends, for [`Context::wait_idle`].
@@ -52,6 +54,7 @@ impl Context {
             config,
             control,
             room,
+            tls: None,
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
@@ -79,11 +82,11 @@ impl Context {
         Some(Counted(self.clone(), which))
     }
 
-    /// Counts one more connection from `ip` if it holds fewer than `limit` now;
-    /// otherwise gives how many it holds.
+    /// Counts one more connection from `ip` (a host: an address, or an IPv6
+    /// network) if it holds fewer than `limit` now; otherwise gives how many it holds.
     pub(crate) fn count_address(
         self: &Arc<Self>,
-        ip: IpAddr,
+        ip: Host,
         limit: usize,
     ) -> Result<AddressCounted, usize> {
         let mut held = lock(&self.per_address);
@@ -132,7 +135,7 @@ impl Drop for Counted {
 /// One connection counted against its address, given back when dropped (also when
 /// its thread panics, could not be started, or the connection is refused for
 /// another reason after it was counted).
-pub(crate) struct AddressCounted(Arc<Context>, IpAddr);
+pub(crate) struct AddressCounted(Arc<Context>, Host);
 
 impl Drop for AddressCounted {
     fn drop(&mut self) {
@@ -154,15 +157,19 @@ mod tests {
         Arc::new(Context::new(Config::default(), Control::new()))
     }
 
-    fn held(ctx: &Context, ip: IpAddr) -> Option<usize> {
+    fn host(s: &str) -> Host {
+        Host::from(s.parse::<std::net::IpAddr>().unwrap())
+    }
+
+    fn held(ctx: &Context, ip: Host) -> Option<usize> {
         lock(&ctx.per_address).get(&ip).copied()
     }
 
     #[test]
     fn an_address_holds_at_most_its_limit_and_gets_units_back_when_dropped() {
         let ctx = context();
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a = host("192.0.2.1");
+        let b = host("192.0.2.2");
         let mut units: Vec<_> = (0..3).map(|_| ctx.count_address(a, 3).unwrap()).collect();
         assert_eq!(ctx.count_address(a, 3).err(), Some(3));
         // Another address is not affected.
@@ -178,7 +185,7 @@ mod tests {
     #[test]
     fn a_unit_is_given_back_when_its_thread_panics() {
         let ctx = context();
-        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let a = host("2001:db8::1");
         let unit = ctx.count_address(a, 1).unwrap();
         let joined = std::thread::spawn(move || {
             let _unit = unit;

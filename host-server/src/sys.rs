@@ -2,7 +2,7 @@
 //! limit, socket options and the non-blocking send used for write-through.
 
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -144,12 +144,6 @@ pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
         .map_err(io::Error::from)
 }
 
-/// Shuts a connection down in both directions, ignoring errors: the peer may be
-/// gone already, which is the state wanted.
-pub(crate) fn cut(stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
 /// True when an operation ended without data and without failing, so it is simply
 /// tried again: a read or write timeout, an empty non-blocking socket (`WouldBlock`),
 /// or a signal that interrupted the call (`EINTR`).
@@ -166,6 +160,20 @@ pub(crate) fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Res
     // A timeout too long for a timespec is as good as none.
     let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until `fd` can take more bytes (or has failed), at most `timeout`.
+///
+/// # Errors
+/// `TimedOut` when it cannot within `timeout`; the errors of `poll`.
+pub(crate) fn wait_writable(fd: impl AsFd, timeout: Duration) -> io::Result<()> {
+    let timeout = Timespec::try_from(timeout).ok();
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
     match poll(&mut fds, timeout.as_ref()) {
         Ok(0) => Err(io::ErrorKind::TimedOut.into()),
         Ok(_) => Ok(()),

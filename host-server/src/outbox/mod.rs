@@ -19,8 +19,7 @@ mod pacer;
 mod progress;
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, IoSlice};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,10 @@ pub(crate) use pacer::Pacer;
 use progress::Progress;
 
 use crate::config::Config;
-use crate::sys::{cut, is_transient, lock, relax_send_limits, send_now, wait, wait_until};
+use crate::conn::Conn;
+use crate::sys::{
+    is_transient, lock, relax_send_limits, wait, wait_until, wait_writable, WRITER_TICK,
+};
 use crate::wire::{self, Mode};
 
 /// Most chunks handed to one `writev`.
@@ -129,7 +131,7 @@ struct State {
 
 /// A client's outbound queue and the socket it drains into.
 pub(crate) struct Outbox {
-    stream: Arc<TcpStream>,
+    conn: Arc<Conn>,
     mode: Mode,
     limits: Limits,
     pacer: Arc<Pacer>,
@@ -142,14 +144,9 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// An empty outbox for a client of `mode`, within `limits`, paced by `pacer`.
-    pub(crate) fn new(
-        stream: Arc<TcpStream>,
-        mode: Mode,
-        limits: Limits,
-        pacer: Arc<Pacer>,
-    ) -> Self {
+    pub(crate) fn new(conn: Arc<Conn>, mode: Mode, limits: Limits, pacer: Arc<Pacer>) -> Self {
         Self {
-            stream,
+            conn,
             mode,
             limits,
             pacer,
@@ -176,9 +173,9 @@ impl Outbox {
         self.mode
     }
 
-    /// The socket.
-    pub(crate) fn stream(&self) -> &TcpStream {
-        &self.stream
+    /// The connection.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
     }
 
     /// Sends `chunk` after everything pushed before it. Never blocks on the network.
@@ -191,9 +188,14 @@ impl Outbox {
         }
         let mut sent = 0;
         if st.queue.is_empty() && !st.busy {
-            match send_now(&self.stream, chunk.bytes) {
+            match self.conn.send_now(&[IoSlice::new(chunk.bytes)]) {
                 Ok(n) if n == chunk.bytes.len() => {
                     st.sent_total += n as u64;
+                    // All taken, but a TLS connection may hold some of it as
+                    // ciphertext the socket did not take: the writer sends that on.
+                    if st.idle && self.conn.has_pending() {
+                        self.wake.notify_one();
+                    }
                     return false;
                 }
                 Ok(n) => sent = n,
@@ -228,6 +230,16 @@ impl Outbox {
             self.wake.notify_one();
         }
         went_behind
+    }
+
+    /// Has the writer send what the connection holds pending when nothing else
+    /// would: a TLS reply the reader made (an alert, a key update) that the socket
+    /// did not take at once.
+    pub(crate) fn kick(&self) {
+        // Checked first: for plain TCP it is false without taking any lock.
+        if self.conn.has_pending() && lock(&self.state).idle {
+            self.wake.notify_one();
+        }
     }
 
     /// Sends `bytes` to this client alone (a notice, a pong).
@@ -306,7 +318,7 @@ impl Outbox {
             self.pacer.caught_up();
         }
         if let End::Cut | End::Failed(_) = end {
-            cut(&self.stream);
+            self.conn.cut();
         }
     }
 
@@ -315,7 +327,8 @@ impl Outbox {
         let mut batch: Vec<Arc<[u8]>> = Vec::with_capacity(MAX_IOV);
         loop {
             let mut st = lock(&self.state);
-            while st.queue.is_empty() && st.end.is_none() {
+            // Ciphertext still inside a TLS connection is backlog too.
+            while st.queue.is_empty() && st.end.is_none() && !self.conn.has_pending() {
                 st.idle = true;
                 st = wait(&self.wake, st);
                 st.idle = false;
@@ -323,11 +336,11 @@ impl Outbox {
             match st.end {
                 Some(End::Flush) if st.queue.is_empty() => {
                     drop(st);
-                    let _ = self.stream.shutdown(Shutdown::Write);
+                    self.conn.finish();
                     return;
                 }
                 Some(End::Evict(code)) => return self.send_eviction(st, code),
-                Some(End::Cut | End::Failed(_)) => return cut(&self.stream),
+                Some(End::Cut | End::Failed(_)) => return self.conn.cut(),
                 Some(End::Flush) | None => {}
             }
             let lag = st.progress.lag(Instant::now());
@@ -344,7 +357,7 @@ impl Outbox {
             let head_sent = st.head_sent;
             st.busy = true;
             drop(st);
-            let result = write_batch(&self.stream, &batch, head_sent);
+            let result = write_batch(&self.conn, &batch, head_sent);
             batch.clear();
             let mut st = lock(&self.state);
             st.busy = false;
@@ -416,18 +429,14 @@ impl Outbox {
         bytes.extend(wire::farewell(self.mode));
         // The socket is full (that is why the client is dropped): let it take these
         // few bytes beyond its usual limit.
-        let _ = relax_send_limits(&self.stream);
+        let _ = relax_send_limits(self.conn.tcp());
         let deadline = Instant::now() + EVICT_GRACE;
-        let mut at = 0;
-        while at < bytes.len() && Instant::now() < deadline {
-            match (&*self.stream).write(&bytes[at..]) {
-                Ok(0) => break,
-                Ok(n) => at += n,
-                Err(e) if is_transient(&e) => {}
-                Err(_) => break,
-            }
+        // For TLS the notice is a record after the last whole frame, then
+        // close_notify (`finish`); then the connection is cut.
+        if crate::conn::send_all(&self.conn, &bytes, deadline).is_ok() {
+            self.conn.finish();
         }
-        cut(&self.stream);
+        self.conn.cut();
     }
 
     /// Records that the writer thread has returned (normally or by a panic).
@@ -494,16 +503,36 @@ fn frame_end(mode: Mode, chunk: &[u8], at: usize) -> usize {
     }
 }
 
-/// One `writev` of the batch, the first chunk from `head_sent` on. Blocks for at most
-/// the socket's write timeout.
-fn write_batch(stream: &TcpStream, batch: &[Arc<[u8]>], head_sent: usize) -> io::Result<usize> {
+/// One gathered send of the batch, the first chunk from `head_sent` on (an empty
+/// batch flushes what a TLS connection holds pending). Blocks for at most
+/// [`WRITER_TICK`], waiting for the socket to take something.
+fn write_batch(conn: &Conn, batch: &[Arc<[u8]>], head_sent: usize) -> io::Result<usize> {
     let mut slices = [IoSlice::new(&[]); MAX_IOV];
     for (i, chunk) in batch.iter().enumerate() {
         let from = if i == 0 { head_sent } else { 0 };
         slices[i] = IoSlice::new(chunk.get(from..).unwrap_or_default());
     }
-    let mut s = stream;
-    s.write_vectored(&slices[..batch.len()])
+    let deadline = Instant::now() + WRITER_TICK;
+    loop {
+        let sent = if batch.is_empty() {
+            match conn.flush_pending() {
+                Ok(true) => Ok(0),
+                Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            }
+        } else {
+            conn.send_now(&slices[..batch.len()])
+        };
+        match sent {
+            Err(e) if is_transient(&e) => {}
+            other => return other,
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        wait_writable(conn.tcp(), left)?;
+    }
 }
 
 #[cfg(test)]

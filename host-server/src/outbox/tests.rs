@@ -2,7 +2,7 @@
 //! limits, pacing, and how it ends.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 
 use proto_core::{FeedResult, Frame, FrameDecoder, Notice, NoticeKind, PeerAddr};
@@ -52,7 +52,8 @@ fn set_notsent_lowat_for_test(stream: &TcpStream) {
 
 fn new_outbox(stream: &Arc<TcpStream>, mode: Mode, limits: Limits) -> (Arc<Outbox>, Arc<Pacer>) {
     let pacer = Arc::new(Pacer::default());
-    let outbox = Arc::new(Outbox::new(stream.clone(), mode, limits, pacer.clone()));
+    let conn = Arc::new(Conn::plain(stream.try_clone().unwrap()));
+    let outbox = Arc::new(Outbox::new(conn, mode, limits, pacer.clone()));
     (outbox, pacer)
 }
 
@@ -128,7 +129,8 @@ fn what_the_socket_does_not_take_is_queued_and_sent_in_order_by_the_writer() {
 fn one_writev_sends_every_queued_chunk() {
     let (inside, mut peer) = pair(false);
     let chunks: Vec<Arc<[u8]>> = [&b"abc"[..], b"defg", b"hi"].map(Arc::from).to_vec();
-    assert_eq!(write_batch(&inside, &chunks, 1).unwrap(), 8);
+    let conn = Conn::plain(inside.try_clone().unwrap());
+    assert_eq!(write_batch(&conn, &chunks, 1).unwrap(), 8);
     let mut got = [0u8; 8];
     peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"bcdefghi");
