@@ -17,6 +17,7 @@ mod flood;
 mod real_clients;
 mod relay;
 mod reliability;
+mod roster;
 mod shutdown;
 mod soak;
 mod text_mode;
