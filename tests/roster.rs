@@ -2,10 +2,12 @@
 //! order, the welcome and the console's `list` naming the whole room, and a dead
 //! server's clients taken out of the room by the others' heartbeat.
 
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::backplane::Redis;
+use crate::relay::{Mode, Relay};
 use crate::util::{BinClient, Got, Server};
 
 /// A host-server in the room at `redis`, taking a server silent for `timeout_ms`
@@ -210,4 +212,85 @@ fn a_redis_frozen_for_less_than_the_timeout_takes_nobody_out() {
         }
     }
     assert_eq!(notices, [want]);
+}
+
+#[test]
+fn a_sender_s_join_comes_before_its_messages_and_its_leave_after_them_everywhere() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis, TIMEOUT_MS), server(&redis, TIMEOUT_MS));
+    let (a1, _) = join(&a);
+    let (mut b1, _) = join(&b);
+    heard_join(&a1, &b1.peer());
+    // a is stopped while a client of b joins, says three lines, goes, and b1 says
+    // one more: a then reads the joins, leaves and messages together and must
+    // still place each where it happened.
+    a.proc.signal("STOP");
+    let mut x = BinClient::connect(b.addr);
+    for n in 0..3 {
+        x.say(&format!("x {n}"));
+    }
+    let peer = x.peer();
+    for _ in 0..3 {
+        x.expect(|g| matches!(g, Got::Ack { .. }));
+    }
+    drop(x);
+    let want = [
+        format!("{peer} joined"),
+        "x 0".into(),
+        "x 1".into(),
+        "x 2".into(),
+        format!("{peer} left"),
+        "after".into(),
+    ];
+    let heard = |client: &BinClient, n: usize| {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match client.next() {
+                Got::Chat { text, .. } => got.push(text),
+                Got::Notice { code: None, text } if text.contains(&peer) => got.push(text),
+                Got::End(why) => panic!("ended: {why}; {got:?}"),
+                _ => {}
+            }
+        }
+        got
+    };
+    assert_eq!(heard(&b1, 5), want[..5]);
+    b1.say("after");
+    b1.expect(|g| matches!(g, Got::Ack { .. }));
+    a.proc.signal("CONT");
+    assert_eq!(heard(&a1, 6), want);
+}
+
+#[test]
+fn a_server_whose_link_froze_past_the_timeout_disconnects_its_clients_with_a_notice() {
+    let redis = Redis::start();
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], redis.port)));
+    let ms = TIMEOUT_MS.to_string();
+    let a = server(&redis, TIMEOUT_MS);
+    let b = Server::start(&[
+        "--backplane",
+        &relay.url(),
+        "--backplane-server-timeout-ms",
+        &ms,
+    ]);
+    let (a1, _) = join(&a);
+    let (b1, _) = join(&b);
+    heard_join(&a1, &b1.peer());
+    relay.set(Mode::Freeze);
+    let heard = roster_notices(&a1, Duration::from_millis(TIMEOUT_MS + 3000), |h| {
+        !h.is_empty()
+    });
+    assert!(
+        heard[0].starts_with(&format!("{} left (its server stopped answering", b1.peer())),
+        "{heard:?}"
+    );
+    relay.set(Mode::Pass);
+    // b's client is told it is out of the room, and disconnected: it does not stay
+    // on, unseen by the others.
+    let told = b1.expect(|g| matches!(g, Got::Notice { code: Some(11), .. } | Got::End(_)));
+    assert!(matches!(told, Got::Notice { .. }), "{told:?}");
+    b1.expect(|g| matches!(g, Got::End(_)));
+    // b is back in the room for new clients.
+    let (b2, _) = join(&b);
+    heard_join(&a1, &b2.peer());
 }
