@@ -106,8 +106,11 @@ pub(crate) fn parse_reply(reply: &Value) -> Result<Vec<RawResult>, EntryError> {
         .unwrap_or_default())
 }
 
-/// The entries of an `XREAD` reply, per stream read: (key, entries).
-pub(crate) fn parse_streams(reply: &Value) -> Result<Vec<(Vec<u8>, Vec<RawResult>)>, EntryError> {
+/// One stream's part of an `XREAD` reply: its key and its entries.
+pub(crate) type StreamEntries = (Vec<u8>, Vec<RawResult>);
+
+/// The entries of an `XREAD` reply, per stream read.
+pub(crate) fn parse_streams(reply: &Value) -> Result<Vec<StreamEntries>, EntryError> {
     let entries_of = |v: &Value| match v {
         Value::Array(entries) => Ok(entries.iter().map(parse_entry).collect()),
         _ => Err(EntryError::Reply("stream without entries")),
