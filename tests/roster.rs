@@ -173,6 +173,7 @@ fn a_killed_server_s_clients_leave_with_a_reason_within_the_timeout() {
             .all(|p| h.iter().any(|t| t.starts_with(&format!("{p} left"))))
     });
     let took = killed.elapsed();
+    eprintln!("leaves heard {took:?} after the kill");
     for text in &heard {
         assert!(text.contains("(its server stopped answering"), "{text}");
     }

@@ -11,7 +11,9 @@
 //!
 //! Every server beats: it writes Redis's time into `{room:NAME}:alive` every fifth of
 //! `server_timeout`, and in the same script takes out of the room every server that
-//! has not beaten for four fifths of it, writing the leaves of its clients (once: the
+//! has not beaten for three fifths of it (judged at a beat, a fifth apart, after the
+//! dead server's last beat, a fifth before it died at most: within the timeout),
+//! writing the leaves of its clients (once: the
 //! script is atomic and removes the server from `alive`). A server whose own previous
 //! beat is that old does not judge others: Redis (or its own link to it) was stopped,
 //! not they. A server taken out anyway (its link froze) learns it at its next beat
@@ -277,7 +279,7 @@ impl Scripts {
             .key(&keys.epoch)
             .key(&keys.stream)
             .arg(&common.server_id)
-            .arg((timeout - interval).as_millis() as u64)
+            .arg((timeout - 2 * interval).as_millis() as u64)
             .arg(interval.as_millis() as u64)
             .arg(common.config.retain)
             .arg(if retire { "1" } else { "0" })
