@@ -295,3 +295,42 @@ fn a_server_whose_link_froze_past_the_timeout_disconnects_its_clients_with_a_not
     let (b2, _) = join(&b);
     heard_join(&a1, &b2.peer());
 }
+
+#[test]
+fn a_server_that_closes_takes_its_clients_out_at_once() {
+    let redis = Redis::start();
+    // A timeout far longer than the test: only the closing server's own leaves can
+    // be heard.
+    let (a, mut b) = (server(&redis, 60_000), server(&redis, 60_000));
+    let (a1, _) = join(&a);
+    let (b1, _) = join(&b);
+    heard_join(&a1, &b1.peer());
+    b.proc.send("close");
+    let want = format!("{} left (server shut down)", b1.peer());
+    let heard = roster_notices(&a1, Duration::from_secs(10), |h| !h.is_empty());
+    assert_eq!(heard, [want]);
+    b.proc.wait_exit(Duration::from_secs(10));
+}
+
+#[test]
+fn after_a_reset_the_roster_starts_over_with_the_new_joins() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis, TIMEOUT_MS), server(&redis, TIMEOUT_MS));
+    let (a1, _) = join(&a);
+    let (b1, _) = join(&b);
+    heard_join(&a1, &b1.peer());
+    assert_eq!(redis.cli(&["DEL", "{room:lobby}:stream"]), "1");
+    for client in [&a1, &b1] {
+        client.expect(|g| matches!(g, Got::Notice { code: Some(11), .. }));
+        client.expect(|g| matches!(g, Got::End(_)));
+    }
+    let (a2, welcome) = join(&a);
+    assert!(welcome.ends_with("nobody else is here"), "{welcome}");
+    thread::sleep(Duration::from_millis(300));
+    let (b2, welcome) = join(&b);
+    assert!(
+        welcome.ends_with(&format!("1 other is here: {}", a2.peer())),
+        "{welcome}"
+    );
+    heard_join(&a2, &b2.peer());
+}
