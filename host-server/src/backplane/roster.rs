@@ -98,7 +98,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me = ARGV[1]
 local e = redis.call('GET', KEYS[5])
 local function reap(server, why)
-  if e ~= ARGV[6] then return 0 end
   local after = last(KEYS[6])
   local all = redis.call('HGETALL', KEYS[4])
   local pre = server .. ':'
@@ -115,6 +114,8 @@ local function reap(server, why)
   return n
 end
 if ARGV[5] == '1' then
+  -- In another epoch than the caller's, its clients are the timeout's to take out.
+  if e ~= ARGV[6] then return {'RETIRED', 0} end
   redis.call('HDEL', KEYS[1], me)
   return {'RETIRED', reap(me, 'server shut down')}
 end
@@ -122,7 +123,9 @@ local dead = redis.call('SREM', KEYS[2], me) == 1
 local prev = tonumber(redis.call('HGET', KEYS[1], me) or '0')
 redis.call('HSET', KEYS[1], me, now)
 local n = 0
-if not dead and prev > 0 and now - prev <= 2 * tonumber(ARGV[3]) then
+-- Judge others only when this server's view is current: it beat recently (else
+-- Redis or its link was stopped, not they) and follows the room's epoch.
+if e == ARGV[6] and not dead and prev > 0 and now - prev <= 2 * tonumber(ARGV[3]) then
   local alive = redis.call('HGETALL', KEYS[1])
   for i = 1, #alive, 2 do
     if alive[i] ~= me and now - tonumber(alive[i + 1]) > tonumber(ARGV[2]) then
