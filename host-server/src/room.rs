@@ -6,6 +6,10 @@
 //! mode (the text form only if some recipient speaks text) and shared by all
 //! recipients; pushing never blocks (see `outbox`), so a stalled client cannot hold the
 //! lock.
+//!
+//! With a backplane the room spans servers: messages and joins and leaves come back
+//! from it in the room's one order ([`Room::deliver`], [`Room::roster`]), and the
+//! welcome and the console's `list` name the members it reported, on every server.
 
 use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};

@@ -23,7 +23,6 @@
 //!   lost the room: either way the server's clients are disconnected with a notice
 //!   saying so. It hands the entries to the room at the pace of the server's
 //!   readers, so a flood waits in the stream, not in memory.
-//!
 //! - The roster ([`roster`]): joins and leaves go through the writer, in order with
 //!   the messages, into a stream of their own that every reader merges into the
 //!   room's order; the heartbeat thread beats and takes dead servers' clients out.
