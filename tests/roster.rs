@@ -72,6 +72,15 @@ fn every_join_and_leave_is_heard_on_every_server_in_one_order() {
     let redis = Redis::start();
     let servers: Vec<Server> = (0..3).map(|_| server(&redis, TIMEOUT_MS)).collect();
     let (first, _) = join(&servers[0]);
+    // `first` does not hear its own join: wait until it is in the room's order
+    // (the roster stream), so it is known to come before all the others.
+    let epoch = redis.cli(&["GET", "{room:lobby}:epoch"]);
+    let roster = format!("{{room:lobby}}:roster:{epoch}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["XLEN", &roster]) != "1" {
+        assert!(Instant::now() < deadline, "first's join never written");
+        thread::sleep(Duration::from_millis(10));
+    }
     // Joins and leaves on all three servers, some at once.
     let mut others = Vec::new();
     for round in 0..2 {
@@ -100,7 +109,8 @@ fn every_join_and_leave_is_heard_on_every_server_in_one_order() {
         let own = format!("{} joined", c.peer());
         assert!(!heard.contains(&own), "client {i} heard its own join");
         // Everything after what its welcome named, but its own join.
-        // (`first`'s own join too: a client may come before it was read back.)
+        // (`first`'s own join too: a client may come before it was read back on
+        // their server.)
         let due: Vec<String> = std::iter::once(format!("{} joined", first.peer()))
             .chain(all.iter().cloned())
             .filter(|t| *t != own)
@@ -325,7 +335,11 @@ fn after_a_reset_the_roster_starts_over_with_the_new_joins() {
         client.expect(|g| matches!(g, Got::End(_)));
     }
     let (a2, welcome) = join(&a);
-    assert!(welcome.ends_with("nobody else is here"), "{welcome}");
+    assert!(
+        welcome.ends_with("nobody else is here"),
+        "{welcome}; {:#?}",
+        a.proc.err.all()
+    );
     thread::sleep(Duration::from_millis(300));
     let (b2, welcome) = join(&b);
     assert!(

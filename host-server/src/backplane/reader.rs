@@ -190,13 +190,17 @@ impl Reader<'_> {
     /// Redis lost the room: every client here is told and disconnected, and the
     /// reader starts over at the end of the new stream.
     fn reset(&mut self, opened: &Opened) {
+        let old = std::mem::replace(&mut self.epoch, opened.epoch.clone());
+        // Who is in the new room, before anyone here is told: a client that
+        // reconnects at once is welcomed into the new room, not the old one.
+        self.resync_roster();
+        self.forget_roster(&old);
         let text = "room was reset: the room's backplane lost its history; reconnect";
         let n = self.common.room.disconnect_all(ErrorCode::ROOM_RESET, text);
         tracing::warn!(
-            "backplane: the room was reset (epoch {} -> {}, last {} -> {}); {n} clients disconnected",
-            self.epoch, opened.epoch, self.last, opened.tail
+            "backplane: the room was reset (epoch {old} -> {}, last {} -> {}); {n} clients disconnected",
+            opened.epoch, self.last, opened.tail
         );
-        self.epoch = opened.epoch.clone();
         self.common.set_epoch(&opened.epoch);
         self.last = opened.tail;
         self.cursor = (0, opened.tail);
@@ -206,7 +210,20 @@ impl Reader<'_> {
         self.own_call = None;
         let owed = self.common.tracker.reset(opened.tail);
         super::writer::send_owed(self.common, owed);
-        self.resync_roster();
+    }
+
+    /// Lets the roster keys of epoch `epoch`, which nobody reads any more, expire
+    /// (servers that have not seen the reset yet may still write to them briefly).
+    fn forget_roster(&mut self, epoch: &str) {
+        let Some(con) = self.con.as_mut() else {
+            return;
+        };
+        let keys = &self.common.keys;
+        for key in [keys.roster(epoch), keys.who(epoch)] {
+            if let Err(e) = redis::cmd("EXPIRE").arg(key).arg(60).query::<()>(con) {
+                tracing::warn!("backplane: cannot let the old roster expire: {e}");
+            }
+        }
     }
 
     /// Learns who is in the room afresh and reads the roster on from there (after a

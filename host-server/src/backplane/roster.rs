@@ -354,9 +354,9 @@ pub(crate) fn heartbeat(common: &Common) {
             }
         }
     }
-    let retired = con
-        .or_else(|| link::connect(&common.config).ok())
-        .map(|mut c| scripts.beat(&mut c, common, true));
+    // Only on a connection that answered: a shutdown does not wait on an
+    // unreachable Redis (the timeout then takes the clients out).
+    let retired = con.map(|mut c| scripts.beat(&mut c, common, true));
     match retired {
         Some(Ok(Beat::Retired(n))) => {
             tracing::info!("backplane: left the room with {n} clients");

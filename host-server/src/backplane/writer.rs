@@ -211,8 +211,12 @@ impl Writer<'_> {
     }
 
     /// Writes joins and leaves, retrying until Redis answers (they are idempotent:
-    /// a retry of one already written writes nothing) or the room closes.
+    /// a retry of one already written writes nothing) or the room closes. Found
+    /// in an old epoch, they are written in the new one once the reader has taken
+    /// it up: a client that joined as the room was reset is then in the new room
+    /// (and one that was disconnected by the reset joins and leaves it).
     fn write_roster(&mut self, ops: &[Op]) {
+        let mut resets = 0;
         while !self.common.room.is_closing() {
             if self.connected() {
                 let Some(con) = self.con.as_mut() else {
@@ -222,10 +226,13 @@ impl Writer<'_> {
                 match self.roster.write(con, self.common, floor, ops) {
                     Ok(Wrote::Done) => return,
                     Ok(Wrote::Reset(epoch)) => {
-                        // Everyone here is being disconnected; nothing to write.
                         tracing::warn!("backplane: the room was reset (epoch {epoch})");
                         self.common.reset_seen.store(true, Ordering::Release);
-                        return;
+                        resets += 1;
+                        if resets > 3 || !self.await_epoch(&epoch) {
+                            return;
+                        }
+                        continue;
                     }
                     Err(e) if transient(&e) => {
                         tracing::warn!("backplane: writing joins and leaves failed, retrying: {e}");
@@ -240,6 +247,19 @@ impl Writer<'_> {
             }
             thread::sleep(RETRY_PAUSE);
         }
+    }
+
+    /// Waits, at most `io_timeout`, for the reader to take up epoch `epoch`.
+    fn await_epoch(&self, epoch: &str) -> bool {
+        let since = Instant::now();
+        while self.common.epoch() != epoch {
+            if since.elapsed() >= self.common.config.io_timeout || self.common.room.is_closing() {
+                tracing::warn!("backplane: joins and leaves of the old room dropped");
+                return false;
+            }
+            thread::sleep(RETRY_PAUSE);
+        }
+        true
     }
 
     fn append(&mut self, call: &Call) -> Result<Appended, RedisError> {
