@@ -139,33 +139,42 @@ impl Pending {
         }
         let mut chunks = Mode::ALL.map(|mode| Chunk::new(self.forms.of(mode)));
         for client in clients {
-            let first = self.fresh.iter().find(|(id, _)| *id == client.id);
-            let mode = client.mode();
-            if let Some(&(_, i)) = self.own.iter().find(|(id, _)| *id == client.id) {
-                // Everything but the notice of its own join.
-                let form = self.forms.of(mode);
-                let start = self.starts[i][mode.index()];
-                let end = self
-                    .starts
-                    .get(i + 1)
-                    .map_or(form.len(), |s| s[mode.index()]);
-                for part in [&form[..start], &form[end..]] {
-                    if !part.is_empty() {
-                        deliver(pacer, client, &mut Chunk::new(part));
-                    }
-                }
-                continue;
-            }
-            match first.map(|f| f.1) {
-                None => deliver(pacer, client, &mut chunks[mode.index()]),
-                Some(i) if i < self.starts.len() => {
-                    let tail = &self.forms.of(mode)[self.starts[i][mode.index()]..];
-                    deliver(pacer, client, &mut Chunk::new(tail));
-                }
-                Some(_) => {}
+            if !self.send_special(client, pacer) {
+                deliver(pacer, client, &mut chunks[client.mode().index()]);
             }
         }
         self.clear();
+    }
+
+    /// True for a client that is not to get every pending notice (it joined while
+    /// they were pending, or its own join is among them): sends it those it is to
+    /// get. False for any other client, sending nothing.
+    fn send_special(&self, client: &Client, pacer: &Pacer) -> bool {
+        let mode = client.mode();
+        let form = self.forms.of(mode);
+        if let Some(&(_, i)) = self.own.iter().find(|(id, _)| *id == client.id) {
+            // Everything but the notice of its own join.
+            let start = self.starts[i][mode.index()];
+            let end = self
+                .starts
+                .get(i + 1)
+                .map_or(form.len(), |s| s[mode.index()]);
+            for part in [&form[..start], &form[end..]] {
+                if !part.is_empty() {
+                    deliver(pacer, client, &mut Chunk::new(part));
+                }
+            }
+            return true;
+        }
+        match self.fresh.iter().find(|(id, _)| *id == client.id) {
+            None => false,
+            Some(&(_, i)) => {
+                if let Some(start) = self.starts.get(i) {
+                    deliver(pacer, client, &mut Chunk::new(&form[start[mode.index()]..]));
+                }
+                true
+            }
+        }
     }
 }
 
@@ -457,9 +466,22 @@ impl Room {
         if st.closing || batch.is_empty() {
             return;
         }
-        st.pending.flush(&st.clients, &self.pacer);
-        let wanted = st.counts.map(|n| n > 0);
         st.forms.clear();
+        // Pending notices go out in the same push as the messages (a join or leave
+        // then costs no push of its own); clients with a view of their own of them
+        // get theirs apart.
+        let mut special = Vec::new();
+        if !st.pending.starts.is_empty() {
+            for client in &st.clients {
+                if st.pending.send_special(client, &self.pacer) {
+                    special.push(client.id);
+                }
+            }
+            st.forms.append(&st.pending.forms);
+            st.pending.clear();
+        }
+        let notices = st.forms.lens();
+        let wanted = st.counts.map(|n| n > 0);
         // Where each message starts in each encoding, and where the last one ends.
         let mut starts = Vec::with_capacity(batch.len() + 1);
         for m in batch {
@@ -475,13 +497,18 @@ impl Room {
         let mut chunks = Mode::ALL.map(|mode| Chunk::new(st.forms.of(mode)));
         for client in &st.clients {
             let mode = client.mode();
-            if !batch.iter().any(|m| m.origin == Some(client.id)) {
+            let apart = special.contains(&client.id);
+            if !apart && !batch.iter().any(|m| m.origin == Some(client.id)) {
                 deliver(&self.pacer, client, &mut chunks[mode.index()]);
                 continue;
             }
             // A sender in this batch: everything but its own messages, which a
             // binary client learns the place of by an Ack where they stand.
             st.acks.clear();
+            if !apart {
+                let form = st.forms.of(mode);
+                st.acks.extend_from_slice(&form[..notices[mode.index()]]);
+            }
             for (i, m) in batch.iter().enumerate() {
                 let range = starts[i][mode.index()]..starts[i + 1][mode.index()];
                 match (m.origin == Some(client.id), mode) {
