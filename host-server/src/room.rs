@@ -572,7 +572,7 @@ impl Room {
             client
                 .outbox
                 .push_last(&wire::error(client.mode(), ErrorCode::ROOM_RESET, &text));
-            let _ = client.outbox.stream().shutdown(Shutdown::Read);
+            let _ = client.outbox.conn().tcp().shutdown(Shutdown::Read);
         }
     }
 
