@@ -1,5 +1,6 @@
 //! Every limit of the server, with its default and the reason for it.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -7,7 +8,6 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::backplane::BackplaneConfig;
 use crate::bind_addr::{BindAddr, DEFAULT_PORT};
 
 /// The server's settings. [`Config::default`] gives the documented defaults; the
@@ -203,5 +203,83 @@ impl Default for Config {
             web_spare_wait: Duration::from_secs(30),
             backplane: None,
         }
+    }
+}
+
+/// Where the room lives and how it is kept: the `--backplane` settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackplaneConfig {
+    /// The Redis URL: `redis://host:port`, `redis://:password@host:port`,
+    /// `redis://user:password@host:port/db`, `redis+unix:///path`.
+    pub url: String,
+    /// The room's name: servers with the same Redis and name form one room.
+    /// Default `lobby`; letters, digits, `-`, `_` and `.`, at most 64.
+    pub room: String,
+    /// About how many messages the stream keeps (`XADD MAXLEN ~`). A server that
+    /// falls further behind than this loses the room and disconnects its clients.
+    /// Default 100,000 (some 15 MB of Redis memory with short messages).
+    pub retain: u64,
+    /// How long a message may wait to be appended while Redis cannot be reached
+    /// before its sender is told it was not delivered. Default 2 s.
+    pub append_timeout: Duration,
+    /// How long Redis may leave a request unanswered before the connection is taken
+    /// for dead and opened again. Bounds how long a silently dead connection goes
+    /// unnoticed. Default 3 s.
+    pub io_timeout: Duration,
+    /// Most messages appended by one script call, and read by one `XREAD`.
+    /// Default 1024.
+    pub batch: usize,
+    /// How long Redis keeps an append's dedupe key, which answers a retried append
+    /// at once. Once it is gone, an append whose answer was lost is looked for in the
+    /// stream instead. Default 60 s.
+    pub dedupe: Duration,
+    /// How long a server may stay silent (no heartbeat) before the others take its
+    /// clients out of the room, each with a leave naming the reason. Default 10 s.
+    pub server_timeout: Duration,
+}
+
+impl Default for BackplaneConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            room: "lobby".into(),
+            retain: 100_000,
+            append_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(3),
+            batch: 1024,
+            dedupe: Duration::from_secs(60),
+            server_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl fmt::Debug for BackplaneConfig {
+    /// Shows the URL without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackplaneConfig")
+            .field("url", &redact(&self.url))
+            .field("room", &self.room)
+            .field("retain", &self.retain)
+            .field("append_timeout", &self.append_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("batch", &self.batch)
+            .field("dedupe", &self.dedupe)
+            .field("server_timeout", &self.server_timeout)
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs and errors.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
     }
 }

@@ -12,7 +12,7 @@ use crate::control::Control;
 use crate::gate::Host;
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
-use crate::web::Visits;
+use crate::visits::Visits;
 
 /// The shared context of one running server.
 pub(crate) struct Context {
@@ -28,7 +28,7 @@ pub(crate) struct Context {
     /// Connections held by each address the per-address cap counts; an address
     /// leaves the map with its last connection, so it holds only live ones.
     per_address: Mutex<HashMap<Host, usize>>,
-    /// Addresses that loaded the chat page lately (see `web::Visits`).
+    /// Addresses that loaded the chat page lately (see `visits`).
     pub(crate) visits: Visits,
     /// Signalled when the last counted thread ends, for [`Context::wait_idle`].
     idle_lock: Mutex<()>,

@@ -53,6 +53,7 @@ mod conn;
 mod tls;
 
 // A browser: the chat page, and the WebSocket it joins through.
+mod visits;
 mod web;
 
 // Its read loops: messages in, batches to the room, the rate limit.

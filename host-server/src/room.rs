@@ -18,8 +18,6 @@ use std::time::Duration;
 
 use proto_core::{ErrorCode, Frame, NoticeKind, PeerAddr};
 
-use crate::backplane::Appender;
-
 use crate::outbox::{Chunk, Outbox, Pacer};
 use crate::sys::{lock, wait};
 use crate::wire::{self, encode_into, Encodings, Mode};
@@ -32,6 +30,24 @@ const WELCOME_LISTS: usize = 10;
 const NOTICE_DELAY_PER_CLIENT: Duration = Duration::from_micros(10);
 const NOTICE_DELAY_MIN: Duration = Duration::from_millis(2);
 const NOTICE_DELAY_MAX: Duration = Duration::from_millis(100);
+
+/// What the room needs from a sequencer outside it (the backplane, which gives
+/// every message its place in an order shared by several servers). The room defines
+/// it and the backplane implements it, so that imports run one way: the backplane
+/// knows the room, the room knows only this trait.
+pub(crate) trait Sequencer: Send + Sync {
+    /// Queues the messages of client `client` (at `peer`) to be sequenced; they
+    /// come back to the room once they have their place.
+    fn append(&self, client: u64, peer: PeerAddr, messages: &mut dyn Iterator<Item = &str>);
+    /// Queues the join (`why` `None`) or the leave (`why` its reason, maybe empty)
+    /// of client `client`, after everything it queued before.
+    fn roster(&self, client: u64, peer: PeerAddr, why: Option<&str>);
+    /// This server's id in the room.
+    fn server_id(&self) -> &str;
+    /// The Pong `bytes` for client `client` if it may go now; if not, the sequencer
+    /// sends it once the client's messages sent before it are answered.
+    fn pong(&self, client: u64, bytes: Vec<u8>) -> Option<Vec<u8>>;
+}
 
 /// A connected client as the room sees it.
 pub(crate) struct Client {
@@ -237,7 +253,7 @@ pub(crate) struct Room {
     notices: Condvar,
     /// Where broadcasts go to be sequenced when the room spans several servers;
     /// unset, the room sequences them itself.
-    backplane: OnceLock<Appender>,
+    backplane: OnceLock<Box<dyn Sequencer>>,
 }
 
 /// One message whose place in the room's order was given elsewhere (by the backplane),
@@ -274,10 +290,10 @@ impl Room {
         &self.pacer
     }
 
-    /// Hands every later broadcast to `appender` to be sequenced, instead of
+    /// Hands every later broadcast to `sequencer` to be sequenced, instead of
     /// sequencing it here. Returns false if a backplane was set already.
-    pub(crate) fn set_backplane(&self, appender: Appender) -> bool {
-        self.backplane.set(appender).is_ok()
+    pub(crate) fn set_backplane(&self, sequencer: Box<dyn Sequencer>) -> bool {
+        self.backplane.set(sequencer).is_ok()
     }
 
     /// A new client id.
@@ -413,7 +429,7 @@ impl Room {
     pub(crate) fn broadcast(&self, from: &Client, batch: &Batch) {
         if let Some(backplane) = self.backplane.get() {
             // Delivered (or refused with a notice to the sender) once sequenced.
-            return backplane.append(from.id, from.peer, batch.iter());
+            return backplane.append(from.id, from.peer, &mut batch.iter());
         }
         let mut guard = lock(&self.state);
         let st = &mut *guard;
@@ -538,7 +554,7 @@ impl Room {
         if st.closing {
             return;
         }
-        let me = self.backplane.get().map(Appender::server_id);
+        let me = self.backplane.get().map(|b| b.server_id());
         let here = if me == Some(ev.server) {
             st.clients.iter().find(|c| c.id == ev.client).cloned()
         } else {

@@ -139,7 +139,7 @@ pub(crate) fn secure(stream: TcpStream, peer: PeerAddr, ctx: &Context) -> Option
 
 /// True when a connection that has said nothing may be a browser's spare: its
 /// address (the forwarded one behind a PROXY front) loaded the chat page lately (see
-/// `web::Visits`).
+/// `visits`).
 fn spare_suspect(peer: PeerAddr, ctx: &Context) -> bool {
     let config = &ctx.config;
     config.web

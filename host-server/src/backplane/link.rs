@@ -8,6 +8,7 @@ use std::io;
 use redis::{Connection, RedisError};
 
 use super::BackplaneConfig;
+use crate::config::redact;
 
 /// Why the server could not join its room at start.
 #[derive(Debug)]
@@ -62,21 +63,6 @@ pub(crate) fn connect(config: &BackplaneConfig) -> Result<Connection, BackplaneE
         .and_then(|()| con.set_write_timeout(Some(config.io_timeout)))
         .map_err(|e| BackplaneError::Connect(url, e))?;
     Ok(con)
-}
-
-/// `url` with any password replaced by `***`, for logs and errors.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
-        }
-        None => url.to_string(),
-    }
 }
 
 /// A fresh random token of 16 hex digits (the standard library's hasher keys are

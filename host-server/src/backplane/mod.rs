@@ -39,7 +39,6 @@ mod script;
 mod tracker;
 mod writer;
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
@@ -48,73 +47,12 @@ use std::time::{Duration, Instant};
 
 use proto_core::PeerAddr;
 
-use crate::room::Room;
+use crate::config::redact;
+pub use crate::config::BackplaneConfig;
+use crate::room::{Room, Sequencer};
 use tracker::Tracker;
 
 pub use link::BackplaneError;
-
-/// Where the room lives and how it is kept: the `--backplane` settings.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BackplaneConfig {
-    /// The Redis URL: `redis://host:port`, `redis://:password@host:port`,
-    /// `redis://user:password@host:port/db`, `redis+unix:///path`.
-    pub url: String,
-    /// The room's name: servers with the same Redis and name form one room.
-    /// Default `lobby`; letters, digits, `-`, `_` and `.`, at most 64.
-    pub room: String,
-    /// About how many messages the stream keeps (`XADD MAXLEN ~`). A server that
-    /// falls further behind than this loses the room and disconnects its clients.
-    /// Default 100,000 (some 15 MB of Redis memory with short messages).
-    pub retain: u64,
-    /// How long a message may wait to be appended while Redis cannot be reached
-    /// before its sender is told it was not delivered. Default 2 s.
-    pub append_timeout: Duration,
-    /// How long Redis may leave a request unanswered before the connection is taken
-    /// for dead and opened again. Bounds how long a silently dead connection goes
-    /// unnoticed. Default 3 s.
-    pub io_timeout: Duration,
-    /// Most messages appended by one script call, and read by one `XREAD`.
-    /// Default 1024.
-    pub batch: usize,
-    /// How long Redis keeps an append's dedupe key, which answers a retried append
-    /// at once. Once it is gone, an append whose answer was lost is looked for in the
-    /// stream instead. Default 60 s.
-    pub dedupe: Duration,
-    /// How long a server may stay silent (no heartbeat) before the others take its
-    /// clients out of the room, each with a leave naming the reason. Default 10 s.
-    pub server_timeout: Duration,
-}
-
-impl Default for BackplaneConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            room: "lobby".into(),
-            retain: 100_000,
-            append_timeout: Duration::from_secs(2),
-            io_timeout: Duration::from_secs(3),
-            batch: 1024,
-            dedupe: Duration::from_secs(60),
-            server_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl fmt::Debug for BackplaneConfig {
-    /// Shows the URL without its password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BackplaneConfig")
-            .field("url", &link::redact(&self.url))
-            .field("room", &self.room)
-            .field("retain", &self.retain)
-            .field("append_timeout", &self.append_timeout)
-            .field("io_timeout", &self.io_timeout)
-            .field("batch", &self.batch)
-            .field("dedupe", &self.dedupe)
-            .field("server_timeout", &self.server_timeout)
-            .finish()
-    }
-}
 
 /// True for a room name the backplane accepts: it goes into Redis key names inside
 /// a hash tag, so `{`, `}` and spaces are out.
@@ -193,15 +131,10 @@ pub(crate) struct Appender {
     server_id: String,
 }
 
-impl Appender {
+impl Sequencer for Appender {
     /// Queues the messages of client `client` for appending. Blocks while the writer
     /// is that far behind (so TCP slows the senders down).
-    pub(crate) fn append<'a>(
-        &self,
-        client: u64,
-        peer: PeerAddr,
-        messages: impl Iterator<Item = &'a str>,
-    ) {
+    fn append(&self, client: u64, peer: PeerAddr, messages: &mut dyn Iterator<Item = &str>) {
         let mut out = Outgoing {
             client,
             peer,
@@ -221,7 +154,7 @@ impl Appender {
 
     /// Queues the join of client `client` (at `peer`), after everything it queued
     /// before; `why` `None` for a join, the leave's reason (maybe empty) for a leave.
-    pub(crate) fn roster(&self, client: u64, peer: PeerAddr, why: Option<&str>) {
+    fn roster(&self, client: u64, peer: PeerAddr, why: Option<&str>) {
         let op = match why {
             None => roster::Op::Join { client, peer },
             Some(why) => roster::Op::Leave {
@@ -234,13 +167,13 @@ impl Appender {
     }
 
     /// This server's id in the room.
-    pub(crate) fn server_id(&self) -> &str {
+    fn server_id(&self) -> &str {
         &self.server_id
     }
 
     /// The Pong `bytes` for client `client`, if it may go now; if not, it goes once
     /// the client's messages sent before it are answered (Acked, refused or delayed).
-    pub(crate) fn pong(&self, client: u64, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    fn pong(&self, client: u64, bytes: Vec<u8>) -> Option<Vec<u8>> {
         self.tracker.pong(client, bytes)
     }
 }
@@ -284,11 +217,11 @@ pub(crate) fn start(
         0,
         None,
     )
-    .map_err(|e| BackplaneError::Open(link::redact(&config.url), e))?;
+    .map_err(|e| BackplaneError::Open(redact(&config.url), e))?;
     tracing::info!(
         "backplane: in room {:?} at {} as server {server_id}; epoch {}, {} messages so far",
         config.room,
-        link::redact(&config.url),
+        redact(&config.url),
         opened.epoch,
         opened.tail
     );
@@ -305,7 +238,7 @@ pub(crate) fn start(
     // Beat once before any client can join, so that this server's clients are
     // always those of a server the others watch; then learn who is in the room.
     let scripts = roster::Scripts::new();
-    let open_err = |e| BackplaneError::Open(link::redact(&config.url), e);
+    let open_err = |e| BackplaneError::Open(redact(&config.url), e);
     scripts.beat(&mut first, &common, false).map_err(open_err)?;
     let snap = scripts
         .snapshot(&mut first, &common.keys, &opened.epoch)
@@ -322,11 +255,11 @@ pub(crate) fn start(
     let (to_writer, from_rooms) = mpsc::sync_channel(WRITER_QUEUE);
     let tracker = common.tracker.clone();
     let server_id = common.server_id.clone();
-    if !room.set_backplane(Appender {
+    if !room.set_backplane(Box::new(Appender {
         to_writer,
         tracker,
         server_id,
-    }) {
+    })) {
         return Err(BackplaneError::AlreadySet);
     }
     let roster_at = snap.roster;
@@ -372,7 +305,7 @@ pub fn probe(config: &BackplaneConfig) -> Result<(), BackplaneError> {
     redis::cmd("PING")
         .query::<String>(&mut con)
         .map(drop)
-        .map_err(|e| BackplaneError::Connect(link::redact(&config.url), e))
+        .map_err(|e| BackplaneError::Connect(redact(&config.url), e))
 }
 
 /// Keeps `body` running until the room closes, restarting it after a panic (a bug

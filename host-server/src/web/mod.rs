@@ -13,7 +13,6 @@
 mod frames;
 mod http;
 mod origin;
-mod visits;
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -22,7 +21,6 @@ use proto_core::PeerAddr;
 
 pub(crate) use frames::{Discard, WsDecoder, WsError, WsEvent};
 pub use origin::parse_origin;
-pub(crate) use visits::Visits;
 
 use crate::conn::{send_all, Conn};
 use crate::context::Context;
