@@ -107,7 +107,7 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
     listener
         .set_nonblocking(true)
         .map_err(ServerError::Listener)?;
-    let ctx = Arc::new(Context::new(config.clone(), control.clone()));
+    let ctx = Arc::new(Context::new(config.clone(), control.clone())?);
     let backplane = match &config.backplane {
         Some(bp) => Some(
             backplane::start(bp, &ctx.room, config.thread_stack).map_err(ServerError::Backplane)?,
@@ -125,6 +125,7 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         Ok(how) => how,
         Err(e) => {
             ctx.room.close();
+            ctx.stop_writers();
             let _ = notices.join();
             if let Some(running) = backplane {
                 running.join();
@@ -133,6 +134,7 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         }
     };
     shut_down(&ctx, how);
+    ctx.stop_writers();
     let _ = notices.join();
     if let Some(running) = backplane {
         running.join();

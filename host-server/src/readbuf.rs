@@ -6,14 +6,11 @@
 //! fresh buffer is taken (usually the one another reader just released) when bytes
 //! arrive. A busy sender keeps its buffer from one read to the next.
 
-use std::io::{self, Read};
-use std::net::TcpStream;
+use std::io;
 use std::time::Duration;
 
-use rustix::io::Errno;
-use rustix::net::{recv, RecvFlags};
-
-use crate::sys::wait_readable;
+use crate::conn::Conn;
+use crate::sys::{is_transient, wait_readable};
 
 /// A read buffer of a fixed size that exists only while there is something to read.
 pub(crate) struct ReadBuf {
@@ -45,26 +42,21 @@ impl ReadBuf {
         &mut self.buf
     }
 
-    /// Reads what `stream` has into the buffer, waiting up to `timeout` (`None`: as
+    /// Reads what `conn` has into the buffer, waiting up to `timeout` (`None`: as
     /// long as it takes) for bytes. Returns the count, 0 at the end of the stream.
     ///
     /// # Errors
-    /// `TimedOut` when nothing arrived in time; the socket's errors.
-    pub(crate) fn read(
-        &mut self,
-        stream: &TcpStream,
-        timeout: Option<Duration>,
-    ) -> io::Result<usize> {
+    /// `TimedOut` when nothing arrived in time; the connection's errors.
+    pub(crate) fn read(&mut self, conn: &Conn, timeout: Option<Duration>) -> io::Result<usize> {
         if !self.buf.is_empty() {
-            match recv(stream, &mut self.buf[..], RecvFlags::DONTWAIT) {
-                Err(Errno::AGAIN) => self.buf = Vec::new(),
-                Err(Errno::INTR) => return Err(io::ErrorKind::Interrupted.into()),
-                other => return other.map(|(n, _)| n).map_err(io::Error::from),
+            match wait_readable(conn.tcp(), Some(Duration::ZERO)) {
+                Ok(()) => return conn.read(&mut self.buf[..]),
+                Err(e) if is_transient(&e) => self.buf = Vec::new(),
+                Err(e) => return Err(e),
             }
         }
-        wait_readable(stream, timeout)?;
-        let mut s = stream;
-        s.read(self.whole())
+        wait_readable(conn.tcp(), timeout)?;
+        conn.read(self.whole())
     }
 }
 
@@ -72,13 +64,14 @@ impl ReadBuf {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     #[test]
     fn released_when_read_dry_and_taken_again_when_bytes_arrive() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut outside = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (inside, _) = listener.accept().unwrap();
+        let inside = Conn::plain(inside);
         let mut buf = ReadBuf::new(16);
         outside.write_all(b"hello").unwrap();
         assert_eq!(buf.read(&inside, Some(Duration::from_secs(5))).unwrap(), 5);

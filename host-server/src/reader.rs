@@ -94,7 +94,7 @@ impl<'a> Sender<'a> {
 
     /// Reads into `buf`, waiting at most `timeout` (`None`: for ever).
     fn read(&self, buf: &mut ReadBuf, timeout: Option<Duration>) -> Result<Got, Departure> {
-        match buf.read(self.client.outbox.stream(), timeout) {
+        match buf.read(self.client.outbox.conn(), timeout) {
             Ok(0) => Ok(Got::Eof),
             Ok(n) => Ok(Got::Bytes(n)),
             Err(e) if is_transient(&e) => Ok(Got::Timeout),

@@ -434,7 +434,7 @@ impl Room {
             client
                 .outbox
                 .push_last(&wire::error(client.mode(), code, text));
-            let _ = client.outbox.stream().shutdown(Shutdown::Read);
+            let _ = client.outbox.conn().tcp().shutdown(Shutdown::Read);
         }
         st.clients.len()
     }

@@ -4,11 +4,11 @@
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use proto_core::{looks_like_http, ErrorCode, LineDecoder, PeerAddr, PREAMBLE, VERSION};
 
+use crate::conn::Conn;
 use crate::context::Context;
 use crate::control::Stop;
 use crate::departure::Departure;
@@ -48,16 +48,16 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
         Err(e @ StartError::Http) => return tracing::warn!("{peer}: {e}"),
         Err(e) => return tracing::info!("{peer}: {e}"),
     }
-    let stream = Arc::new(stream);
     let client = Arc::new(Client {
         id: ctx.room.next_id(),
         peer,
-        outbox: Arc::new(Outbox::new(
-            stream,
+        outbox: Outbox::new(
+            Conn::plain(stream),
             mode,
             Limits::of(config),
             ctx.room.pacer().clone(),
-        )),
+            ctx.pool.clone(),
+        ),
     });
     let Some(member) = Member::enter(client, ctx) else {
         return;
@@ -109,28 +109,23 @@ fn start(stream: &TcpStream, mode: Mode, first: &[u8]) -> Result<(), StartError>
     Ok(())
 }
 
-/// A client in the room, with its writer thread. Dropping it (also when the reader
-/// panics) takes the client out of the room and ends the writer.
+/// A client in the room. Dropping it (also when the reader panics) takes the client
+/// out of the room and ends its outbox.
 struct Member<'s> {
     client: Arc<Client>,
     ctx: &'s Context,
-    writer: Option<JoinHandle<()>>,
     departure: Option<Departure>,
     /// In the room (the join succeeded), so leaving is announced and logged.
     joined: bool,
 }
 
 impl<'s> Member<'s> {
-    /// Starts the writer and joins the room; `None` if either is impossible.
+    /// Joins the room; `None` if the server is shutting down.
     fn enter(client: Arc<Client>, ctx: &'s Context) -> Option<Self> {
         let peer = client.peer;
-        let writer = spawn_writer(&client, ctx.config.thread_stack)
-            .map_err(|e| tracing::error!("{peer}: cannot start its writer thread: {e}"))
-            .ok()?;
         let mut member = Member {
             client,
             ctx,
-            writer: Some(writer),
             departure: None,
             joined: false,
         };
@@ -187,28 +182,10 @@ impl Drop for Member<'_> {
         if !outbox.wait_done(deadline) {
             outbox.end(End::Cut);
         }
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
         if departure.end() == End::Flush {
-            drain(outbox.stream());
+            drain(outbox.conn().tcp());
         }
     }
-}
-
-fn spawn_writer(client: &Arc<Client>, stack: usize) -> io::Result<JoinHandle<()>> {
-    let client = client.clone();
-    thread::Builder::new()
-        .name(format!("writer {}", client.peer))
-        .stack_size(stack)
-        .spawn(move || {
-            let run = std::panic::AssertUnwindSafe(|| client.outbox.run_writer());
-            if std::panic::catch_unwind(run).is_err() {
-                client.outbox.end(End::Cut);
-                tracing::error!("{}: writer thread panicked", client.peer);
-            }
-            client.outbox.writer_exited();
-        })
 }
 
 #[cfg(test)]
@@ -226,16 +203,17 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut outside = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (inside, addr) = listener.accept().unwrap();
-        let ctx = Context::new(Config::default(), Control::new());
+        let ctx = Context::new(Config::default(), Control::new()).unwrap();
         let client = Arc::new(Client {
             id: 1,
             peer: PeerAddr::from(addr),
-            outbox: Arc::new(Outbox::new(
-                Arc::new(inside),
+            outbox: Outbox::new(
+                Conn::plain(inside),
                 Mode::Text,
                 Limits::of(&ctx.config),
                 ctx.room.pacer().clone(),
-            )),
+                ctx.pool.clone(),
+            ),
         });
         let result = catch_unwind(AssertUnwindSafe(|| {
             let _member = Member::enter(client, &ctx).expect("joined");

@@ -2,7 +2,7 @@
 //! limit, socket options and the non-blocking send used for write-through.
 
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -60,11 +60,12 @@ pub fn raise_fd_limit() -> io::Result<Option<u64>> {
 
 /// Sets the options every client socket gets: no Nagle delay (chat lines are small
 /// and latency matters), keepalive and a user timeout that find a dead peer within
-/// `dead_peer_timeout`, a bounded blocking write so the writer thread can notice
-/// an eviction, and the configured send buffer.
+/// `dead_peer_timeout`, a bounded blocking write (only the preamble and refusals
+/// are written blocking, before the client is in the room), and the configured
+/// send buffer.
 pub(crate) fn configure_client(stream: &TcpStream, config: &Config) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(WRITER_TICK))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let sock = SockRef::from(stream);
     let total = config.dead_peer_timeout.max(Duration::from_secs(2));
     // Half the budget idle, then four probes spread over the other half.
@@ -130,9 +131,8 @@ fn set_notsent_lowat(stream: &TcpStream, bytes: u32) -> io::Result<()> {
     }
 }
 
-/// How long the writer thread blocks in one write before looking at its queue's
-/// state again (an eviction or a shutdown).
-pub(crate) const WRITER_TICK: Duration = Duration::from_millis(200);
+/// The longest a blocking write to a client waits (the preamble, a refusal).
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Sends as much of `bytes` as the socket takes right now, without blocking.
 ///
@@ -142,12 +142,6 @@ pub(crate) const WRITER_TICK: Duration = Duration::from_millis(200);
 pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     rustix::net::send(stream, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)
         .map_err(io::Error::from)
-}
-
-/// Shuts a connection down in both directions, ignoring errors: the peer may be
-/// gone already, which is the state wanted.
-pub(crate) fn cut(stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// True when an operation ended without data and without failing, so it is simply

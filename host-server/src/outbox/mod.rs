@@ -1,13 +1,14 @@
 //! One client's outbound path: a bounded queue of shared chunks, write-through into
-//! the socket when nothing is queued, and a writer thread for what the socket does
-//! not take at once.
+//! the connection when nothing is queued, and a small writer pool (see `pool`) for
+//! what the socket does not take at once.
 //!
 //! Broadcasters call [`Outbox::push`] while holding the room's lock, so chunks enter
-//! every queue in the room's one order. When the queue is empty and the writer is idle,
-//! `push` sends straight into the socket with a non-blocking send: at ordinary load no
-//! thread is woken at all. Whatever the socket does not take is queued (a reference to
-//! the shared chunk, never a copy) and the writer thread sends everything queued with
-//! one `writev`.
+//! every queue in the room's one order. When nothing is waiting, `push` sends straight
+//! into the connection without blocking: at ordinary load no thread is woken at all.
+//! Whatever the socket does not take is queued (a reference to the shared chunk, never
+//! a copy), and the outbox registers with the writer pool, whose threads send
+//! everything queued with one `writev` whenever the socket takes more. Every write
+//! goes through the client's [`Conn`].
 //!
 //! A client whose queue passes its pace mark makes senders wait for it (see `pacer`)
 //! while it keeps draining; one that has stopped or trickles (see `progress`) is
@@ -16,21 +17,23 @@
 //! flight, then sends the notice, then closes; the queue's memory is freed at once.
 
 mod pacer;
+mod pool;
 mod progress;
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use proto_core::ErrorCode;
 
 pub(crate) use pacer::Pacer;
+pub(crate) use pool::{Pool, Workers};
 use progress::Progress;
 
 use crate::config::Config;
-use crate::sys::{cut, is_transient, lock, relax_send_limits, send_now, wait, wait_until};
+use crate::conn::Conn;
+use crate::sys::{is_transient, lock, relax_send_limits, wait_until};
 use crate::wire::{self, Mode};
 
 /// Most chunks handed to one `writev`.
@@ -114,61 +117,96 @@ struct State {
     /// Over the pace mark (counted in the pacer).
     behind: bool,
     progress: Progress,
-    /// The writer is sending outside the lock; broadcasters must queue, not send.
-    busy: bool,
-    /// The writer is asleep on the condition variable.
-    idle: bool,
-    /// The writer thread has returned.
-    done: bool,
-    /// Bytes handed to the socket so far.
+    /// In the writer pool: the backlog is the pool's to send, so broadcasters queue
+    /// behind it instead of writing through.
+    registered: bool,
+    /// Nothing more will be sent: the connection is finished or cut.
+    closed: bool,
+    /// Bytes handed to the connection so far.
     sent_total: u64,
     end: Option<End>,
     /// What a drop was for, with its figures, for the log.
     dropped: Option<String>,
+    /// A dropped client's end of frame and notice are sent by then, or not at all.
+    evict_by: Option<Instant>,
 }
 
-/// A client's outbound queue and the socket it drains into.
+/// What is done after an outbox's lock is released: telling the pacer a client
+/// caught up (the pacer looks into outboxes under its own lock), and dropping the
+/// pool's reference to an outbox it no longer sends to (perhaps the last one).
+struct After<'a> {
+    pacer: &'a Pacer,
+    caught_up: bool,
+    gone: Option<Arc<Outbox>>,
+}
+
+impl<'a> After<'a> {
+    fn new(pacer: &'a Pacer) -> Self {
+        Self {
+            pacer,
+            caught_up: false,
+            gone: None,
+        }
+    }
+}
+
+impl Drop for After<'_> {
+    fn drop(&mut self) {
+        if self.caught_up {
+            self.pacer.caught_up();
+        }
+    }
+}
+
+/// A client's outbound queue and the connection it drains into.
 pub(crate) struct Outbox {
-    stream: Arc<TcpStream>,
+    conn: Conn,
     mode: Mode,
     limits: Limits,
+    /// Its key in the writer pool.
+    key: u64,
+    /// Itself, to hand to the pool when a backlog starts.
+    me: Weak<Outbox>,
     pacer: Arc<Pacer>,
+    pool: Arc<Pool>,
     state: Mutex<State>,
-    /// Wakes the writer.
-    wake: Condvar,
-    /// Signalled when the writer thread has returned.
+    /// Signalled when the outbox has closed.
     finished: Condvar,
 }
 
 impl Outbox {
-    /// An empty outbox for a client of `mode`, within `limits`, paced by `pacer`.
+    /// An empty outbox for a client of `mode` on `conn`, within `limits`, paced by
+    /// `pacer`, its backlog sent by `pool`.
     pub(crate) fn new(
-        stream: Arc<TcpStream>,
+        conn: Conn,
         mode: Mode,
         limits: Limits,
         pacer: Arc<Pacer>,
-    ) -> Self {
-        Self {
-            stream,
+        pool: Arc<Pool>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            conn,
             mode,
             limits,
+            key: pool.key(),
+            me: me.clone(),
             pacer,
+            pool,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 head_sent: 0,
                 queued: 0,
                 behind: false,
                 progress: Progress::new(limits.min_rate, Instant::now()),
-                busy: false,
-                idle: false,
-                done: false,
+                registered: false,
+                closed: false,
                 sent_total: 0,
                 end: None,
                 dropped: None,
+                evict_by: None,
             }),
-            wake: Condvar::new(),
             finished: Condvar::new(),
-        }
+        })
     }
 
     /// The client's mode.
@@ -176,57 +214,59 @@ impl Outbox {
         self.mode
     }
 
-    /// The socket.
-    pub(crate) fn stream(&self) -> &TcpStream {
-        &self.stream
+    /// The connection.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
     }
 
     /// Sends `chunk` after everything pushed before it. Never blocks on the network.
     /// Returns true when this push put the client behind (over its pace mark), so
     /// the caller can tell the pacer who it is.
     pub(crate) fn push(&self, chunk: &mut Chunk<'_>) -> bool {
+        let mut after = After::new(&self.pacer);
         let mut st = lock(&self.state);
         if st.end.is_some() || chunk.bytes.is_empty() {
             return false;
         }
         let mut sent = 0;
-        if st.queue.is_empty() && !st.busy {
-            match send_now(&self.stream, chunk.bytes) {
-                Ok(n) if n == chunk.bytes.len() => {
+        if st.queue.is_empty() && !st.registered {
+            // Write-through: nothing is ahead of these bytes.
+            match self.conn.send_now(&[IoSlice::new(chunk.bytes)]) {
+                Ok(n) => {
+                    sent = n;
                     st.sent_total += n as u64;
-                    return false;
                 }
-                Ok(n) => sent = n,
                 Err(e) if is_transient(&e) => {}
                 Err(e) => {
-                    self.stop(st, End::Failed(e.kind()));
+                    self.fail(&mut st, e.kind(), &mut after);
+                    self.settle(&mut st, false, &mut after);
                     return false;
                 }
             }
-            st.head_sent = sent;
-            st.sent_total += sent as u64;
         }
-        if st.queued == 0 {
-            st.progress.restart(Instant::now());
+        let mut went_behind = false;
+        if sent < chunk.bytes.len() {
+            if st.queue.is_empty() {
+                st.head_sent = sent;
+            }
+            if st.queued == 0 {
+                st.progress.restart(Instant::now());
+            }
+            st.queued += chunk.bytes.len() - sent;
+            st.queue.push_back(chunk.shared());
+            if st.queued > self.limits.hard {
+                let why = format!(
+                    "{} bytes waiting, over the limit of {}",
+                    st.queued, self.limits.hard
+                );
+                self.evict(&mut st, why, &mut after);
+            } else if !st.behind && st.queued > self.limits.pace_at {
+                st.behind = true;
+                went_behind = true;
+                self.pacer.went_behind();
+            }
         }
-        st.queued += chunk.bytes.len() - sent;
-        st.queue.push_back(chunk.shared());
-        if st.queued > self.limits.hard {
-            let why = format!(
-                "{} bytes waiting, over the limit of {}",
-                st.queued, self.limits.hard
-            );
-            self.evict(st, why);
-            return false;
-        }
-        let went_behind = !st.behind && st.queued > self.limits.pace_at;
-        if went_behind {
-            st.behind = true;
-            self.pacer.went_behind();
-        }
-        if st.idle {
-            self.wake.notify_one();
-        }
+        self.settle(&mut st, false, &mut after);
         went_behind
     }
 
@@ -236,12 +276,22 @@ impl Outbox {
     }
 
     /// Stops taking chunks, for the reason `end`. The first reason given stays, except
-    /// that a pending [`End::Flush`] may be hardened into a cut.
+    /// that a pending [`End::Flush`] may be hardened into a drop or a cut.
     pub(crate) fn end(&self, end: End) {
-        let st = lock(&self.state);
-        if st.end.is_none() || (st.end == Some(End::Flush) && end != End::Flush) {
-            self.stop(st, end);
+        let mut after = After::new(&self.pacer);
+        let mut st = lock(&self.state);
+        if !(st.end.is_none() || (st.end == Some(End::Flush) && end != End::Flush)) {
+            return;
         }
+        match end {
+            End::Flush => st.end = Some(End::Flush),
+            End::Evict(code) => self.begin_eviction(&mut st, code, &mut after),
+            End::Cut | End::Failed(_) => {
+                st.end = Some(end);
+                self.discard(&mut st, &mut after);
+            }
+        }
+        self.settle(&mut st, false, &mut after);
     }
 
     /// Queues `bytes` as the last thing sent, then ends with [`End::Flush`].
@@ -250,7 +300,7 @@ impl Outbox {
         self.end(End::Flush);
     }
 
-    /// Bytes handed to the socket so far: a peer that keeps taking them is alive
+    /// Bytes handed to the connection so far: a peer that keeps taking them is alive
     /// (data it does not acknowledge is caught by the socket's user timeout).
     pub(crate) fn sent_total(&self) -> u64 {
         lock(&self.state).sent_total
@@ -281,97 +331,88 @@ impl Outbox {
         (st.behind && st.end.is_none() && until > now).then_some(until)
     }
 
-    /// Drops the client as too slow: records why (for the log), and lets the writer
-    /// finish the frame in flight and send the notice.
-    fn evict(&self, mut st: MutexGuard<'_, State>, why: String) {
-        st.dropped = Some(why);
-        self.stop(st, End::Evict(ErrorCode::SLOW_CONSUMER));
+    /// Waits, up to `deadline`, for the outbox to close (everything sent and the
+    /// connection finished, or cut); true if it has.
+    pub(crate) fn wait_done(&self, deadline: Instant) -> bool {
+        let st = lock(&self.state);
+        wait_until(&self.finished, st, deadline, |st| !st.closed).closed
     }
 
-    fn stop(&self, mut st: MutexGuard<'_, State>, end: End) {
-        st.end = Some(end);
-        let caught_up = std::mem::take(&mut st.behind);
-        if let End::Cut | End::Failed(_) = end {
-            // Nothing more is sent: free the backlog now. An eviction leaves it to the
-            // writer, which first finishes the frame in flight.
-            st.queue.clear();
-            st.queued = 0;
-            st.head_sent = 0;
+    /// The pool's call when the socket takes more: sends what it takes, then re-arms
+    /// the socket or leaves the pool.
+    pub(super) fn writable(&self) {
+        let mut after = After::new(&self.pacer);
+        let mut st = lock(&self.state);
+        if !st.registered {
+            return;
         }
-        self.wake.notify_one();
-        drop(st);
-        if caught_up {
-            self.pacer.caught_up();
-        }
-        if let End::Cut | End::Failed(_) = end {
-            cut(&self.stream);
-        }
+        self.pump(&mut st, &mut after);
+        self.settle(&mut st, true, &mut after);
     }
 
-    /// The writer thread's body: sends what is queued until the outbox ends.
-    pub(crate) fn run_writer(&self) {
-        let mut batch: Vec<Arc<[u8]>> = Vec::with_capacity(MAX_IOV);
+    /// The pool's sweep: drops a client that has taken nothing for the stall timeout,
+    /// and cuts a dropped one whose notice did not go out in time.
+    pub(super) fn check_deadlines(&self, now: Instant) {
+        let mut after = After::new(&self.pacer);
+        let mut st = lock(&self.state);
+        match st.end {
+            None if st.queued > 0 => {
+                let lag = st.progress.lag(now);
+                if lag > self.limits.stall {
+                    let why = format!(
+                        "{} bytes waiting, nothing taken for {:.1} s",
+                        st.queued,
+                        lag.as_secs_f64()
+                    );
+                    self.evict(&mut st, why, &mut after);
+                }
+            }
+            Some(End::Evict(_)) if st.evict_by.is_some_and(|by| now >= by) => {
+                self.discard(&mut st, &mut after);
+            }
+            _ => {}
+        }
+        self.settle(&mut st, false, &mut after);
+    }
+
+    /// Sends what the connection takes now: its pending bytes, then the queue, in
+    /// `writev`s of up to [`MAX_IOV`] chunks.
+    fn pump(&self, st: &mut State, after: &mut After<'_>) {
         loop {
-            let mut st = lock(&self.state);
-            while st.queue.is_empty() && st.end.is_none() {
-                st.idle = true;
-                st = wait(&self.wake, st);
-                st.idle = false;
-            }
-            match st.end {
-                Some(End::Flush) if st.queue.is_empty() => {
-                    drop(st);
-                    let _ = self.stream.shutdown(Shutdown::Write);
-                    return;
-                }
-                Some(End::Evict(code)) => return self.send_eviction(st, code),
-                Some(End::Cut | End::Failed(_)) => return cut(&self.stream),
-                Some(End::Flush) | None => {}
-            }
-            let lag = st.progress.lag(Instant::now());
-            if lag > self.limits.stall {
-                let why = format!(
-                    "{} bytes waiting, nothing taken for {:.1} s",
-                    st.queued,
-                    lag.as_secs_f64()
-                );
-                self.evict(st, why);
-                continue;
-            }
-            batch.extend(st.queue.iter().take(MAX_IOV).cloned());
-            let head_sent = st.head_sent;
-            st.busy = true;
-            drop(st);
-            let result = write_batch(&self.stream, &batch, head_sent);
-            batch.clear();
-            let mut st = lock(&self.state);
-            st.busy = false;
-            let cleared = matches!(st.end, Some(End::Cut | End::Failed(_)));
+            let result = match self.conn.has_pending() {
+                true => self.conn.flush_pending().map(|all| (usize::from(!all), 0)),
+                false if st.queue.is_empty() => return,
+                false => self.send_queued(st, after),
+            };
             match result {
-                Ok(_) if cleared => {}
-                Ok(n) => {
-                    if self.consume(&mut st, n) {
-                        drop(st);
-                        self.pacer.caught_up();
-                    }
-                }
-                Err(e) if is_transient(&e) => {}
-                Err(_) if cleared => {}
-                Err(e) => {
-                    st.end = Some(End::Failed(e.kind()));
-                    let caught_up = std::mem::take(&mut st.behind);
-                    drop(st);
-                    if caught_up {
-                        self.pacer.caught_up();
-                    }
-                }
+                // All that was offered went out: there may be more.
+                Ok((0, _)) => {}
+                Ok(_) => return,
+                Err(e) if is_transient(&e) => return,
+                Err(e) => return self.fail(st, e.kind(), after),
             }
         }
     }
 
-    /// Drops `n` sent bytes from the front of the queue; returns true when that
-    /// brought the client back under its pace mark.
-    fn consume(&self, st: &mut State, mut n: usize) -> bool {
+    /// One `writev` of the front of the queue; returns (bytes offered but not taken,
+    /// bytes taken).
+    fn send_queued(&self, st: &mut State, after: &mut After<'_>) -> io::Result<(usize, usize)> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut offered = 0;
+        for (i, chunk) in st.queue.iter().take(MAX_IOV).enumerate() {
+            let from = if i == 0 { st.head_sent } else { 0 };
+            let bytes = chunk.get(from..).unwrap_or_default();
+            offered += bytes.len();
+            slices[i] = IoSlice::new(bytes);
+        }
+        let n = self.conn.send_now(&slices[..st.queue.len().min(MAX_IOV)])?;
+        self.consume(st, n, after);
+        Ok((offered - n, n))
+    }
+
+    /// Drops `n` sent bytes from the front of the queue, noting when that brought
+    /// the client back under its pace mark.
+    fn consume(&self, st: &mut State, mut n: usize, after: &mut After<'_>) {
         st.queued = st.queued.saturating_sub(n);
         st.sent_total += n as u64;
         st.progress.drained(n, Instant::now());
@@ -388,16 +429,82 @@ impl Outbox {
             st.head_sent = 0;
             st.queue.pop_front();
         }
-        let caught_up = st.behind && st.queued <= self.limits.pace_at;
-        if caught_up {
+        if st.behind && st.queued <= self.limits.pace_at {
             st.behind = false;
+            after.caught_up = true;
         }
-        caught_up
     }
 
-    /// Finishes the frame in flight, frees the queue, sends the notice with the code,
-    /// and closes: all within [`EVICT_GRACE`].
-    fn send_eviction(&self, mut st: MutexGuard<'_, State>, code: ErrorCode) {
+    /// Decides what follows a change: close when nothing more is to be sent, keep the
+    /// outbox in the pool while it has a backlog (re-arming its socket after an event
+    /// when `rearm`), and take it out when it has none.
+    fn settle(&self, st: &mut State, rearm: bool, after: &mut After<'_>) {
+        if st.closed {
+            return;
+        }
+        let backlog = !st.queue.is_empty() || self.conn.has_pending();
+        let close = match st.end {
+            None => false,
+            Some(End::Flush | End::Evict(_)) => !backlog,
+            Some(End::Cut | End::Failed(_)) => true,
+        };
+        if close {
+            match st.end {
+                Some(End::Flush) => self.conn.finish(),
+                _ => self.conn.cut(),
+            }
+            st.closed = true;
+            self.finished.notify_all();
+        }
+        if backlog && !close {
+            let armed = match (st.registered, self.me.upgrade()) {
+                (false, Some(me)) => self.pool.register(me),
+                (true, _) if rearm => self.pool.rearm(self),
+                _ => Ok(()),
+            };
+            match armed {
+                Ok(()) => st.registered = true,
+                Err(e) => {
+                    tracing::error!("cannot hand a backlog to the writer pool: {e}");
+                    st.end = Some(End::Failed(e.kind()));
+                    self.discard(st, after);
+                    self.settle(st, rearm, after);
+                }
+            }
+        } else if st.registered {
+            st.registered = false;
+            after.gone = self.pool.deregister(self);
+        }
+    }
+
+    /// Writing failed: the connection is gone.
+    fn fail(&self, st: &mut State, kind: io::ErrorKind, after: &mut After<'_>) {
+        if !matches!(st.end, Some(End::Evict(_))) {
+            st.end = Some(End::Failed(kind));
+        }
+        self.discard(st, after);
+    }
+
+    /// Frees the backlog: nothing more is sent.
+    fn discard(&self, st: &mut State, after: &mut After<'_>) {
+        st.queue = VecDeque::new();
+        st.queued = 0;
+        st.head_sent = 0;
+        if std::mem::take(&mut st.behind) {
+            after.caught_up = true;
+        }
+    }
+
+    /// Drops the client as too slow, recording why for the log.
+    fn evict(&self, st: &mut State, why: String, after: &mut After<'_>) {
+        st.dropped = Some(why);
+        self.begin_eviction(st, ErrorCode::SLOW_CONSUMER, after);
+    }
+
+    /// Ends with a drop: the frame in flight is finished, the rest of the queue freed,
+    /// and the notice with `code` queued, all to go out within [`EVICT_GRACE`].
+    fn begin_eviction(&self, st: &mut State, code: ErrorCode, after: &mut After<'_>) {
+        st.end = Some(End::Evict(code));
         let mut bytes = match st.queue.front() {
             Some(head) if st.head_sent > 0 => {
                 let end = frame_end(self.mode, head, st.head_sent);
@@ -405,38 +512,19 @@ impl Outbox {
             }
             _ => Vec::new(),
         };
-        st.queue = VecDeque::new();
-        st.queued = 0;
-        st.head_sent = 0;
-        drop(st);
-        let text = evict_text(code, &self.limits);
-        bytes.extend(wire::error(self.mode, code, &text));
+        self.discard(st, after);
+        bytes.extend(wire::error(
+            self.mode,
+            code,
+            &evict_text(code, &self.limits),
+        ));
         // The socket is full (that is why the client is dropped): let it take these
         // few bytes beyond its usual limit.
-        let _ = relax_send_limits(&self.stream);
-        let deadline = Instant::now() + EVICT_GRACE;
-        let mut at = 0;
-        while at < bytes.len() && Instant::now() < deadline {
-            match (&*self.stream).write(&bytes[at..]) {
-                Ok(0) => break,
-                Ok(n) => at += n,
-                Err(e) if is_transient(&e) => {}
-                Err(_) => break,
-            }
-        }
-        cut(&self.stream);
-    }
-
-    /// Records that the writer thread has returned (normally or by a panic).
-    pub(crate) fn writer_exited(&self) {
-        lock(&self.state).done = true;
-        self.finished.notify_all();
-    }
-
-    /// Waits, up to `deadline`, for the writer to finish sending; true if it has.
-    pub(crate) fn wait_done(&self, deadline: Instant) -> bool {
-        let st = lock(&self.state);
-        wait_until(&self.finished, st, deadline, |st| !st.done).done
+        let _ = relax_send_limits(self.conn.tcp());
+        st.queued = bytes.len();
+        st.queue.push_back(Arc::from(bytes));
+        st.evict_by = Some(Instant::now() + EVICT_GRACE);
+        self.pump(st, after);
     }
 }
 
@@ -483,18 +571,6 @@ fn frame_end(mode: Mode, chunk: &[u8], at: usize) -> usize {
             at
         }
     }
-}
-
-/// One `writev` of the batch, the first chunk from `head_sent` on. Blocks for at most
-/// the socket's write timeout.
-fn write_batch(stream: &TcpStream, batch: &[Arc<[u8]>], head_sent: usize) -> io::Result<usize> {
-    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    for (i, chunk) in batch.iter().enumerate() {
-        let from = if i == 0 { head_sent } else { 0 };
-        slices[i] = IoSlice::new(chunk.get(from..).unwrap_or_default());
-    }
-    let mut s = stream;
-    s.write_vectored(&slices[..batch.len()])
 }
 
 #[cfg(test)]

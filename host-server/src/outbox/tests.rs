@@ -2,14 +2,14 @@
 //! limits, pacing, and how it ends.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
-use std::thread::{self, JoinHandle};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
 
 use proto_core::{FeedResult, Frame, FrameDecoder, Notice, NoticeKind, PeerAddr};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::*;
-use crate::sys::WRITER_TICK;
+use crate::sys::WRITE_TIMEOUT;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -25,7 +25,7 @@ fn limits() -> Limits {
 
 /// A connected pair: the server's side (small send buffer, bounded writes, as the
 /// server sets it) and the peer, whose receive buffer is small when `small_peer`.
-fn pair(small_peer: bool) -> (Arc<TcpStream>, TcpStream) {
+fn pair(small_peer: bool) -> (Conn, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let peer = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -34,14 +34,14 @@ fn pair(small_peer: bool) -> (Arc<TcpStream>, TcpStream) {
     }
     peer.connect(&addr.into()).unwrap();
     let (inside, _) = listener.accept().unwrap();
-    inside.set_write_timeout(Some(WRITER_TICK)).unwrap();
+    inside.set_write_timeout(Some(WRITE_TIMEOUT)).unwrap();
     if small_peer {
         SockRef::from(&inside).set_send_buffer_size(4096).unwrap();
         set_notsent_lowat_for_test(&inside);
     }
     let peer: TcpStream = peer.into();
     peer.set_read_timeout(Some(WAIT)).unwrap();
-    (Arc::new(inside), peer)
+    (Conn::plain(inside), peer)
 }
 
 fn set_notsent_lowat_for_test(stream: &TcpStream) {
@@ -50,18 +50,39 @@ fn set_notsent_lowat_for_test(stream: &TcpStream) {
     let _ = crate::sys::configure_notsent_for_tests(stream);
 }
 
-fn new_outbox(stream: &Arc<TcpStream>, mode: Mode, limits: Limits) -> (Arc<Outbox>, Arc<Pacer>) {
-    let pacer = Arc::new(Pacer::default());
-    let outbox = Arc::new(Outbox::new(stream.clone(), mode, limits, pacer.clone()));
-    (outbox, pacer)
+/// An outbox with its pacer and a writer pool of one thread (none: nothing sends
+/// its backlog).
+struct Fixture {
+    outbox: Arc<Outbox>,
+    pacer: Arc<Pacer>,
+    pool: Arc<Pool>,
+    _workers: Option<Workers>,
 }
 
-fn writer(outbox: &Arc<Outbox>) -> JoinHandle<()> {
-    let outbox = outbox.clone();
-    thread::spawn(move || {
-        outbox.run_writer();
-        outbox.writer_exited();
-    })
+fn new_outbox(conn: Conn, mode: Mode, limits: Limits) -> Fixture {
+    let fixture = unsent_outbox(conn, mode, limits);
+    let workers = Workers::start(&fixture.pool, 1, 64 * 1024).unwrap();
+    Fixture {
+        _workers: Some(workers),
+        ..fixture
+    }
+}
+
+fn unsent_outbox(conn: Conn, mode: Mode, limits: Limits) -> Fixture {
+    let pacer = Arc::new(Pacer::default());
+    let pool = Pool::new().unwrap();
+    let outbox = Outbox::new(conn, mode, limits, pacer.clone(), pool.clone());
+    Fixture {
+        outbox,
+        pacer,
+        pool,
+        _workers: None,
+    }
+}
+
+/// Waits until the outbox has closed (sent its last bytes, or cut).
+fn closed(outbox: &Outbox) {
+    assert!(outbox.wait_done(Instant::now() + WAIT), "still open");
 }
 
 fn queued(outbox: &Outbox) -> usize {
@@ -97,7 +118,9 @@ fn broadcast(seq: u64, text: &str) -> Vec<u8> {
 #[test]
 fn an_idle_outbox_writes_through_without_queueing() {
     let (inside, mut peer) = pair(false);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
     assert!(!outbox.push(&mut Chunk::new(b"hello\n")));
     assert_eq!(queued(&outbox), 0);
     assert_eq!(outbox.sent_total(), 6);
@@ -109,26 +132,35 @@ fn an_idle_outbox_writes_through_without_queueing() {
 #[test]
 fn what_the_socket_does_not_take_is_queued_and_sent_in_order_by_the_writer() {
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
     let line = |i: usize| format!("{i:05} {}\n", "x".repeat(994));
     for i in 0..200 {
         outbox.push(&mut Chunk::new(line(i).as_bytes()));
     }
     assert!(queued(&outbox) > 0, "a 4 KiB socket took 200 KB at once");
-    let w = writer(&outbox);
     outbox.end(End::Flush);
     let got = read_all(&mut peer);
     let want: String = (0..200).map(line).collect();
     assert_eq!(got.len(), want.len());
     assert!(got == want.as_bytes(), "bytes out of order");
-    w.join().unwrap();
+    closed(&outbox);
 }
 
 #[test]
 fn one_writev_sends_every_queued_chunk() {
     let (inside, mut peer) = pair(false);
-    let chunks: Vec<Arc<[u8]>> = [&b"abc"[..], b"defg", b"hi"].map(Arc::from).to_vec();
-    assert_eq!(write_batch(&inside, &chunks, 1).unwrap(), 8);
+    let Fixture { outbox, pacer, .. } = unsent_outbox(inside, Mode::Text, limits());
+    let mut after = After::new(&pacer);
+    let mut st = lock(&outbox.state);
+    st.queue
+        .extend([&b"abc"[..], b"defg", b"hi"].map(Arc::from));
+    st.head_sent = 1;
+    st.queued = 8;
+    assert_eq!(outbox.send_queued(&mut st, &mut after).unwrap(), (0, 8));
+    assert!(st.queue.is_empty());
+    drop(st);
     let mut got = [0u8; 8];
     peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"bcdefghi");
@@ -138,8 +170,10 @@ fn one_writev_sends_every_queued_chunk() {
 fn the_hard_limit_drops_at_the_first_byte_past_it() {
     let (inside, _peer) = pair(true);
     let hard = 128 * 1024;
-    let (outbox, _) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(
+        inside,
         Mode::Binary,
         Limits {
             hard,
@@ -171,8 +205,13 @@ fn the_hard_limit_drops_at_the_first_byte_past_it() {
 #[test]
 fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
     let (inside, mut peer) = pair(true);
-    let (outbox, pacer) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox,
+        pacer,
+        _workers,
+        ..
+    } = new_outbox(
+        inside,
         Mode::Binary,
         Limits {
             hard: 64 * 1024,
@@ -180,13 +219,12 @@ fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
             ..limits()
         },
     );
-    let w = writer(&outbox);
     let mut seq = 0;
     while outbox.ended().is_none() {
         seq += 1;
         outbox.push(&mut Chunk::new(&broadcast(seq, &"q".repeat(1013))));
     }
-    w.join().unwrap();
+    closed(&outbox);
     assert_eq!(queued(&outbox), 0, "the backlog was freed");
     assert_eq!(pacer.behind(), 0);
     let got = read_all(&mut peer);
@@ -215,8 +253,10 @@ fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
 #[test]
 fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(
+        inside,
         Mode::Text,
         Limits {
             hard: 64 * 1024,
@@ -224,12 +264,11 @@ fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
             ..limits()
         },
     );
-    let w = writer(&outbox);
     let line = format!("[127.0.0.1:1] {}\n", "t".repeat(985));
     while outbox.ended().is_none() {
         outbox.push(&mut Chunk::new(line.as_bytes()));
     }
-    w.join().unwrap();
+    closed(&outbox);
     let got = String::from_utf8(read_all(&mut peer)).unwrap();
     let lines: Vec<&str> = got.lines().collect();
     let (notice, relayed) = lines.split_last().unwrap();
@@ -249,8 +288,9 @@ fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
 fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
     let (inside, mut peer) = pair(true);
     let stall = Duration::from_millis(600);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, Limits { stall, ..limits() });
-    let w = writer(&outbox);
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, Limits { stall, ..limits() });
     let started = Instant::now();
     let line = format!("{}\n", "s".repeat(999));
     // A line every 10 ms, far below the hard limit: only the stall can end this.
@@ -258,7 +298,7 @@ fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
         outbox.push(&mut Chunk::new(line.as_bytes()));
         thread::sleep(Duration::from_millis(10));
     }
-    w.join().unwrap();
+    closed(&outbox);
     assert!(started.elapsed() >= stall, "{:?}", started.elapsed());
     let why = outbox.dropped().unwrap();
     assert!(why.contains("nothing taken for"), "{why}");
@@ -271,8 +311,13 @@ fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
 fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
     let (inside, mut peer) = pair(true);
     let pace_at = 16 * 1024;
-    let (outbox, pacer) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox,
+        pacer,
+        pool,
+        _workers,
+    } = new_outbox(
+        inside,
         Mode::Text,
         Limits {
             pace_at,
@@ -286,9 +331,9 @@ fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
     }
     assert_eq!(reports, 1);
     assert_eq!(pacer.behind(), 1);
+    assert_eq!(pool.registered(), 1);
     assert!(outbox.is_behind());
     assert!(outbox.holds_until(Instant::now()).is_some());
-    let w = writer(&outbox);
     let reader = thread::spawn(move || read_all(&mut peer).len());
     let deadline = Instant::now() + WAIT;
     while pacer.behind() > 0 && Instant::now() < deadline {
@@ -296,16 +341,21 @@ fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
     }
     assert_eq!(pacer.behind(), 0, "caught up");
     outbox.end(End::Flush);
-    w.join().unwrap();
+    closed(&outbox);
     assert!(reader.join().unwrap() > pace_at);
+    assert_eq!(
+        pool.registered(),
+        0,
+        "the pool keeps an outbox only while it owes it bytes"
+    );
 }
 
 #[test]
 fn a_stopped_client_stops_holding_senders_after_the_grace() {
     let (inside, _peer) = pair(true);
     let grace = Duration::from_millis(200);
-    let (outbox, pacer) = new_outbox(
-        &inside,
+    let Fixture { outbox, pacer, .. } = unsent_outbox(
+        inside,
         Mode::Text,
         Limits {
             pace_at: 8 * 1024,
@@ -335,27 +385,29 @@ fn a_stopped_client_stops_holding_senders_after_the_grace() {
 #[test]
 fn flush_sends_everything_then_closes_and_cut_sends_nothing_more() {
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
     let line = format!("{}\n", "f".repeat(999));
     for _ in 0..50 {
         outbox.push(&mut Chunk::new(line.as_bytes()));
     }
-    let w = writer(&outbox);
     outbox.end(End::Flush);
     assert_eq!(read_all(&mut peer).len(), 50 * line.len());
-    w.join().unwrap();
+    closed(&outbox);
     assert!(outbox.wait_done(Instant::now() + WAIT));
 
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
     for _ in 0..50 {
         outbox.push(&mut Chunk::new(line.as_bytes()));
     }
     let sent = usize::try_from(outbox.sent_total()).unwrap();
-    let w = writer(&outbox);
     outbox.end(End::Cut);
     assert_eq!(queued(&outbox), 0, "the backlog was freed");
-    w.join().unwrap();
+    closed(&outbox);
     let got = read_all(&mut peer).len();
     assert!(got <= sent, "{got} > {sent}: the cut sent queued bytes");
     assert!(got < 50 * line.len());
