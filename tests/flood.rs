@@ -22,6 +22,18 @@ const LINE: usize = 500;
 /// What the paced readers here drain: about 2 MB/s.
 const READER_RATE: usize = 2_000_000;
 
+/// The receive buffer the paced readers ask for (the kernel doubles it).
+const READER_RECV_BUFFER: usize = 64 * 1024;
+
+/// What may lie between a flooder and a reader it is paced to when the flooder's last
+/// write returns, besides the flooder's own send buffer: the server's receive buffer
+/// (128 KiB), the pace mark (64 KiB) and one read buffer (4 KiB) past it, the unsent
+/// bytes the kernel holds for the reader (32 KiB) and those it has sent unread, up to
+/// the reader's receive buffer (twice `READER_RECV_BUFFER`); with room to spare, and
+/// half of the outbox limit (1 MiB), so a flood that is not paced fails this bound
+/// before it gets the reader dropped.
+const IN_FLIGHT: usize = 512 * 1024;
+
 /// The server's settings for these tests: a short stall timeout, so a stopped reader
 /// is dropped within the test's time.
 const SERVER: &[&str] = &["--stall-timeout", "3"];
@@ -144,7 +156,47 @@ fn paced_reader(
     })
 }
 
-/// The chat texts in `bytes`, with the offset where each ends, and the notices.
+/// Reads `stream` in bites: `bite` bytes (several reads if need be), then nothing
+/// for `pause`, as a program that takes big blocks at intervals does; until the end
+/// of the stream or until `stop` returns true for the bytes so far.
+fn bite_reader(
+    mut stream: TcpStream,
+    first: Vec<u8>,
+    bite: usize,
+    pause: Duration,
+    stop: impl Fn(&[u8]) -> bool + Send + 'static,
+) -> JoinHandle<Received> {
+    thread::spawn(move || {
+        let mut got = Received {
+            reads: vec![(Instant::now(), first.len())],
+            bytes: first,
+            ended: false,
+        };
+        let mut buf = vec![0u8; bite];
+        stream.set_read_timeout(Some(WAIT * 3)).unwrap();
+        loop {
+            let mut filled = 0;
+            while filled < bite {
+                match stream.read(&mut buf[filled..]) {
+                    Ok(0) | Err(_) => {
+                        got.ended = true;
+                        return got;
+                    }
+                    Ok(n) => {
+                        got.bytes.extend_from_slice(&buf[filled..filled + n]);
+                        got.reads.push((Instant::now(), got.bytes.len()));
+                        filled += n;
+                    }
+                }
+                if stop(&got.bytes) {
+                    return got;
+                }
+            }
+            thread::sleep(pause);
+        }
+    })
+}
+
 /// Chat texts with the offset where each ends.
 type Chats = Vec<(String, usize)>;
 /// Notices with their error code, if any.
@@ -310,6 +362,15 @@ fn check_flood(
     }
     latencies.sort();
     latencies
+}
+
+/// How many bytes the reader had received by `t`.
+fn received_by(got: &Received, t: Instant) -> usize {
+    got.reads
+        .iter()
+        .take_while(|(at, _)| *at <= t)
+        .last()
+        .map_or(0, |r| r.1)
 }
 
 fn p99(latencies: &[Duration]) -> Duration {
@@ -551,6 +612,48 @@ fn a_trickling_reader_is_dropped_and_does_not_pace_the_room() {
         trickled.bytes.len() < 100,
         "it read {} bytes",
         trickled.bytes.len()
+    );
+}
+
+/// A reader that takes 64 KB every 100 ms, and nothing in between, paces the room
+/// and is never dropped: what it banks with each bite carries it to the next.
+#[test]
+fn a_reader_taking_64_kb_every_100_ms_paces_the_room_and_is_not_dropped() {
+    // 2 MB: about three seconds at 640 KB/s.
+    const LINES: usize = 4_000;
+    let server = Server::start(SERVER);
+    let (stream, first) = join(server.addr, Mode::Text, Some(READER_RECV_BUFFER));
+    let reader = bite_reader(
+        stream,
+        first,
+        64 * 1024,
+        Duration::from_millis(100),
+        has_all(Mode::Text, LINES),
+    );
+    let started = Instant::now();
+    // A small send buffer, so the flooder's own kernel cannot hide the pacing.
+    let mut stream = listening_text_client(server.addr);
+    socket2::SockRef::from(&stream)
+        .set_send_buffer_size(64 * 1024)
+        .unwrap();
+    let own_buffer = send_buffer(&stream);
+    send_flood(&mut stream, 0, LINES);
+    let sent_at = Instant::now();
+    let got = reader.join().unwrap();
+    assert!(!got.ended, "the reader was dropped");
+    check_flood(&got, Mode::Text, LINES, 0, started);
+    let received_then = received_by(&got, sent_at);
+    println!(
+        "bites: flood sent in {:?}, received in {:?}; {received_then} of {} bytes had \
+         arrived when the flooder finished",
+        sent_at - started,
+        got.reads.last().unwrap().0 - started,
+        got.bytes.len()
+    );
+    assert!(
+        received_then + own_buffer + IN_FLIGHT >= got.bytes.len(),
+        "not paced: the flooder finished with only {received_then} of {} bytes delivered",
+        got.bytes.len()
     );
 }
 

@@ -80,7 +80,10 @@ impl<'a> Sender<'a> {
         let relayed = std::mem::take(&mut self.relayed);
         if relayed > 0 {
             let stopping = || self.cut_off() || self.ctx.control.stopping().is_some();
-            self.ctx.room.pacer().wait(self.client.id, stopping);
+            self.ctx
+                .room
+                .pacer()
+                .wait(self.client.outbox.key(), stopping);
         }
         if let Some(throttle) = &mut self.throttle {
             throttle.pause(relayed, &self.client.outbox);

@@ -35,15 +35,8 @@ pub(crate) struct Client {
     pub(crate) id: u64,
     /// The address the others see.
     pub(crate) peer: PeerAddr,
-    /// Where its bytes go (shared with the pacer while it is behind).
+    /// Where its bytes go (shared with the writer pool while it has a backlog).
     pub(crate) outbox: Arc<Outbox>,
-}
-
-/// Pushes `chunk` to `client`, telling `pacer` if that put the client behind.
-fn deliver(pacer: &Pacer, client: &Client, chunk: &mut Chunk<'_>) {
-    if client.outbox.push(chunk) {
-        pacer.watch(client.id, &client.outbox);
-    }
 }
 
 impl Client {
@@ -127,7 +120,7 @@ impl Pending {
     }
 
     /// Sends every pending notice to the clients meant to get it.
-    fn flush(&mut self, clients: &[Arc<Client>], pacer: &Pacer) {
+    fn flush(&mut self, clients: &[Arc<Client>]) {
         if self.starts.is_empty() {
             return;
         }
@@ -135,15 +128,15 @@ impl Pending {
         for client in clients {
             let first = self.fresh.iter().find(|(id, _)| *id == client.id);
             match (first.map(|f| f.1), client.mode()) {
-                (None, Mode::Binary) => deliver(pacer, client, &mut binary),
-                (None, Mode::Text) => deliver(pacer, client, &mut text),
+                (None, Mode::Binary) => client.outbox.push(&mut binary),
+                (None, Mode::Text) => client.outbox.push(&mut text),
                 (Some(i), mode) if i < self.starts.len() => {
                     let (b, t) = self.starts[i];
                     let tail = match mode {
                         Mode::Binary => &self.binary[b..],
                         Mode::Text => &self.text[t..],
                     };
-                    deliver(pacer, client, &mut Chunk::new(tail));
+                    client.outbox.push(&mut Chunk::new(tail));
                 }
                 (Some(_), _) => {}
             }
@@ -292,7 +285,7 @@ impl Room {
     pub(crate) fn flush_notices(&self) {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
-        st.pending.flush(&st.clients, &self.pacer);
+        st.pending.flush(&st.clients);
     }
 
     /// Sends pending notices in bursts until the room closes: the notice thread's body.
@@ -313,7 +306,7 @@ impl Room {
             thread::sleep(delay);
             st = lock(&self.state);
             let st = &mut *st;
-            st.pending.flush(&st.clients, &self.pacer);
+            st.pending.flush(&st.clients);
         }
     }
 
@@ -329,7 +322,7 @@ impl Room {
         if st.closing || batch.is_empty() {
             return;
         }
-        st.pending.flush(&st.clients, &self.pacer);
+        st.pending.flush(&st.clients);
         let first = st.next_seq;
         st.next_seq += batch.len() as u64;
         let text_wanted = st.text_clients > usize::from(from.mode() == Mode::Text);
@@ -349,8 +342,8 @@ impl Room {
         let (mut binary, mut text) = (Chunk::new(&st.binary), Chunk::new(&st.text));
         for client in st.clients.iter().filter(|c| c.id != from.id) {
             match client.mode() {
-                Mode::Binary => deliver(&self.pacer, client, &mut binary),
-                Mode::Text => deliver(&self.pacer, client, &mut text),
+                Mode::Binary => client.outbox.push(&mut binary),
+                Mode::Text => client.outbox.push(&mut text),
             }
         }
         if from.mode() == Mode::Binary {
@@ -359,7 +352,7 @@ impl Room {
             for seq in first..st.next_seq {
                 encode_into(Mode::Binary, &Frame::Ack { seq }, &mut st.acks);
             }
-            deliver(&self.pacer, from, &mut Chunk::new(&st.acks));
+            from.outbox.push(&mut Chunk::new(&st.acks));
         }
     }
 
@@ -371,7 +364,7 @@ impl Room {
         if st.closing || batch.is_empty() {
             return;
         }
-        st.pending.flush(&st.clients, &self.pacer);
+        st.pending.flush(&st.clients);
         let text_wanted = st.text_clients > 0;
         st.binary.clear();
         st.text.clear();
@@ -394,8 +387,8 @@ impl Room {
         for client in &st.clients {
             if !batch.iter().any(|m| m.origin == Some(client.id)) {
                 match client.mode() {
-                    Mode::Binary => deliver(&self.pacer, client, &mut binary),
-                    Mode::Text => deliver(&self.pacer, client, &mut text),
+                    Mode::Binary => client.outbox.push(&mut binary),
+                    Mode::Text => client.outbox.push(&mut text),
                 }
                 continue;
             }
@@ -413,7 +406,7 @@ impl Room {
                     (false, Mode::Text) => st.acks.extend_from_slice(&st.text[t0..t1]),
                 }
             }
-            deliver(&self.pacer, client, &mut Chunk::new(&st.acks));
+            client.outbox.push(&mut Chunk::new(&st.acks));
         }
     }
 

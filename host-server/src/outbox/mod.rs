@@ -96,6 +96,14 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// How far ahead of its drain rate a client may bank credit by reading (see
+    /// `progress`): three graces, so a reader that takes a big bite at intervals of
+    /// up to four graces keeps holding senders between bites, while one that never
+    /// read holds them for one grace at most.
+    fn bank(&self) -> Duration {
+        self.grace * 3
+    }
+
     /// The limits `config` sets.
     pub(crate) fn of(config: &Config) -> Self {
         Self {
@@ -131,31 +139,12 @@ struct State {
     evict_by: Option<Instant>,
 }
 
-/// What is done after an outbox's lock is released: telling the pacer a client
-/// caught up (the pacer looks into outboxes under its own lock), and dropping the
-/// pool's reference to an outbox it no longer sends to (perhaps the last one).
-struct After<'a> {
-    pacer: &'a Pacer,
-    caught_up: bool,
+/// What is done after an outbox's lock is released: dropping the pool's reference
+/// to an outbox it no longer sends to (perhaps the last one, which must not be
+/// dropped under its own lock).
+#[derive(Default)]
+struct After {
     gone: Option<Arc<Outbox>>,
-}
-
-impl<'a> After<'a> {
-    fn new(pacer: &'a Pacer) -> Self {
-        Self {
-            pacer,
-            caught_up: false,
-            gone: None,
-        }
-    }
-}
-
-impl Drop for After<'_> {
-    fn drop(&mut self) {
-        if self.caught_up {
-            self.pacer.caught_up();
-        }
-    }
 }
 
 /// A client's outbound queue and the connection it drains into.
@@ -197,7 +186,7 @@ impl Outbox {
                 head_sent: 0,
                 queued: 0,
                 behind: false,
-                progress: Progress::new(limits.min_rate, Instant::now()),
+                progress: Progress::new(limits.min_rate, limits.bank(), Instant::now()),
                 registered: false,
                 closed: false,
                 sent_total: 0,
@@ -220,13 +209,13 @@ impl Outbox {
     }
 
     /// Sends `chunk` after everything pushed before it. Never blocks on the network.
-    /// Returns true when this push put the client behind (over its pace mark), so
-    /// the caller can tell the pacer who it is.
-    pub(crate) fn push(&self, chunk: &mut Chunk<'_>) -> bool {
-        let mut after = After::new(&self.pacer);
+    /// Whatever the chunk is (a broadcast, a pong, a notice), a push that puts the
+    /// client over its pace mark tells the pacer.
+    pub(crate) fn push(&self, chunk: &mut Chunk<'_>) {
+        let mut after = After::default();
         let mut st = lock(&self.state);
         if st.end.is_some() || chunk.bytes.is_empty() {
-            return false;
+            return;
         }
         let mut sent = 0;
         if st.queue.is_empty() && !st.registered {
@@ -238,13 +227,11 @@ impl Outbox {
                 }
                 Err(e) if is_transient(&e) => {}
                 Err(e) => {
-                    self.fail(&mut st, e.kind(), &mut after);
-                    self.settle(&mut st, false, &mut after);
-                    return false;
+                    self.fail(&mut st, e.kind());
+                    return self.settle(&mut st, false, &mut after);
                 }
             }
         }
-        let mut went_behind = false;
         if sent < chunk.bytes.len() {
             if st.queue.is_empty() {
                 st.head_sent = sent;
@@ -259,15 +246,14 @@ impl Outbox {
                     "{} bytes waiting, over the limit of {}",
                     st.queued, self.limits.hard
                 );
-                self.evict(&mut st, why, &mut after);
+                self.evict(&mut st, why);
             } else if !st.behind && st.queued > self.limits.pace_at {
                 st.behind = true;
-                went_behind = true;
-                self.pacer.went_behind();
+                let until = st.progress.lagging_by(self.limits.grace);
+                self.pacer.hold(self.key, until);
             }
         }
         self.settle(&mut st, false, &mut after);
-        went_behind
     }
 
     /// Sends `bytes` to this client alone (a notice, a pong).
@@ -278,17 +264,17 @@ impl Outbox {
     /// Stops taking chunks, for the reason `end`. The first reason given stays, except
     /// that a pending [`End::Flush`] may be hardened into a drop or a cut.
     pub(crate) fn end(&self, end: End) {
-        let mut after = After::new(&self.pacer);
+        let mut after = After::default();
         let mut st = lock(&self.state);
         if !(st.end.is_none() || (st.end == Some(End::Flush) && end != End::Flush)) {
             return;
         }
         match end {
             End::Flush => st.end = Some(End::Flush),
-            End::Evict(code) => self.begin_eviction(&mut st, code, &mut after),
+            End::Evict(code) => self.begin_eviction(&mut st, code),
             End::Cut | End::Failed(_) => {
                 st.end = Some(end);
-                self.discard(&mut st, &mut after);
+                self.discard(&mut st);
             }
         }
         self.settle(&mut st, false, &mut after);
@@ -317,18 +303,10 @@ impl Outbox {
         lock(&self.state).dropped.clone()
     }
 
-    /// Over the pace mark and not ended.
-    pub(crate) fn is_behind(&self) -> bool {
-        let st = lock(&self.state);
-        st.behind && st.end.is_none()
-    }
-
-    /// If the client holds senders back at `now` (it is behind and still draining),
-    /// the instant at which it stops doing so unless it takes more bytes.
-    pub(crate) fn holds_until(&self, now: Instant) -> Option<Instant> {
-        let st = lock(&self.state);
-        let until = st.progress.lagging_by(self.limits.grace);
-        (st.behind && st.end.is_none() && until > now).then_some(until)
+    /// Its key in the writer pool and the pacer: a sender passes it to
+    /// [`Pacer::wait`] so it does not wait for itself.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
     }
 
     /// Waits, up to `deadline`, for the outbox to close (everything sent and the
@@ -341,19 +319,19 @@ impl Outbox {
     /// The pool's call when the socket takes more: sends what it takes, then re-arms
     /// the socket or leaves the pool.
     pub(super) fn writable(&self) {
-        let mut after = After::new(&self.pacer);
+        let mut after = After::default();
         let mut st = lock(&self.state);
         if !st.registered {
             return;
         }
-        self.pump(&mut st, &mut after);
+        self.pump(&mut st);
         self.settle(&mut st, true, &mut after);
     }
 
     /// The pool's sweep: drops a client that has taken nothing for the stall timeout,
     /// and cuts a dropped one whose notice did not go out in time.
     pub(super) fn check_deadlines(&self, now: Instant) {
-        let mut after = After::new(&self.pacer);
+        let mut after = After::default();
         let mut st = lock(&self.state);
         match st.end {
             None if st.queued > 0 => {
@@ -364,11 +342,11 @@ impl Outbox {
                         st.queued,
                         lag.as_secs_f64()
                     );
-                    self.evict(&mut st, why, &mut after);
+                    self.evict(&mut st, why);
                 }
             }
             Some(End::Evict(_)) if st.evict_by.is_some_and(|by| now >= by) => {
-                self.discard(&mut st, &mut after);
+                self.discard(&mut st);
             }
             _ => {}
         }
@@ -377,26 +355,26 @@ impl Outbox {
 
     /// Sends what the connection takes now: its pending bytes, then the queue, in
     /// `writev`s of up to [`MAX_IOV`] chunks.
-    fn pump(&self, st: &mut State, after: &mut After<'_>) {
+    fn pump(&self, st: &mut State) {
         loop {
             let result = match self.conn.has_pending() {
                 true => self.conn.flush_pending().map(|all| (usize::from(!all), 0)),
                 false if st.queue.is_empty() => return,
-                false => self.send_queued(st, after),
+                false => self.send_queued(st),
             };
             match result {
                 // All that was offered went out: there may be more.
                 Ok((0, _)) => {}
                 Ok(_) => return,
                 Err(e) if is_transient(&e) => return,
-                Err(e) => return self.fail(st, e.kind(), after),
+                Err(e) => return self.fail(st, e.kind()),
             }
         }
     }
 
     /// One `writev` of the front of the queue; returns (bytes offered but not taken,
     /// bytes taken).
-    fn send_queued(&self, st: &mut State, after: &mut After<'_>) -> io::Result<(usize, usize)> {
+    fn send_queued(&self, st: &mut State) -> io::Result<(usize, usize)> {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let mut offered = 0;
         for (i, chunk) in st.queue.iter().take(MAX_IOV).enumerate() {
@@ -406,13 +384,13 @@ impl Outbox {
             slices[i] = IoSlice::new(bytes);
         }
         let n = self.conn.send_now(&slices[..st.queue.len().min(MAX_IOV)])?;
-        self.consume(st, n, after);
+        self.consume(st, n);
         Ok((offered - n, n))
     }
 
     /// Drops `n` sent bytes from the front of the queue, noting when that brought
     /// the client back under its pace mark.
-    fn consume(&self, st: &mut State, mut n: usize, after: &mut After<'_>) {
+    fn consume(&self, st: &mut State, mut n: usize) {
         st.queued = st.queued.saturating_sub(n);
         st.sent_total += n as u64;
         st.progress.drained(n, Instant::now());
@@ -431,14 +409,17 @@ impl Outbox {
         }
         if st.behind && st.queued <= self.limits.pace_at {
             st.behind = false;
-            after.caught_up = true;
+            self.pacer.release(self.key);
+        } else if st.behind {
+            let until = st.progress.lagging_by(self.limits.grace);
+            self.pacer.hold(self.key, until);
         }
     }
 
     /// Decides what follows a change: close when nothing more is to be sent, keep the
     /// outbox in the pool while it has a backlog (re-arming its socket after an event
     /// when `rearm`), and take it out when it has none.
-    fn settle(&self, st: &mut State, rearm: bool, after: &mut After<'_>) {
+    fn settle(&self, st: &mut State, rearm: bool, after: &mut After) {
         if st.closed {
             return;
         }
@@ -467,7 +448,7 @@ impl Outbox {
                 Err(e) => {
                     tracing::error!("cannot hand a backlog to the writer pool: {e}");
                     st.end = Some(End::Failed(e.kind()));
-                    self.discard(st, after);
+                    self.discard(st);
                     self.settle(st, rearm, after);
                 }
             }
@@ -478,32 +459,32 @@ impl Outbox {
     }
 
     /// Writing failed: the connection is gone.
-    fn fail(&self, st: &mut State, kind: io::ErrorKind, after: &mut After<'_>) {
+    fn fail(&self, st: &mut State, kind: io::ErrorKind) {
         if !matches!(st.end, Some(End::Evict(_))) {
             st.end = Some(End::Failed(kind));
         }
-        self.discard(st, after);
+        self.discard(st);
     }
 
     /// Frees the backlog: nothing more is sent.
-    fn discard(&self, st: &mut State, after: &mut After<'_>) {
+    fn discard(&self, st: &mut State) {
         st.queue = VecDeque::new();
         st.queued = 0;
         st.head_sent = 0;
         if std::mem::take(&mut st.behind) {
-            after.caught_up = true;
+            self.pacer.release(self.key);
         }
     }
 
     /// Drops the client as too slow, recording why for the log.
-    fn evict(&self, st: &mut State, why: String, after: &mut After<'_>) {
+    fn evict(&self, st: &mut State, why: String) {
         st.dropped = Some(why);
-        self.begin_eviction(st, ErrorCode::SLOW_CONSUMER, after);
+        self.begin_eviction(st, ErrorCode::SLOW_CONSUMER);
     }
 
     /// Ends with a drop: the frame in flight is finished, the rest of the queue freed,
     /// and the notice with `code` queued, all to go out within [`EVICT_GRACE`].
-    fn begin_eviction(&self, st: &mut State, code: ErrorCode, after: &mut After<'_>) {
+    fn begin_eviction(&self, st: &mut State, code: ErrorCode) {
         st.end = Some(End::Evict(code));
         let mut bytes = match st.queue.front() {
             Some(head) if st.head_sent > 0 => {
@@ -512,7 +493,7 @@ impl Outbox {
             }
             _ => Vec::new(),
         };
-        self.discard(st, after);
+        self.discard(st);
         bytes.extend(wire::error(
             self.mode,
             code,
@@ -524,7 +505,7 @@ impl Outbox {
         st.queued = bytes.len();
         st.queue.push_back(Arc::from(bytes));
         st.evict_by = Some(Instant::now() + EVICT_GRACE);
-        self.pump(st, after);
+        self.pump(st);
     }
 }
 

@@ -121,7 +121,7 @@ fn an_idle_outbox_writes_through_without_queueing() {
     let Fixture {
         outbox, _workers, ..
     } = new_outbox(inside, Mode::Text, limits());
-    assert!(!outbox.push(&mut Chunk::new(b"hello\n")));
+    outbox.push(&mut Chunk::new(b"hello\n"));
     assert_eq!(queued(&outbox), 0);
     assert_eq!(outbox.sent_total(), 6);
     let mut got = [0u8; 6];
@@ -151,14 +151,13 @@ fn what_the_socket_does_not_take_is_queued_and_sent_in_order_by_the_writer() {
 #[test]
 fn one_writev_sends_every_queued_chunk() {
     let (inside, mut peer) = pair(false);
-    let Fixture { outbox, pacer, .. } = unsent_outbox(inside, Mode::Text, limits());
-    let mut after = After::new(&pacer);
+    let Fixture { outbox, .. } = unsent_outbox(inside, Mode::Text, limits());
     let mut st = lock(&outbox.state);
     st.queue
         .extend([&b"abc"[..], b"defg", b"hi"].map(Arc::from));
     st.head_sent = 1;
     st.queued = 8;
-    assert_eq!(outbox.send_queued(&mut st, &mut after).unwrap(), (0, 8));
+    assert_eq!(outbox.send_queued(&mut st).unwrap(), (0, 8));
     assert!(st.queue.is_empty());
     drop(st);
     let mut got = [0u8; 8];
@@ -325,15 +324,13 @@ fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
         },
     );
     let line = format!("{}\n", "p".repeat(999));
-    let mut reports = 0;
     while queued(&outbox) <= pace_at + 8 * 1024 {
-        reports += usize::from(outbox.push(&mut Chunk::new(line.as_bytes())));
+        outbox.push(&mut Chunk::new(line.as_bytes()));
     }
-    assert_eq!(reports, 1);
-    assert_eq!(pacer.behind(), 1);
+    assert_eq!(pacer.behind(), 1, "counted once");
     assert_eq!(pool.registered(), 1);
-    assert!(outbox.is_behind());
-    assert!(outbox.holds_until(Instant::now()).is_some());
+    let other = outbox.key() + 1;
+    assert!(pacer.held_for(other, Instant::now()).is_some());
     let reader = thread::spawn(move || read_all(&mut peer).len());
     let deadline = Instant::now() + WAIT;
     while pacer.behind() > 0 && Instant::now() < deadline {
@@ -350,36 +347,72 @@ fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
     );
 }
 
+/// Fills an outbox that sends nothing of its backlog up to exactly `pace_at` queued.
+fn fill_to(outbox: &Outbox, pace_at: usize) {
+    let line = format!("{}\n", "g".repeat(999));
+    while queued(outbox) + line.len() <= pace_at {
+        outbox.push(&mut Chunk::new(line.as_bytes()));
+    }
+    let fill = vec![b'z'; pace_at - queued(outbox)];
+    outbox.push(&mut Chunk::new(&fill));
+    assert_eq!(queued(outbox), pace_at);
+}
+
 #[test]
-fn a_stopped_client_stops_holding_senders_after_the_grace() {
+fn a_client_that_never_read_holds_senders_for_the_grace_and_never_itself() {
     let (inside, _peer) = pair(true);
     let grace = Duration::from_millis(200);
+    let pace_at = 8 * 1024;
     let Fixture { outbox, pacer, .. } = unsent_outbox(
         inside,
         Mode::Text,
         Limits {
-            pace_at: 8 * 1024,
+            pace_at,
             grace,
             ..limits()
         },
     );
-    let line = format!("{}\n", "g".repeat(999));
-    let mut went = false;
-    while !went {
-        went = outbox.push(&mut Chunk::new(line.as_bytes()));
-    }
-    pacer.watch(1, &outbox);
-    let started = Instant::now();
-    pacer.wait(2, || false);
-    let waited = started.elapsed();
-    assert!(waited >= grace / 2, "did not wait: {waited:?}");
-    assert!(waited < WAIT, "{waited:?}");
-    assert!(outbox.holds_until(Instant::now()).is_none());
-    // A sender never waits for itself.
-    let started = Instant::now();
-    outbox.push(&mut Chunk::new(line.as_bytes()));
-    pacer.wait(1, || false);
-    assert!(started.elapsed() < grace);
+    let before = Instant::now();
+    fill_to(&outbox, pace_at);
+    outbox.push(&mut Chunk::new(b"!"));
+    assert_eq!(pacer.behind(), 1);
+    let me = outbox.key();
+    let until = pacer
+        .held_for(me + 1, Instant::now())
+        .expect("holds the others");
+    // It never read, so it has nothing banked: one grace from when bytes first waited.
+    assert!(until <= Instant::now() + grace, "held past the grace");
+    assert!(until >= before + grace / 2, "held too briefly");
+    // A sender never waits for itself: `wait` would ask `give_up` before waiting.
+    assert_eq!(pacer.held_for(me, Instant::now()), None);
+    pacer.wait(me, || panic!("the sender waited for itself"));
+    // Another sender waits until the hold ends, then goes on.
+    pacer.wait(me + 1, || false);
+    assert!(Instant::now() >= until, "did not wait for the holder");
+    assert_eq!(pacer.held_for(me + 1, Instant::now()), None);
+    outbox.end(End::Cut);
+    assert_eq!(pacer.behind(), 0, "an ended client holds nobody");
+}
+
+#[test]
+fn a_pong_that_crosses_the_pace_mark_holds_senders_too() {
+    let (inside, _peer) = pair(true);
+    let pace_at = 8 * 1024;
+    let Fixture { outbox, pacer, .. } = unsent_outbox(
+        inside,
+        Mode::Binary,
+        Limits {
+            pace_at,
+            ..limits()
+        },
+    );
+    fill_to(&outbox, pace_at);
+    assert_eq!(pacer.behind(), 0, "at the mark, not past it");
+    let mut pong = Vec::new();
+    wire::encode_into(Mode::Binary, &Frame::Pong { nonce: 7 }, &mut pong);
+    outbox.push_bytes(&pong);
+    assert_eq!(pacer.behind(), 1);
+    assert!(pacer.held_for(outbox.key() + 1, Instant::now()).is_some());
 }
 
 #[test]
