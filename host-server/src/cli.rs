@@ -85,8 +85,7 @@ its addresses that binds, IPv4 first")]
     pub min_drain_rate: u32,
 
     /// How far behind --min-drain-rate a client may fall before it stops holding
-    /// senders back; reading banks up to three times this much. A reader that never
-    /// read delays the room at most this long, one that stops at most four times it.
+    /// senders back: the longest a reader that stops can delay a flooding sender.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().pace_grace),
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub pace_grace_ms: u64,

@@ -54,10 +54,11 @@ pub struct Config {
     /// that trickles a few bytes a second does not.
     pub min_drain_rate: u32,
     /// How far behind its drain rate a client may fall (no bytes taken for this long,
-    /// or too few) before it stops holding senders back; bytes it takes bank up to
-    /// three times this much credit. Default 75 ms: a client that never read delays
-    /// the room once by at most 75 ms, one that stops after reading steadily by at
-    /// most 300 ms, and a reader that takes a big bite every 100 ms keeps pacing.
+    /// or too few) before it stops holding senders back. Default 250 ms: a reader
+    /// that takes a big bite every 100 ms keeps pacing the room even when its thread
+    /// runs late, and one that has just stopped holds back, once and for at most this
+    /// long, only senders that have relayed a read buffer since they last waited
+    /// (flooders), not a quiet client.
     pub pace_grace: Duration,
     /// How far behind its drain rate a client with bytes waiting may fall before it is
     /// dropped as too slow. Default 10 s, as long as a busy reader might pause; under
@@ -137,7 +138,7 @@ impl Default for Config {
             outbox_limit: 1 << 20,
             pace_at: 64 * 1024,
             min_drain_rate: 8 * 1024,
-            pace_grace: Duration::from_millis(75),
+            pace_grace: Duration::from_millis(250),
             stall_timeout: Duration::from_secs(10),
             rate_limit: None,
             dead_peer_timeout: Duration::from_secs(60),

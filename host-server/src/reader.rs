@@ -33,13 +33,15 @@ enum Got {
     Timeout,
 }
 
-/// What a read loop needs: the client, the server, the batch being filled and the
-/// count of messages relayed since the rate limit last took them.
+/// What a read loop needs: the client, the server, the batch being filled, the
+/// count of messages relayed since the rate limit last took them, and the bytes
+/// relayed since the sender last waited for the room's readers.
 struct Sender<'a> {
     client: &'a Client,
     ctx: &'a Context,
     batch: Batch,
     relayed: usize,
+    unpaced: usize,
     throttle: Option<Throttle>,
 }
 
@@ -50,6 +52,7 @@ impl<'a> Sender<'a> {
             ctx,
             batch: Batch::default(),
             relayed: 0,
+            unpaced: 0,
             throttle: ctx.config.rate_limit.map(Throttle::new),
         }
     }
@@ -67,6 +70,7 @@ impl<'a> Sender<'a> {
         let n = self.batch.len();
         if n > 0 {
             self.ctx.room.broadcast(self.client, &self.batch);
+            self.unpaced += self.batch.bytes();
             self.batch.clear();
             self.relayed += n;
         }

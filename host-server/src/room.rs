@@ -69,6 +69,11 @@ impl Batch {
         self.ends.len()
     }
 
+    /// Bytes of text waiting, all messages together.
+    pub(crate) fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
     /// Forgets the messages (once relayed), keeping the memory for the next batch.
     pub(crate) fn clear(&mut self) {
         self.text.clear();

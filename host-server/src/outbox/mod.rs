@@ -96,14 +96,6 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    /// How far ahead of its drain rate a client may bank credit by reading (see
-    /// `progress`): three graces, so a reader that takes a big bite at intervals of
-    /// up to four graces keeps holding senders between bites, while one that never
-    /// read holds them for one grace at most.
-    fn bank(&self) -> Duration {
-        self.grace * 3
-    }
-
     /// The limits `config` sets.
     pub(crate) fn of(config: &Config) -> Self {
         Self {
@@ -186,7 +178,7 @@ impl Outbox {
                 head_sent: 0,
                 queued: 0,
                 behind: false,
-                progress: Progress::new(limits.min_rate, limits.bank(), Instant::now()),
+                progress: Progress::new(limits.min_rate, Instant::now()),
                 registered: false,
                 closed: false,
                 sent_total: 0,
