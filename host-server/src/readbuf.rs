@@ -19,13 +19,11 @@ pub(crate) struct ReadBuf {
 }
 
 impl ReadBuf {
-    /// A buffer of `size` bytes (at least one), allocated now: a new connection's
-    /// first bytes are read at once.
+    /// A buffer of `size` bytes (at least one), taken when bytes first arrive.
     pub(crate) fn new(size: usize) -> Self {
-        let size = size.max(1);
         Self {
-            buf: vec![0; size],
-            size,
+            buf: Vec::new(),
+            size: size.max(1),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::reader::{read_binary, read_text};
 use crate::refuse::{drain, refuse};
 use crate::room::Client;
 use crate::sniff::{opening, Opening, Until};
-use crate::sys::configure_client;
+use crate::sys::{configure_client, wait_readable};
 use crate::wire::{self, Mode};
 
 /// Serves one accepted connection until it ends.
@@ -28,7 +28,12 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
         tracing::warn!("{peer}: cannot set socket options: {e}");
     }
     let mut buf = ReadBuf::new(config.read_buffer);
-    let sniffed = opening(&stream, buf.whole(), config.sniff_timeout, Until::FirstLine);
+    let sniffed = match wait_readable(&stream, Some(config.sniff_timeout)) {
+        // Silent for the whole sniff: a text client (a human at a terminal, an idle
+        // program), which is given a read buffer only when it speaks.
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(Opening::Speaks(Mode::Text, 0)),
+        _ => opening(&stream, buf.whole(), config.sniff_timeout, Until::FirstLine),
+    };
     let (mode, have) = match sniffed {
         Ok(Opening::Speaks(mode, have)) => (mode, have),
         Ok(Opening::Silent) => return,
