@@ -77,12 +77,17 @@ impl<'a> Sender<'a> {
         n
     }
 
-    /// Relays what is batched, then holds the reader back while some other client
-    /// is behind and still draining (see `outbox::pacer`), and as the rate limit says.
+    /// Relays what is batched, then, once the sender has relayed a read buffer's
+    /// worth since it last waited (it floods), holds it back while some other client
+    /// is behind and still draining (see `outbox::pacer`); and as the rate limit says.
+    /// A quiet sender's lines are not held: what it adds while a reader catches up is
+    /// small, and its messages stay prompt even while a reader that has just stopped
+    /// holds the flooders back.
     fn relay_and_pause(&mut self) {
         self.relay();
         let relayed = std::mem::take(&mut self.relayed);
-        if relayed > 0 {
+        if self.unpaced >= self.ctx.config.read_buffer {
+            self.unpaced = 0;
             let stopping = || self.cut_off() || self.ctx.control.stopping().is_some();
             self.ctx
                 .room
