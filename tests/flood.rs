@@ -678,6 +678,33 @@ fn a_reader_taking_64_kb_every_100_ms_paces_the_room_and_is_not_dropped() {
     );
 }
 
+/// A quiet sender is not held back while a client that has stopped reading holds
+/// the flooder: with a grace of a minute, its line still arrives at once.
+#[test]
+fn a_quiet_sender_is_not_held_by_a_reader_that_stopped() {
+    let server = Server::start(&["--pace-grace-ms", "60000", "--stall-timeout", "120"]);
+    let (reader, first) = join(server.addr, Mode::Text, None);
+    let (_stalled, _) = join(server.addr, Mode::Text, Some(4096));
+    let mut quiet = listening_text_client(server.addr);
+    let reader = paced_reader(reader, first, usize::MAX / 4, |bytes: &[u8]| {
+        let tail = &bytes[bytes.len().saturating_sub(4096)..];
+        tail.windows(6).any(|w| w == b"quiet!")
+    });
+    // 1 MB: the stalled client goes behind within it and holds the flooder; the
+    // flood would pass in well under a second otherwise.
+    let _flood = flooder(server.addr, Mode::Text, 2_000);
+    thread::sleep(Duration::from_secs(1));
+    // A held sender waits after relaying, so its next line is the one delayed.
+    quiet.write_all(b"first\n").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    quiet.write_all(b"quiet!\n").unwrap();
+    let got = reader.join().unwrap();
+    assert!(
+        !got.ended,
+        "the quiet line did not arrive: its sender was held"
+    );
+}
+
 /// Behaviour 4: a reader at a 115,200-baud link's pace (about 11 KB/s) in a room
 /// with human-scale traffic gets everything and is never dropped.
 #[test]
