@@ -34,6 +34,8 @@ SEEDS = {
         "seed_controls": ("line", "controls are returned as they are", [2]),
         "seed_telnet_ctrl_c": ("telnet", "Ctrl-C: interrupt process, then do timing-mark", [3]),
         "seed_telnet_subnegotiation": ("telnet", "subnegotiation and other commands dropped", [1]),
+        "seed_telnet_stray_sb": ("telnet", "stray subnegotiation ends with its line", [2]),
+        "seed_telnet_sb_limit": ("telnet", "subnegotiation over 64 bytes abandoned with its line", [5]),
     },
 }
 

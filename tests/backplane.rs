@@ -3,16 +3,15 @@
 //! installs it), and its servers with `--backplane`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{BinClient, Got, Server, WAIT};
+use crate::relay::{Mode, Relay};
+use crate::util::{BinClient, Got, Server, TextClient, WAIT};
 
 /// A `redis-server` of a test's own, on a free loopback port, with its files in a
 /// scratch directory removed when it is dropped.
@@ -103,6 +102,17 @@ impl Redis {
     pub fn restart(&mut self) {
         self.launch();
     }
+
+    /// Sends the redis-server signal `sig` (STOP freezes it, CONT wakes it).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
 }
 
 impl Drop for Redis {
@@ -112,7 +122,7 @@ impl Drop for Redis {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -133,6 +143,8 @@ struct Log {
     seqs: Vec<(u64, String, String)>,
     acks: usize,
     notices: Vec<String>,
+    /// The error codes of the notices, `None` for a notice that is not an error.
+    codes: Vec<Option<u8>>,
     ended: Option<String>,
 }
 
@@ -148,7 +160,10 @@ impl Log {
                 self.acks += 1;
                 self.seqs.push((seq, String::new(), String::new()));
             }
-            Got::Notice { text, .. } => self.notices.push(text),
+            Got::Notice { code, text } => {
+                self.notices.push(text);
+                self.codes.push(code);
+            }
             Got::Other(_) => {}
             Got::End(why) => self.ended = Some(why),
         }
@@ -218,6 +233,68 @@ fn one_order(logs: &[(String, &Log)]) -> BTreeMap<u64, (String, String)> {
                 "{sender}: line {n} after line {before} (at {seq})"
             );
         }
+    }
+    room
+}
+
+/// One client of a run, as [`check_room`] judges it.
+struct Run<'a> {
+    peer: String,
+    /// The lines it sent, in order ("SENDER N", see [`numbered`]).
+    sent: &'a [String],
+    log: &'a Log,
+}
+
+impl<'a> Run<'a> {
+    fn of(client: &BinClient, sent: &'a [String], log: &'a Log) -> Self {
+        Run {
+            peer: client.peer(),
+            sent,
+            log,
+        }
+    }
+}
+
+/// The checker of the room's promise, for a run in which every client joined before
+/// anything was sent:
+/// - every client's numbers are one contiguous run (its own messages as acks), all
+///   agree on what each number is, nobody gets its own message, senders' lines are in
+///   send order (see [`one_order`]);
+/// - a client whose connection ended was told why: an error notice it can read;
+/// - every message in the room was acknowledged to its sender and received by every
+///   client still connected at the end;
+/// - every message not in the room was reported not delivered to its sender (the
+///   counts of refused messages match), so a sender to the end heard of each of its
+///   messages exactly once: an ack or a refusal.
+///
+/// Returns the room's messages by sequence number.
+fn check_room(runs: &[Run<'_>]) -> BTreeMap<u64, (String, String)> {
+    let named: Vec<(String, &Log)> = runs.iter().map(|r| (r.peer.clone(), r.log)).collect();
+    let room = one_order(&named);
+    for r in runs {
+        let me = &r.peer;
+        if let Some(why) = &r.log.ended {
+            assert!(
+                r.log
+                    .codes
+                    .iter()
+                    .any(|c| matches!(c, Some(c) if *c != 10 && *c != 13)),
+                "{me}: connection ended ({why}) without a notice saying why: {:?}",
+                r.log.notices
+            );
+            continue;
+        }
+        let others = room.values().filter(|(peer, _)| peer != me).count();
+        assert_eq!(r.log.chats(), others, "{me}: missed messages of the room");
+        let mine = room.values().filter(|(peer, _)| peer == me).count();
+        assert_eq!(r.log.acks, mine, "{me}: acks");
+        let lost = r.sent.len() - mine;
+        assert_eq!(
+            refused(r.log),
+            lost,
+            "{me}: {lost} of its messages are not in the room; notices {:?}",
+            r.log.notices
+        );
     }
     room
 }
@@ -433,6 +510,12 @@ fn room_lost_is_a_readable_reset(mut redis: Redis, lose: impl FnOnce(&mut Redis)
             log.seqs
         );
     }
+    numbering_goes_on_above(&a, &b, 10);
+}
+
+/// New clients of `a` and `b` after a reset: a message between them is numbered above
+/// `delivered`, what clients had seen before.
+fn numbering_goes_on_above(a: &Server, b: &Server, delivered: u64) {
     let (mut a2, b2) = (BinClient::join(a.addr), BinClient::join(b.addr));
     a2.say("fresh");
     let Got::Chat { seq, .. } =
@@ -440,7 +523,7 @@ fn room_lost_is_a_readable_reset(mut redis: Redis, lose: impl FnOnce(&mut Redis)
     else {
         unreachable!()
     };
-    assert!(seq > 10, "numbering went back to {seq}");
+    assert!(seq > delivered, "numbering went back to {seq}");
 }
 
 #[test]
@@ -458,17 +541,132 @@ fn the_stream_key_deleted_resets_the_room() {
     });
 }
 
-/// How many of its messages a client was told were not delivered.
+/// Makes the room's stream what an older copy of it would be (an older snapshot, a
+/// replica that missed writes): entries after `to` gone and its last ID `0-to`, the
+/// epoch untouched.
+fn rewind(redis: &Redis, to: u64) {
+    let epoch = redis.cli(&["GET", "{room:lobby}:epoch"]);
+    let stream = "{room:lobby}:stream";
+    let top: u64 = redis
+        .cli(&["XINFO", "STREAM", stream])
+        .lines()
+        .skip_while(|l| *l != "last-generated-id")
+        .nth(1)
+        .and_then(|id| id.strip_prefix("0-")?.parse().ok())
+        .expect("the stream's last ID");
+    let ids: Vec<String> = (to + 1..=top).map(|n| format!("0-{n}")).collect();
+    let mut del = vec!["XDEL", stream];
+    del.extend(ids.iter().map(String::as_str));
+    redis.cli(&del);
+    assert_eq!(redis.cli(&["XSETID", stream, &format!("0-{to}")]), "OK");
+    assert_eq!(redis.cli(&["GET", "{room:lobby}:epoch"]), epoch);
+}
+
+/// Two servers with a client each that have heard ten messages; the stream is rewound
+/// to `0-5` with its epoch kept, and `then` runs. Every client is told the room was
+/// reset (code 11) and disconnected, none gets a number twice or a message from the
+/// old copy, and the room numbers on above anything delivered.
+fn rewound_room_is_a_reset(then: impl FnOnce(&Redis, &mut BinClient, &[String])) {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let lines = numbered(0, 20);
+    for line in &lines[..10] {
+        a1.say(line);
+    }
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 10);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() == 10);
+    rewind(&redis, 5);
+    then(&redis, &mut a1, &lines[10..]);
+    for (client, log) in [&a1, &b1].into_iter().zip(&mut logs) {
+        read_until(client, log, WAIT, |_| false);
+        let reset = log.notices.iter().zip(&log.codes);
+        assert!(
+            reset
+                .clone()
+                .any(|(n, c)| *c == Some(11) && n.starts_with("room was reset")),
+            "no reset notice: {:?}",
+            log.notices
+        );
+    }
+    // Whatever a1 sent after the rewind reached nobody: it was refused.
+    let runs = [Run::of(&a1, &lines, &logs[0]), Run::of(&b1, &[], &logs[1])];
+    assert_eq!(check_room(&runs).len(), 10);
+    assert_eq!(logs[1].chats(), 10, "b1 got messages after the rewind");
+    numbering_goes_on_above(&a, &b, 10);
+}
+
+#[test]
+fn a_stream_rewound_with_its_epoch_kept_refuses_appends_below_what_was_delivered() {
+    // Sent at once, long before the readers' periodic check: the append script
+    // itself must refuse to number them 6, 7, ... again.
+    rewound_room_is_a_reset(|_, a1, lines| {
+        for line in lines {
+            a1.say(line);
+        }
+    });
+}
+
+#[test]
+fn a_stream_rewound_with_its_epoch_kept_is_found_by_the_readers() {
+    rewound_room_is_a_reset(|_, _, _| {});
+}
+
+#[test]
+fn a_stream_whose_entry_at_the_cursor_was_replaced_is_a_reset() {
+    // Another copy of the room with other messages 6 to 10 (written by the same
+    // server, as a server started after the rewind would): the last ID is where the
+    // readers are, but the entry there is not the one they read.
+    rewound_room_is_a_reset(|redis, _, _| {
+        let (servers, epoch) = room_ids(redis);
+        let c = redis.cli(&["XREVRANGE", "{room:lobby}:stream", "+", "-", "COUNT", "1"]);
+        let client = c
+            .lines()
+            .skip_while(|l| *l != "c")
+            .nth(1)
+            .unwrap()
+            .to_string();
+        for n in 6..=10 {
+            let body = format!("other {n}");
+            let fields = [
+                "e",
+                &epoch,
+                "o",
+                &servers[0],
+                "c",
+                &client,
+                "p",
+                "10.0.0.1:1",
+                "b",
+                &body,
+            ];
+            let mut args = vec!["XADD", "{room:lobby}:stream", "0-*"];
+            args.extend_from_slice(&fields);
+            assert_eq!(redis.cli(&args), format!("0-{n}"));
+        }
+    });
+}
+
+/// How many of its messages a client was told were not delivered (error code 10).
 fn refused(log: &Log) -> usize {
     log.notices
         .iter()
-        .filter_map(|n| {
+        .zip(&log.codes)
+        .filter(|(_, code)| **code == Some(10))
+        .filter_map(|(n, _)| {
             let rest = n.strip_prefix("error: ")?;
             let (count, why) = rest.split_once(' ')?;
             why.contains("not delivered")
                 .then(|| count.parse::<usize>().ok())?
         })
         .sum()
+}
+
+/// The number of entries in the room's stream.
+fn stream_len(redis: &Redis) -> usize {
+    let len = redis.cli(&["XLEN", "{room:lobby}:stream"]);
+    len.parse().unwrap_or_else(|_| panic!("XLEN: {len:?}"))
 }
 
 /// Six clients on three servers each send 500 lines over about a second; Redis is
@@ -483,10 +681,11 @@ fn flood_through_a_redis_restart(outage: Duration, extra: &[&str]) -> usize {
         .iter()
         .flat_map(|s| [BinClient::join(s.addr), BinClient::join(s.addr)])
         .collect();
+    let lines: Vec<Vec<String>> = (0..clients.len()).map(|i| numbered(i, EACH)).collect();
     let senders: Vec<_> = clients
         .iter()
-        .enumerate()
-        .map(|(i, c)| paced(c, numbered(i, EACH), Duration::from_millis(20)))
+        .zip(&lines)
+        .map(|(c, l)| paced(c, l.clone(), Duration::from_millis(20)))
         .collect();
     let mut logs: Vec<Log> = clients.iter().map(|_| Log::default()).collect();
     read_until(&clients[0], &mut logs[0], WAIT, |l| l.chats() >= 300);
@@ -503,20 +702,36 @@ fn flood_through_a_redis_restart(outage: Duration, extra: &[&str]) -> usize {
         read_until(c, log, WAIT, |l| l.chats() == want);
     }
     senders.into_iter().for_each(|s| s.join().unwrap());
-    let named: Vec<(String, &Log)> = clients.iter().map(|c| c.peer()).zip(&logs).collect();
-    let room = one_order(&named);
+    // Nothing arrives late: a last message is the next number everywhere, and the
+    // stream holds exactly what was acknowledged and that one (a refused or retried
+    // append appearing later would be an entry more).
+    let mut last = BinClient::join(servers[1].addr);
+    last.say("c9 0");
+    for (c, log) in clients.iter().zip(&mut logs) {
+        read_until(c, log, WAIT, |l| l.chats() + l.acks == appended + 1);
+        let tail = &log.seqs[log.seqs.len().saturating_sub(3)..];
+        assert_eq!(tail.last().map(|s| s.2.as_str()), Some("c9 0"), "{tail:?}");
+    }
+    assert_eq!(stream_len(&redis), appended + 1, "entries in the stream");
+    for log in &mut logs {
+        log.seqs.pop();
+    }
+    let runs: Vec<Run<'_>> = clients
+        .iter()
+        .zip(&lines)
+        .zip(&logs)
+        .map(|((c, sent), log)| Run {
+            peer: c.peer(),
+            sent,
+            log,
+        })
+        .collect();
+    let room = check_room(&runs);
     assert_eq!(room.len(), appended);
     assert!(
         appended > 300 && appended <= 6 * EACH,
         "appended {appended}"
     );
-    // Nothing more arrives: no late duplicate of a refused or retried message.
-    for (c, log) in clients.iter().zip(&mut logs) {
-        if let Ok(got) = c.rx.recv_timeout(Duration::from_millis(300)) {
-            log.take(got);
-        }
-        assert_eq!(log.seqs.len(), appended, "late frames: {:?}", log.notices);
-    }
     let refused: usize = logs.iter().map(refused).sum();
     eprintln!("appended {appended}, refused {refused}");
     refused
@@ -543,7 +758,7 @@ fn messages_that_cannot_wait_out_a_redis_restart_are_refused_with_a_notice() {
 #[test]
 fn a_server_behind_what_the_stream_keeps_disconnects_its_clients_with_a_notice() {
     let redis = Redis::start();
-    let retain = ["--backplane-retain", "100"];
+    let retain = ["--backplane-retain", "100", "--backplane-batch", "16"];
     let (a, b) = (server(&redis.url(), &retain), server(&redis.url(), &retain));
     let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
     b.proc.signal("STOP");
@@ -574,12 +789,9 @@ fn a_server_behind_what_the_stream_keeps_disconnects_its_clients_with_a_notice()
     b2.expect(|g| matches!(g, Got::Chat { seq: 1001, text, .. } if text == "later"));
 }
 
-#[test]
-fn a_killed_reader_connection_is_reopened_without_loss() {
-    let redis = Redis::start();
-    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
-    let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
-    let readers: Vec<String> = redis
+/// The ids of the Redis connections of the servers' readers (blocked in `XREAD`).
+fn reader_connections(redis: &Redis) -> Vec<String> {
+    redis
         .cli(&["CLIENT", "LIST"])
         .lines()
         .filter(|l| l.contains("cmd=xread"))
@@ -588,96 +800,36 @@ fn a_killed_reader_connection_is_reopened_without_loss() {
                 .find_map(|f| f.strip_prefix("id="))
                 .map(str::to_string)
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_killed_reader_connection_is_reopened_without_loss() {
+    const EACH: usize = 400;
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let lines = numbered(0, EACH);
+    let sender = paced(&a1, lines.clone(), Duration::from_millis(5));
+    let mut logs = [Log::default(), Log::default()];
+    // Killed while messages flow, so some are on their way when it happens.
+    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() >= 50);
+    let readers = reader_connections(&redis);
     assert_eq!(readers.len(), 2, "{readers:?}");
     for id in &readers {
         assert_eq!(redis.cli(&["CLIENT", "KILL", "ID", id]), "1");
     }
-    let sender = flood(&a1, numbered(0, 100));
-    let mut logs = [Log::default(), Log::default()];
-    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 100);
-    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() == 100);
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == EACH);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.chats() == EACH);
+    assert!(logs[1].chats() > 50 && logs[0].acks > 50);
     sender.join().unwrap();
-    let named = [(a1.peer(), &logs[0]), (b1.peer(), &logs[1])];
-    assert_eq!(one_order(&named).len(), 100);
-}
-
-/// A TCP relay that can go silent: after [`Relay::stall`], the connections open then
-/// stop forwarding in both directions without closing (a dead network path); newer
-/// connections forward again.
-struct Relay {
-    addr: SocketAddr,
-    stalled: Arc<AtomicU64>,
-    done: Arc<AtomicBool>,
-}
-
-impl Relay {
-    fn start(to: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stalled = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicBool::new(false));
-        let (s, d) = (stalled.clone(), done.clone());
-        thread::spawn(move || {
-            for inside in listener.incoming() {
-                if d.load(Ordering::Acquire) {
-                    return;
-                }
-                let (Ok(inside), Ok(outside)) = (inside, TcpStream::connect(to)) else {
-                    continue;
-                };
-                let generation = s.load(Ordering::Acquire);
-                for (from, to) in [
-                    (inside.try_clone().unwrap(), outside.try_clone().unwrap()),
-                    (outside, inside),
-                ] {
-                    let (s, d) = (s.clone(), d.clone());
-                    thread::spawn(move || pump(from, to, generation, &s, &d));
-                }
-            }
-        });
-        Self {
-            addr,
-            stalled,
-            done,
-        }
-    }
-
-    fn stall(&self) {
-        self.stalled.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Release);
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    generation: u64,
-    stalled: &AtomicU64,
-    done: &AtomicBool,
-) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        // Stalled: hold the bytes and the connection, say nothing, until the end.
-        while stalled.load(Ordering::Acquire) > generation {
-            if done.load(Ordering::Acquire) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            return;
-        }
+    let none: &[String] = &[];
+    let runs = [Run::of(&a1, &lines, &logs[0]), Run::of(&b1, none, &logs[1])];
+    assert_eq!(check_room(&runs).len(), EACH);
+    for s in [&a, &b] {
+        s.proc
+            .err
+            .expect("a reconnect", |l| l.contains("reading the room failed"));
     }
 }
 
@@ -686,8 +838,7 @@ fn a_silently_dead_redis_connection_is_noticed_and_nothing_is_lost() {
     let redis = Redis::start();
     let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], redis.port)));
     let a = server(&redis.url(), &[]);
-    let via = format!("redis://{}", relay.addr);
-    let b = server(&via, &["--backplane-timeout-ms", "1000"]);
+    let b = server(&relay.url(), &["--backplane-timeout-ms", "1000"]);
     let (mut a1, mut b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
     // Both of b's connections (reader and writer) are open before the stall.
     b1.say("c1 0");
@@ -696,7 +847,7 @@ fn a_silently_dead_redis_connection_is_noticed_and_nothing_is_lost() {
     b1.expect(|g| matches!(g, Got::Chat { text, .. } if text == "c0 0"));
     a1.expect(|g| matches!(g, Got::Ack { .. }));
     let started = Instant::now();
-    relay.stall();
+    relay.cut();
     let senders = [
         paced(
             &a1,
@@ -725,4 +876,255 @@ fn a_silently_dead_redis_connection_is_noticed_and_nothing_is_lost() {
     b.proc
         .err
         .expect("a reconnect", |l| l.contains("reconnect"));
+}
+
+/// Issue 21, point 4: one message refused was logged as `backplane: 1 messages not
+/// delivered`.
+#[test]
+fn one_message_not_delivered_is_counted_as_one_in_the_notice_and_the_log() {
+    let mut redis = Redis::start();
+    let a = server(&redis.url(), &["--backplane-append-timeout-ms", "300"]);
+    let mut a1 = BinClient::join(a.addr);
+    redis.kill();
+    a1.say("lost");
+    thread::sleep(Duration::from_millis(600));
+    redis.restart();
+    a1.expect(|g| {
+        matches!(g, Got::Notice { text, .. } if text.starts_with("error: 1 message not delivered"))
+    });
+    a.proc.err.expect("the log of the refusal", |l| {
+        l.contains("backplane: 1 message not delivered")
+    });
+    let plural: Vec<String> = a
+        .proc
+        .err
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("1 messages"))
+        .collect();
+    assert!(plural.is_empty(), "{plural:?}");
+}
+
+/// Settings for the fault tests: a short append timeout and Redis timeout, so the
+/// tests are short.
+const QUICK: [&str; 4] = [
+    "--backplane-append-timeout-ms",
+    "500",
+    "--backplane-timeout-ms",
+    "1000",
+];
+
+/// The append timeout in [`QUICK`].
+const APPEND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reads `client` until an error notice with `code` arrives; returns its text.
+fn notice_with(client: &BinClient, log: &mut Log, code: u8) -> String {
+    let seen = log.codes.len();
+    read_until(client, log, WAIT, |l| l.codes[seen..].contains(&Some(code)));
+    let at = seen
+        + log.codes[seen..]
+            .iter()
+            .position(|c| *c == Some(code))
+            .unwrap();
+    log.notices[at].clone()
+}
+
+/// Sends a Ping and reads until its Pong, checking what came before it.
+fn ping(client: &mut BinClient, log: &mut Log, nonce: u64) {
+    client.send(&proto_core::Frame::Ping { nonce });
+    let pong = format!("Pong {{ nonce: {nonce} }}");
+    loop {
+        match client.rx.recv_timeout(WAIT).expect("no pong") {
+            Got::Other(o) if o == pong => return,
+            got => log.take(got),
+        }
+    }
+}
+
+#[test]
+fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &QUICK), server(&redis.url(), &QUICK));
+    let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let mut t1 = TextClient::connect(a.addr);
+    t1.expect(|l| l.starts_with("*** welcome"));
+    let lines = numbered(0, 31);
+    a1.say(&lines[0]);
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks == 1);
+    // The writer has its reply too (the Ack comes through the reader).
+    thread::sleep(Duration::from_millis(200));
+    redis.signal("STOP");
+    let stopped = Instant::now();
+    a1.say(&lines[1]);
+    t1.write(b"t1 0\n");
+    // Whichever of the two messages is in the writer's call is delayed; the other
+    // waits behind it and is certainly not delivered, and said so, or delayed too.
+    read_until(&a1, &mut logs[0], WAIT, |l| delayed(l) + refused(l) > 0);
+    let waited = stopped.elapsed();
+    assert!(
+        waited < APPEND_TIMEOUT + Duration::from_secs(1),
+        "the delay notice took {waited:?}"
+    );
+    let first = t1.expect(|l| l.starts_with("*** "));
+    let t_delayed = first.contains("1 message delayed");
+    assert!(
+        t_delayed || first.contains("1 message not delivered"),
+        "{first}"
+    );
+    // Its connection is still read while Redis sleeps: a ping is answered, and more
+    // lines are taken and answered (each batch in its own time, none waits for
+    // another's connection attempt).
+    ping(&mut a1, &mut logs[0], 1);
+    for line in &lines[2..] {
+        a1.say(line);
+        thread::sleep(Duration::from_millis(20));
+    }
+    read_until(&a1, &mut logs[0], WAIT, |l| refused(l) + delayed(l) >= 30);
+    ping(&mut a1, &mut logs[0], 2);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "Redis woke too early"
+    );
+    thread::sleep(Duration::from_secs(4).saturating_sub(stopped.elapsed()));
+    redis.signal("CONT");
+    // The truth: each of a1's messages acked (so delivered) or refused, none both;
+    // the text sender hears its delayed line was delivered.
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks + refused(l) == 31);
+    if t_delayed {
+        let line = t1.expect(|l| l.contains("delivered"));
+        assert!(
+            line.contains("delayed, delivered now") || line.contains("not delivered"),
+            "{line}"
+        );
+    }
+    a1.say("c0 31");
+    read_until(&a1, &mut logs[0], WAIT, |l| l.acks + refused(l) == 32);
+    read_until(&b1, &mut logs[1], WAIT, |l| {
+        l.seqs.last().is_some_and(|s| s.2 == "c0 31")
+    });
+    // t1's line, if delivered, is in the room like any other.
+    let mut sent = lines.clone();
+    sent.push("c0 31".into());
+    let runs = [Run::of(&a1, &sent, &logs[0]), Run::of(&b1, &[], &logs[1])];
+    let room = check_room(&runs);
+    eprintln!(
+        "delay notice after {waited:?}; {} of 32 delivered",
+        room.len()
+    );
+}
+
+/// How many of its messages a client was told were delayed (error code 13).
+fn delayed(log: &Log) -> usize {
+    log.notices
+        .iter()
+        .zip(&log.codes)
+        .filter(|(_, code)| **code == Some(13))
+        .filter_map(|(n, _)| {
+            n.strip_prefix("error: ")?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Server b reaches Redis through a relay put in `mode` after its client's first
+/// message; its client sends one more, then the relay passes again after `held`.
+/// Returns b's client's log and whether a's client received that message.
+fn one_message_through(mode: Mode, held: Duration) -> (Log, bool) {
+    let redis = Redis::start();
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], redis.port)));
+    let a = server(&redis.url(), &QUICK);
+    let mut opts = QUICK.to_vec();
+    opts.extend(["--backplane-dedupe-secs", "1"]);
+    let b = server(&relay.url(), &opts);
+    let (a1, mut b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let lines = numbered(1, 2);
+    b1.say(&lines[0]);
+    let mut logs = [Log::default(), Log::default()];
+    read_until(&b1, &mut logs[1], WAIT, |l| l.acks == 1);
+    // The writer has its reply too (the Ack comes through the reader).
+    thread::sleep(Duration::from_millis(200));
+    relay.set(mode);
+    let started = Instant::now();
+    b1.say(&lines[1]);
+    let text = notice_with(&b1, &mut logs[1], 13);
+    assert!(text.contains("delayed"), "{text}");
+    let waited = started.elapsed();
+    assert!(
+        waited < APPEND_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    thread::sleep(held.saturating_sub(started.elapsed()));
+    relay.set(Mode::Pass);
+    read_until(&b1, &mut logs[1], WAIT, |l| l.acks + refused(l) == 2);
+    // Nothing more is owed: the pong comes after the truth, and a's client has
+    // heard everything appended before a last message.
+    ping(&mut b1, &mut logs[1], 1);
+    b1.say("c1 2");
+    read_until(&a1, &mut logs[0], WAIT, |l| {
+        l.seqs.last().is_some_and(|s| s.2 == "c1 2")
+    });
+    logs[0].seqs.pop();
+    read_until(&b1, &mut logs[1], WAIT, |l| l.acks + refused(l) == 3);
+    logs[1].seqs.pop();
+    logs[1].acks -= 1;
+    let runs = [Run::of(&a1, &[], &logs[0]), Run::of(&b1, &lines, &logs[1])];
+    check_room(&runs);
+    let [a_log, b_log] = logs;
+    let got = a_log.seqs.iter().any(|s| s.2 == lines[1]);
+    (b_log, got)
+}
+
+#[test]
+fn a_delivered_message_whose_reply_was_held_past_its_dedupe_key_is_not_reported_lost() {
+    // Redis appends it, the reply is held longer than the dedupe key lives: the
+    // sender hears "delayed", then its Ack, never "not delivered".
+    let (log, received) = one_message_through(Mode::HoldReplies, Duration::from_millis(3000));
+    assert!(received, "a's client did not get the message");
+    assert_eq!(refused(&log), 0, "{:?}", log.notices);
+    assert_eq!(log.acks, 2);
+}
+
+#[test]
+fn a_message_lost_on_a_blackholed_link_is_reported_not_delivered_once_redis_answers() {
+    let (log, received) = one_message_through(Mode::Blackhole, Duration::from_millis(2000));
+    assert!(!received, "a's client got the message");
+    assert_eq!(refused(&log), 1, "{:?}", log.notices);
+    assert_eq!(log.acks, 1);
+}
+
+#[test]
+fn a_pong_follows_the_acks_of_the_messages_sent_before_its_ping() {
+    let redis = Redis::start();
+    let (a, b) = (server(&redis.url(), &[]), server(&redis.url(), &[]));
+    let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
+    let mut log = Log::default();
+    for round in 0..5u64 {
+        for n in 0..20 {
+            a1.say(&format!("c0 {}", round * 20 + n));
+        }
+        ping(&mut a1, &mut log, round);
+        assert_eq!(log.acks as u64, (round + 1) * 20, "the pong came first");
+    }
+    let mut b_log = Log::default();
+    read_until(&b1, &mut b_log, WAIT, |l| l.chats() == 100);
+}
+
+#[test]
+fn a_retain_below_a_few_batches_is_a_usage_error_that_says_the_minimum() {
+    let out = Command::new(crate::util::bin("host-server"))
+        .args(["--backplane", "redis://127.0.0.1:1"])
+        .args(["--backplane-retain", "1000"])
+        .output()
+        .expect("run host-server");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--backplane-retain 1000 is below its minimum 4096"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it started: {out:?}");
 }

@@ -535,7 +535,13 @@ fn a_stalled_reader_is_dropped_with_the_reason_and_delays_nobody() {
     );
     assert!(p99 < Duration::from_secs(2), "quiet p99 {p99:?}");
     // The dropped client reads what it was sent: whole frames, then Error(7).
-    let bytes = read_after_drop(stalled, stalled_first);
+    dropped_with_its_notice(stalled, stalled_first);
+}
+
+/// The dropped binary client reads what it was sent: whole frames, then Error(7), and
+/// not the whole flood.
+fn dropped_with_its_notice(stalled: TcpStream, first: Vec<u8>) {
+    let bytes = read_after_drop(stalled, first);
     let (chats, notices) = messages(Mode::Binary, &bytes);
     assert!(
         slow_consumer_notice(&notices, Mode::Binary),
@@ -788,4 +794,79 @@ fn human_scale_traffic_is_untouched() {
         !server.proc.err.all().iter().any(|l| l.contains("dropped")),
         "someone was dropped"
     );
+}
+
+/// Two servers of one room on a Redis backplane, with the settings of these tests and
+/// outboxes of `outbox_limit` bytes.
+fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) {
+    let redis = crate::backplane::Redis::start();
+    let url = redis.url();
+    // Small socket buffers and outboxes, so a flood has to wait somewhere else than
+    // in the kernel or the reader's outbox (one read of the stream can be 0.5 MB).
+    let args = [
+        "--backplane",
+        url.as_str(),
+        "--stall-timeout",
+        "3",
+        "--send-buffer",
+        "65536",
+        "--outbox-limit",
+        outbox_limit,
+    ];
+    let (a, b) = (Server::start(&args), Server::start(&args));
+    (redis, a, b)
+}
+
+/// Across servers: a reader at 2 MB/s on one server gets a 10 MB flood sent to
+/// another whole, in order, and is not dropped (the stream waits in Redis for it, not
+/// in its server's memory); the server's memory stays flat.
+#[test]
+fn a_steady_reader_on_another_server_gets_a_flood_whole() {
+    // A quarter of the default: a server that pushed what it reads from the stream
+    // straight into the outbox (0.5 MB a read) would drop this reader.
+    let (_redis, a, b) = two_servers("262144");
+    let (stream, first) = join(b.addr, Mode::Text, Some(64 * 1024));
+    let pid = b.proc.child.id();
+    let before = crate::util::proc_kib(pid, "VmRSS");
+    let t0 = Instant::now();
+    let reader = paced_reader(stream, first, READER_RATE, has_all(Mode::Text, FLOOD_LINES));
+    let flood = flooder(a.addr, Mode::Text, FLOOD_LINES);
+    let (sent_at, _, _client) = flood.join().unwrap();
+    let got = reader.join().unwrap();
+    assert!(
+        !got.ended,
+        "the steady reader on the other server was disconnected"
+    );
+    check_flood(&got, Mode::Text, FLOOD_LINES, 0, t0);
+    let peak = crate::util::proc_kib(pid, "VmHWM");
+    println!(
+        "flood sent in {:?}, received in {:?}; reader's server RSS {before} KiB before, \
+         peak {peak} KiB",
+        sent_at - t0,
+        got.reads.last().unwrap().0 - t0
+    );
+    assert!(
+        peak < before + 8 * 1024,
+        "the reader's server grew from {before} to {peak} KiB with a 10 MB flood"
+    );
+}
+
+/// Across servers: a reader that stopped is dropped with Error(7), and the steady
+/// reader next to it still gets the whole flood.
+#[test]
+fn a_stalled_reader_on_another_server_is_dropped_with_the_reason() {
+    let (_redis, a, b) = two_servers("524288");
+    let (reader, first) = join(b.addr, Mode::Text, Some(64 * 1024));
+    let (stalled, stalled_first) = join(b.addr, Mode::Binary, Some(4096));
+    let stalled_peer = stalled.local_addr().unwrap().to_string();
+    let t0 = Instant::now();
+    let reader = paced_reader(reader, first, READER_RATE, has_all(Mode::Text, FLOOD_LINES));
+    let flood = flooder(a.addr, Mode::Text, FLOOD_LINES);
+    let why = dropped(&b, &stalled_peer);
+    println!("dropped after {:?}: {why}", t0.elapsed());
+    let (_, _, _flooder) = flood.join().unwrap();
+    let got = reader.join().unwrap();
+    assert!(!got.ended, "the steady reader was disconnected");
+    check_flood(&got, Mode::Text, FLOOD_LINES, 0, t0);
+    dropped_with_its_notice(stalled, stalled_first);
 }

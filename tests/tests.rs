@@ -6,6 +6,7 @@ mod util;
 
 mod addresses;
 mod backplane;
+mod browser;
 mod chat;
 mod client_cli;
 mod faults;
@@ -14,7 +15,9 @@ mod firmware_room;
 mod firmware_util;
 mod flood;
 mod real_clients;
+mod relay;
 mod reliability;
 mod shutdown;
 mod soak;
 mod text_mode;
+mod web;

@@ -85,3 +85,41 @@ fn unterminated_last_line_is_delivered_on_clean_close() {
         format!("[{a_peer}] no newline at the end")
     );
 }
+
+/// Issue 18, point 4: `ff fa` (Telnet's IAC SB: a Latin-1 "ÿú", pasted binary) used to
+/// make the server swallow every line after it, up to 1 KiB, with no notice.
+#[test]
+fn a_stray_telnet_subnegotiation_costs_one_line_and_says_so() {
+    let (_server, mut a, mut b) = pair();
+    let a_peer = a.peer();
+    // The exact bytes `nc` sends for these two lines, one read each.
+    a.write(b"x\xff\xfa garbage\n");
+    wait_until_read(&a.stream, WAIT);
+    a.write(b"next line\n");
+    assert_eq!(
+        a.expect(|l| l.starts_with("*** ")),
+        "*** line held ff fa, which starts a Telnet subnegotiation, and no ff f0 ended it; discarded"
+    );
+    assert_eq!(
+        b.expect(|l| l.starts_with('[')),
+        format!("[{a_peer}] next line")
+    );
+}
+
+/// The same for a client that sends no newline: a pause ends the subnegotiation as an
+/// LF does, so the next send is a message again.
+#[test]
+fn a_stray_telnet_subnegotiation_from_a_client_without_newlines_ends_at_a_pause() {
+    let (_server, mut a, mut b) = pair();
+    let a_peer = a.peer();
+    a.write(b"x\xff\xfa garbage");
+    assert!(
+        a.expect(|l| l.starts_with("*** ")).contains("ff fa"),
+        "the notice names the bytes"
+    );
+    a.write(b"hello");
+    assert_eq!(
+        b.expect(|l| l.starts_with('[')),
+        format!("[{a_peer}] hello")
+    );
+}

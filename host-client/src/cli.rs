@@ -20,7 +20,8 @@ notice. Errors go to standard error, prefixed `host-client: `.
 
 Exit status:
   0  left the room (exit, end of input, Ctrl-C)
-  1  could not connect, or the connection was lost
+  1  could not connect (a name that does not resolve included), or the connection
+     was lost
   2  usage error";
 
 /// Command-line arguments. The duration defaults repeat those of [`crate::config`]
@@ -48,7 +49,7 @@ pub struct Args {
     pub extra: Vec<String>,
 
     /// Connection attempts in all before giving up (at least 1).
-    #[arg(long, value_name = "N", value_parser = at_least_one,
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true,
           default_value_t = NonZeroU32::new(DEFAULT_ATTEMPTS).unwrap_or(NonZeroU32::MIN))]
     pub attempts: NonZeroU32,
 

@@ -43,11 +43,19 @@ pub enum HandshakeError {
 /// Why the client could not connect.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// The address is malformed or names no host that could be resolved.
+    /// The address is malformed (the command line refuses such an address first).
     InvalidAddress {
         /// The address as given.
         addr: String,
-        /// The parser's or resolver's error.
+        /// The parser's error.
+        source: io::Error,
+    },
+    /// The address is well formed, but its host name could not be resolved (no
+    /// such name, or no name server reachable).
+    Unresolved {
+        /// The address as given.
+        addr: String,
+        /// The resolver's error.
         source: io::Error,
     },
     /// Every attempt failed with a transient error.
@@ -127,6 +135,9 @@ impl fmt::Display for ConnectError {
             ConnectError::InvalidAddress { addr, source } => {
                 write!(f, "invalid server address '{addr}': {source}")
             }
+            ConnectError::Unresolved { addr, source } => {
+                write!(f, "cannot resolve the server address '{addr}': {source}")
+            }
             ConnectError::GaveUp { addr, attempts, .. } => {
                 let s = if *attempts == 1 { "" } else { "s" };
                 write!(
@@ -167,6 +178,14 @@ pub enum AddrError {
     NotIpv6(String),
     /// More than one `:` outside brackets, and not an IPv6 address.
     Colons,
+    /// An IPv6 address without brackets whose last group reads as a port, such as
+    /// `::1:9000`: it is a valid address, but most likely meant as port 9000 of `::1`.
+    Ipv6Port {
+        /// The address before the last `:`.
+        host: String,
+        /// The number after it.
+        port: String,
+    },
 }
 
 impl fmt::Display for AddrError {
@@ -185,6 +204,11 @@ impl fmt::Display for AddrError {
             }
             AddrError::Colons => f.write_str(
                 "too many ':' for HOST:PORT; write an IPv6 address in brackets, as [::1]:9000",
+            ),
+            AddrError::Ipv6Port { host, port } => write!(
+                f,
+                "an IPv6 address takes brackets: write [{host}]:{port} for port {port} of \
+                 {host}, or [{host}:{port}] for the address {host}:{port} itself"
             ),
         }
     }
@@ -213,6 +237,12 @@ pub fn parse_addr(addr: &str) -> Result<Target<'_>, AddrError> {
         return Err(AddrError::Empty);
     }
     if let Ok(ip) = addr.parse::<IpAddr>() {
+        if let Some((host, port)) = ipv6_with_port(addr) {
+            return Err(AddrError::Ipv6Port {
+                host: host.to_string(),
+                port: port.to_string(),
+            });
+        }
         return Ok(Target::Ip(SocketAddr::new(ip, DEFAULT_PORT)));
     }
     if let Some(rest) = addr.strip_prefix('[') {
@@ -242,6 +272,16 @@ pub fn parse_addr(addr: &str) -> Result<Target<'_>, AddrError> {
     })
 }
 
+/// For an IPv6 address written without brackets, the address and port it may have
+/// been meant as: its last group is a decimal port and what comes before it is an
+/// IPv6 address other than `::` (so `::1` alone stays the loopback address).
+fn ipv6_with_port(addr: &str) -> Option<(&str, &str)> {
+    let (host, port_text) = addr.rsplit_once(':')?;
+    let host_ip = host.parse::<std::net::Ipv6Addr>().ok()?;
+    let decimal = port_text.bytes().all(|b| b.is_ascii_digit());
+    (decimal && !host_ip.is_unspecified() && port(port_text).is_ok()).then_some((host, port_text))
+}
+
 fn port(text: &str) -> Result<u16, AddrError> {
     match text.parse::<u16>() {
         Ok(port) if port != 0 => Ok(port),
@@ -252,24 +292,30 @@ fn port(text: &str) -> Result<u16, AddrError> {
 /// Resolves `addr` (see [`parse_addr`]) to the addresses to try.
 ///
 /// # Errors
-/// [`ConnectError::InvalidAddress`] if it does not parse or resolves to nothing.
+/// [`ConnectError::InvalidAddress`] if it does not parse,
+/// [`ConnectError::Unresolved`] if its name resolves to nothing.
 pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ConnectError> {
-    let invalid = |source| ConnectError::InvalidAddress {
+    let unresolved = |source| ConnectError::Unresolved {
         addr: addr.to_string(),
         source,
     };
-    let resolved = match parse_addr(addr) {
-        Ok(Target::Ip(ip)) => Ok(vec![ip]),
-        Ok(Target::Name(host, port)) => (host, port).to_socket_addrs().map(Iterator::collect),
-        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
+    let (host, port) = match parse_addr(addr) {
+        Ok(Target::Ip(ip)) => return Ok(vec![ip]),
+        Ok(Target::Name(host, port)) => (host, port),
+        Err(e) => {
+            return Err(ConnectError::InvalidAddress {
+                addr: addr.to_string(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })
+        }
     };
-    match resolved {
-        Ok(addrs) if Vec::is_empty(&addrs) => Err(invalid(io::Error::new(
+    match (host, port).to_socket_addrs().map(Iterator::collect) {
+        Ok(addrs) if Vec::is_empty(&addrs) => Err(unresolved(io::Error::new(
             io::ErrorKind::NotFound,
             "the name resolves to no address",
         ))),
         Ok(addrs) => Ok(addrs),
-        Err(e) => Err(invalid(e)),
+        Err(e) => Err(unresolved(e)),
     }
 }
 
@@ -394,6 +440,20 @@ mod tests {
             Err(AddrError::NotIpv6("1.2.3.4".into()))
         );
         assert_eq!(parse_addr("a:b:c"), Err(AddrError::Colons));
+        // An IPv6 address whose last group looks like a port asks for brackets.
+        let ambiguous = parse_addr("::1:9000").unwrap_err();
+        assert_eq!(
+            ambiguous,
+            AddrError::Ipv6Port {
+                host: "::1".into(),
+                port: "9000".into()
+            }
+        );
+        assert!(ambiguous.to_string().contains("write [::1]:9000"));
+        for plain in ["::1", "::", "fe80::1", "2001:db8::a:b", "::ffff:127.0.0.1"] {
+            assert!(matches!(parse_addr(plain), Ok(Target::Ip(_))), "{plain}");
+        }
+        assert!(matches!(parse_addr("[::1:9000]"), Ok(Target::Ip(_))));
         assert_eq!(
             parse_addr("chat.example:9001"),
             Ok(Target::Name("chat.example", 9001))

@@ -56,6 +56,10 @@ pub enum SessionError {
         /// The server had announced that it was shutting down.
         server_shut_down: bool,
     },
+    /// The server turned the client away (full, too many connections from its
+    /// address, address not allowed): it sent an error notice instead of a welcome,
+    /// and closed the connection. Holds the notice's text.
+    Refused(String),
     /// Reading the user's input failed.
     Input(io::Error),
     /// Writing chat output failed.
@@ -78,6 +82,11 @@ impl fmt::Display for SessionError {
                 ),
                 Lost::Io(e) => write!(f, "connection lost: {e}"),
             },
+            SessionError::Refused(why) => {
+                // The server's own text may say "refused: ..." already.
+                let why = why.strip_prefix("refused: ").unwrap_or(why);
+                write!(f, "the server refused the connection: {why}")
+            }
             SessionError::Input(e) => write!(f, "cannot read input: {e}"),
             SessionError::Output(e) => write!(f, "cannot write output: {e}"),
             SessionError::Setup(e) => write!(f, "cannot start the session: {e}"),
@@ -309,6 +318,12 @@ fn read_input(mut input: Box<dyn LineSource>, shared: &Shared) {
 struct Received {
     seq: SeqTracker,
     server_shut_down: bool,
+    /// The server has welcomed the client: it is in the room.
+    welcomed: bool,
+    /// An error notice that came before the welcome, held back as its line and its
+    /// text: if the server then closes, it was a refusal, said once in the error; if
+    /// the welcome follows, its line is printed first.
+    held: Option<(String, String)>,
 }
 
 impl Received {
@@ -322,6 +337,7 @@ impl Received {
                 }
             }
             Frame::Notice(n) if n.kind == NoticeKind::Shutdown => self.server_shut_down = true,
+            Frame::Notice(n) if n.kind == NoticeKind::Welcome => self.welcomed = true,
             Frame::Ping { nonce } => shared.send(&Frame::Pong { nonce }).map_err(Lost::Io)?,
             Frame::Chat { .. } => shared.diag("error: the server sent a chat frame; ignored"),
             _ => {}
@@ -349,7 +365,18 @@ fn receive(mut reader: FrameReader<FromStd<TcpStream>, READ_BUF>, shared: &Share
             break lost;
         }
         let Some(line) = render(&frame) else { continue };
-        if let Err(e) = lock(&shared.sink).chat(&line) {
+        if let Frame::Notice(n) = &frame {
+            if matches!(n.kind, NoticeKind::Error(_)) && !state.welcomed && state.held.is_none() {
+                state.held = Some((line, proto_core::sanitize(n.text).to_string()));
+                continue;
+            }
+        }
+        let held = state.held.take().map(|(line, _)| line);
+        if let Err(e) = held
+            .into_iter()
+            .chain(Some(line))
+            .try_for_each(|line| lock(&shared.sink).chat(&line))
+        {
             let outcome = if e.kind() == io::ErrorKind::BrokenPipe {
                 Ok(Ending::OutputClosed)
             } else {
@@ -360,6 +387,8 @@ fn receive(mut reader: FrameReader<FromStd<TcpStream>, READ_BUF>, shared: &Share
     };
     if shared.leaving() {
         shared.tell(Event::ReceiverDone);
+    } else if let Some((_, why)) = state.held {
+        shared.tell(Event::Lost(SessionError::Refused(why)));
     } else {
         shared.tell(Event::Lost(SessionError::ConnectionLost {
             how,

@@ -294,3 +294,92 @@ fn bench_idle_offers_no_stalled_readers() {
         assert!(p.out.iter().any(|l| l.contains("--stalled")), "{scenario}");
     }
 }
+
+/// Issue 21, point 3: clap took `-1` for a flag and suggested `-- -1`, which would
+/// have made `-1` the server address.
+#[test]
+fn a_negative_attempt_count_says_what_is_allowed() {
+    let err = usage_error(&["--attempts", "-1"]);
+    assert!(
+        err.contains("invalid value '-1' for '--attempts <N>': expected a whole number from 1"),
+        "{err}"
+    );
+    assert!(!err.contains("-- -1"), "{err}");
+}
+
+/// Issue 21, point 3: a name that does not resolve was called an "invalid server
+/// address" (exit 1); it is well formed, so not a usage error, and the message says
+/// what failed.
+#[test]
+fn a_name_that_does_not_resolve_exits_1_saying_so() {
+    // .invalid never resolves (RFC 6761).
+    let mut p = Proc::spawn(&["no.such.host.invalid"]);
+    assert_eq!(p.wait().code(), Some(1));
+    let err = p.all_err().join("\n");
+    assert!(
+        err.starts_with(
+            "host-client: error: cannot resolve the server address 'no.such.host.invalid': "
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("invalid server address"), "{err}");
+}
+
+fn error_notice(peer: &mut Peer, code: proto_core::ErrorCode, text: &str) {
+    peer.send(&Frame::Notice(Notice {
+        kind: NoticeKind::Error(code),
+        peer: None,
+        text,
+    }));
+}
+
+/// Issue 21, point 5: a refused client printed the server's notice, then
+/// `error: connection lost: the server closed the connection`; it says once that it
+/// was refused.
+#[test]
+fn a_refusal_is_said_once_as_a_refusal() {
+    let (listener, addr) = listen();
+    let mut p = Proc::spawn(&[&addr]);
+    let mut peer = Peer::accept(&listener);
+    error_notice(
+        &mut peer,
+        proto_core::ErrorCode::TOO_MANY_FROM_ADDRESS,
+        "too many connections from your address: 127.0.0.1 holds 16",
+    );
+    drop(peer);
+    assert_eq!(p.wait().code(), Some(1));
+    assert_eq!(
+        p.all_err(),
+        ["host-client: error: the server refused the connection: too many connections from your address: 127.0.0.1 holds 16"]
+    );
+    assert!(p.out.recv_timeout(LIMIT).is_err(), "stdout must stay empty");
+}
+
+/// An error notice before the welcome that is not a refusal is still shown, first.
+#[test]
+fn an_error_notice_before_the_welcome_is_shown_when_the_welcome_follows() {
+    let (listener, addr) = listen();
+    let mut p = Proc::spawn(&[&addr]);
+    let mut peer = Peer::accept(&listener);
+    error_notice(&mut peer, proto_core::ErrorCode::MALFORMED, "odd");
+    welcome(&mut peer);
+    assert_eq!(p.out.recv_timeout(LIMIT).unwrap(), "*** odd");
+    assert_eq!(p.out.recv_timeout(LIMIT).unwrap(), "*** welcome");
+    p.send("exit");
+    // The client leaves before the server goes away: on a loaded machine, a close
+    // that came first would be read before `exit` and end the client with status 1.
+    while peer.next().is_ok() {}
+    drop(peer);
+    assert_eq!(p.wait().code(), Some(0));
+}
+
+/// Issue 21, point 5: `::1:9000` was taken as the IPv6 address `::1:9000` on port
+/// 9000, without a hint.
+#[test]
+fn an_ipv6_address_with_a_port_and_no_brackets_suggests_them() {
+    let err = usage_error(&["::1:9000"]);
+    assert!(
+        err.contains("write [::1]:9000 for port 9000 of ::1"),
+        "{err}"
+    );
+}

@@ -23,6 +23,7 @@ use crate::refuse::refuse;
 use crate::session;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::{raise_fd_limit, send_now, wait_readable};
+use crate::web;
 use crate::wire::{self, Mode};
 
 /// How often the accept loop looks for a stop request while no one connects.
@@ -117,6 +118,15 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
     if !config.allow.is_empty() {
         let nets: Vec<String> = config.allow.iter().map(ToString::to_string).collect();
         tracing::info!("accepting clients only from {}", nets.join(", "));
+        if let Ok(local) = listener.local_addr() {
+            for net in gate::never_admitted(&config.allow, local) {
+                tracing::warn!(
+                    "--allow {net} can never match: the server listens on {local}, IPv4 \
+                     only (listen on [::]:{} for IPv6 clients too)",
+                    local.port()
+                );
+            }
+        }
     }
     let notices = spawn_notices(&ctx)?;
     let how = accept_loop(&listener, &ctx);
@@ -290,19 +300,25 @@ fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, c
         return;
     };
     let timeout = ctx.config.sniff_timeout;
+    let web = ctx.config.web;
     let _ = thread::Builder::new()
         .name(format!("refuser {peer}"))
         .stack_size(ctx.config.thread_stack)
         .spawn(move || {
             let _count = count;
-            let mut buf = [0u8; 8];
+            // Enough of a first line to tell an HTTP request.
+            let mut buf = [0u8; 64];
+            let until = if web { Until::FirstLine } else { Until::Mode };
             // A refusal goes out in the client's own form; a binary client that
-            // asks for another version is still told in binary.
-            let mode = match opening(&stream, &mut buf, timeout, Until::Mode) {
-                Ok(Opening::Speaks(mode, _)) => mode,
-                Ok(Opening::WrongVersion(_)) => Mode::Binary,
-                Ok(Opening::Silent) | Err(_) => Mode::Text,
+            // asks for another version is still told in binary, a browser in HTTP.
+            let (mode, have) = match opening(&stream, &mut buf, timeout, until) {
+                Ok(Opening::Speaks(mode, have)) => (mode, have),
+                Ok(Opening::WrongVersion(_)) => (Mode::Binary, 0),
+                Ok(Opening::Silent) | Err(_) => (Mode::Text, 0),
             };
+            if web && mode == Mode::Text && web::is_request(&buf[..have]) {
+                return refuse(&stream, &web::unavailable(&text));
+            }
             refuse(&stream, &wire::refusal(mode, code, &text));
         });
 }
@@ -310,17 +326,24 @@ fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, c
 /// Closes every connection the way `how` says, then waits for their threads.
 fn shut_down(ctx: &Context, how: Stop) {
     let clients = ctx.room.close();
-    tracing::info!("shutting down: closing {} connections", clients.len());
-    if how == Stop::Terminate {
-        let deadline = Instant::now() + ctx.config.shutdown_grace;
-        for client in &clients {
-            client
-                .outbox
-                .push_last(&wire::shutdown(client.outbox.mode()));
+    let s = if clients.len() == 1 { "" } else { "s" };
+    tracing::info!("shutting down: closing {} connection{s}", clients.len());
+    // After a signal everyone is told why; after `close`, only WebSocket clients
+    // get something (a close frame), so a browser shows a close, not a failure.
+    let told: Vec<_> = clients
+        .iter()
+        .filter(|c| how == Stop::Terminate || c.outbox.mode() == Mode::WebSocket)
+        .collect();
+    let deadline = Instant::now() + ctx.config.shutdown_grace;
+    for client in &told {
+        let outbox = &client.outbox;
+        match how {
+            Stop::Terminate => outbox.push_last(&wire::shutdown(outbox.mode())),
+            Stop::Close => outbox.push_last(&[]),
         }
-        for client in &clients {
-            client.outbox.wait_done(deadline);
-        }
+    }
+    for client in &told {
+        client.outbox.wait_done(deadline);
     }
     for client in &clients {
         client.outbox.end(End::Cut);

@@ -17,15 +17,18 @@ fn defaults() -> Config {
 
 /// The chatroom server: relays every message to every other connected client.
 ///
-/// Binary clients (host-client) and text clients (nc, telnet) share one room. On
+/// Binary clients (host-client), text clients (nc, telnet) and browsers (the chat
+/// page at http://ADDR/, which joins through a WebSocket) share one room. On
 /// start it prints `listening on ADDR` on stdout. Console commands on stdin: list,
 /// close, help. Ctrl-C or SIGTERM sends every client a shutdown notice and exits.
 #[derive(Debug, Parser)]
 #[command(
     name = "host-server",
     version,
-    after_help = "Exit status: 0 after `close`, Ctrl-C or SIGTERM; 1 if it cannot listen; \
-2 on a bad command line."
+    // So that `--backlog -1` is refused for its value, not taken for a flag.
+    allow_negative_numbers = true,
+    after_help = "Exit status: 0 after `close`, Ctrl-C or SIGTERM; 1 if it cannot start (it \
+cannot listen, or reach its backplane), before it prints `listening on`; 2 on a bad command line."
 )]
 pub struct Cli {
     /// Address to listen on (see the help text for the LAN forms).
@@ -38,20 +41,20 @@ its addresses that binds, IPv4 first")]
 
     /// Listen backlog: connections the kernel queues before the server accepts them.
     #[arg(long, value_name = "N", default_value_t = defaults().backlog,
-          value_parser = clap::value_parser!(u32).range(1..=65535))]
+          value_parser = whole::<u32>(1, 65535))]
     pub backlog: u32,
 
     /// Most clients at once; one more is told "server full" and closed. Each client
     /// costs one thread and one open file.
     #[arg(long, value_name = "N", default_value_t = defaults().max_clients as u64,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+          value_parser = whole::<u64>(1, 1_000_000))]
     pub max_clients: u64,
 
     /// Most connections one address may hold at once (0: no limit); one more is told
     /// "too many connections from your address" and closed. Loopback peers are exempt
     /// unless --cap-loopback.
     #[arg(long, value_name = "N", default_value_t = defaults().max_per_address as u64,
-          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+          value_parser = whole::<u64>(0, 1_000_000))]
     pub max_per_address: u64,
 
     /// Apply --max-per-address to loopback peers (127.0.0.0/8, ::1) too. They are
@@ -68,67 +71,67 @@ its addresses that binds, IPv4 first")]
     /// Bytes that may wait to be sent to one client; a client that falls further
     /// behind is dropped as too slow (it gets a notice saying so).
     #[arg(long, value_name = "BYTES", default_value_t = defaults().outbox_limit as u64,
-          value_parser = clap::value_parser!(u64).range(128 * 1024..=1 << 32))]
+          value_parser = whole::<u64>(128 * 1024, 1 << 32))]
     pub outbox_limit: u64,
 
     /// Bytes waiting for one client past which senders wait for it (are read no
-    /// further) while it keeps draining; less than half of --outbox-limit.
+    /// further) while it keeps draining; at most half of --outbox-limit.
     #[arg(long, value_name = "BYTES", default_value_t = defaults().pace_at as u64,
-          value_parser = clap::value_parser!(u64).range(4096..=1 << 31))]
+          value_parser = whole::<u64>(4096, 1 << 31))]
     pub pace_at: u64,
 
     /// Bytes per second a client with messages waiting must read to count as
     /// reading; a slower one stops pacing the room and is dropped if it falls too
     /// far behind.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = defaults().min_drain_rate,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = whole::<u32>(1, u32::MAX))]
     pub min_drain_rate: u32,
 
     /// How far behind --min-drain-rate a client may fall before it stops holding
     /// senders back: the longest a reader that stops can delay a flooding sender.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().pace_grace),
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+          value_parser = whole::<u64>(10, 60_000))]
     pub pace_grace_ms: u64,
 
     /// Seconds behind --min-drain-rate after which a client with messages waiting is
     /// dropped as too slow (it gets a notice saying so).
     #[arg(long, value_name = "SECS", default_value_t = defaults().stall_timeout.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+          value_parser = seconds(1, 86_400))]
     pub stall_timeout: u64,
 
     /// Messages per second one client may send; faster senders are read more slowly
     /// (TCP makes them wait), never dropped. Off unless given.
-    #[arg(long, value_name = "MSGS_PER_SEC")]
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = rate)]
     pub rate_limit: Option<NonZeroU32>,
 
     /// Seconds within which a dead peer (half-open connection) is found and dropped:
     /// binary clients are pinged after half of it, text clients watched by TCP keepalive.
     #[arg(long, value_name = "SECS", default_value_t = defaults().dead_peer_timeout.as_secs(),
-          value_parser = clap::value_parser!(u64).range(2..=86_400))]
+          value_parser = seconds(2, 86_400))]
     pub dead_peer_timeout: u64,
 
     /// Milliseconds to wait for a new connection's first bytes to tell a binary client
     /// from a text client; a client silent that long is taken as text.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().sniff_timeout),
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+          value_parser = whole::<u64>(10, 60_000))]
     pub sniff_timeout_ms: u64,
 
     /// Milliseconds a text client that has sent no newline yet must be silent for
     /// what it sent to count as one message (clients that send messages without a
     /// newline). Once a client sends a newline, only newlines end its messages.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().text_pause),
-          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+          value_parser = whole::<u64>(10, 10_000))]
     pub text_pause_ms: u64,
 
     /// Milliseconds clients get to receive the shutdown notice after Ctrl-C or SIGTERM
     /// before their connections are cut.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().shutdown_grace),
-          value_parser = clap::value_parser!(u64).range(0..=900))]
+          value_parser = whole::<u64>(0, 900))]
     pub shutdown_grace_ms: u64,
 
     /// Stack size of each connection thread, in bytes (small, so thousands fit).
     #[arg(long, value_name = "BYTES", default_value_t = defaults().thread_stack as u64,
-          value_parser = clap::value_parser!(u64).range(32 * 1024..=8 << 20))]
+          value_parser = whole::<u64>(32 * 1024, 8 << 20))]
     pub thread_stack: u64,
 
     /// Threads that send what a client's socket did not take at once; 0: one per core.
@@ -138,31 +141,58 @@ its addresses that binds, IPv4 first")]
 
     /// Bytes read from a client at a time; also bounds one batch of its messages.
     #[arg(long, value_name = "BYTES", default_value_t = defaults().read_buffer as u64,
-          value_parser = clap::value_parser!(u64).range(512..=16 * 1024))]
+          value_parser = whole::<u64>(512, 16 * 1024))]
     pub read_buffer: u64,
 
     /// Kernel receive buffer per client (SO_RCVBUF): bounds what a flooding client
     /// can park in the server's memory while it is paced.
     #[arg(long, value_name = "BYTES", default_value_t = defaults().recv_buffer as u64,
-          value_parser = clap::value_parser!(u64).range(4096..=1 << 30))]
+          value_parser = whole::<u64>(4096, 1 << 30))]
     pub recv_buffer: u64,
 
     /// Kernel send buffer per client (SO_SNDBUF), in bytes. System autotuning unless given.
     #[arg(long, value_name = "BYTES",
-          value_parser = clap::value_parser!(u64).range(4096..=64 << 20))]
+          value_parser = whole::<u64>(4096, 64 << 20))]
     pub send_buffer: Option<u64>,
 
     /// Milliseconds to pause after a failed accept (e.g. out of file descriptors).
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().accept_pause),
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+          value_parser = whole::<u64>(1, 10_000))]
     pub accept_pause_ms: u64,
 
     /// Refused connections (over --max-clients or --max-per-address, or outside
     /// --allow) turned away at once by threads that first wait to see whether the
     /// client is binary; past this, refusals go out in text form.
     #[arg(long, value_name = "N", default_value_t = defaults().max_refusers as u64,
-          value_parser = clap::value_parser!(u64).range(0..=1024))]
+          value_parser = whole::<u64>(0, 1024))]
     pub max_refusers: u64,
+
+    /// Serve no chat page and no WebSocket: every HTTP request is refused with a
+    /// text notice. By default `GET /` is the chat page and `GET /ws` joins the room.
+    #[arg(long)]
+    pub no_web: bool,
+
+    /// An origin, besides the server's own, whose pages may join over a WebSocket,
+    /// as in http://chat.lan:9000 (repeat for more). Pages of other origins get 403.
+    #[arg(long, value_name = "ORIGIN", value_parser = crate::web::parse_origin)]
+    pub web_origin: Vec<String>,
+
+    /// Most bytes of an HTTP request head; a longer one gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().http_head_limit as u64,
+          value_parser = whole::<u64>(1024, 1 << 20))]
+    pub http_head_limit: u64,
+
+    /// Milliseconds an HTTP request head may take to arrive; a slower one gets 408.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().http_timeout),
+          value_parser = whole::<u64>(10, 600_000))]
+    pub http_timeout_ms: u64,
+
+    /// Milliseconds a silent connection from an address that loaded the chat page in
+    /// the last two minutes is waited on before it is taken as a text client (a
+    /// browser's spare connection would otherwise be announced as a join).
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().web_spare_wait),
+          value_parser = whole::<u64>(0, 600_000))]
+    pub web_spare_wait_ms: u64,
 
     /// Redis URL of a room shared by several servers: every server started with the
     /// same Redis and --room is part of one room. Without it the room lives in this
@@ -177,23 +207,71 @@ its addresses that binds, IPv4 first")]
     pub room: String,
 
     /// About how many messages the backplane keeps (XADD MAXLEN ~). A server that falls
-    /// further behind disconnects its clients with a notice.
+    /// further behind disconnects its clients with a notice. At least 4 times
+    /// --backplane-batch, so that one burst is read by every server before it is trimmed.
     #[arg(long, value_name = "N", default_value_t = bp_defaults().retain,
-          value_parser = clap::value_parser!(u64).range(100..=1 << 32), requires = "backplane")]
+          value_parser = whole::<u64>(1, 1 << 32), requires = "backplane")]
     pub backplane_retain: u64,
+
+    /// Most messages appended by one Redis call, and read by one XREAD.
+    #[arg(long, value_name = "N", default_value_t = bp_defaults().batch as u64,
+          value_parser = whole::<u64>(16, 65_536), requires = "backplane")]
+    pub backplane_batch: u64,
+
+    /// Seconds Redis keeps an append's dedupe key, which answers a retried append at
+    /// once; after that, an append whose answer was lost is looked for in the stream.
+    #[arg(long, value_name = "SECS", default_value_t = bp_defaults().dedupe.as_secs(),
+          value_parser = seconds(1, 86_400), requires = "backplane")]
+    pub backplane_dedupe_secs: u64,
 
     /// Milliseconds a message may wait while the backplane is unreachable before its
     /// sender is told it was not delivered.
     #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().append_timeout),
-          value_parser = clap::value_parser!(u64).range(100..=60_000), requires = "backplane")]
+          value_parser = whole::<u64>(100, 60_000), requires = "backplane")]
     pub backplane_append_timeout_ms: u64,
 
     /// Milliseconds Redis may leave a request unanswered before the connection is
     /// taken for dead and opened again.
     #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().io_timeout),
-          value_parser = clap::value_parser!(u64).range(300..=60_000), requires = "backplane")]
+          value_parser = whole::<u64>(300, 60_000), requires = "backplane")]
     pub backplane_timeout_ms: u64,
 }
+
+/// A parser of a whole number from `min` to `max` whose error says so (clap's own
+/// says "invalid digit found in string" for `1.5` or `-1`).
+fn whole<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |text| match text.parse::<T>() {
+        Ok(n) if min <= n && n <= max => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+/// [`whole`], for a number of seconds.
+fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync {
+    move |text| {
+        whole(min, max)(text).map_err(|_| format!("expected whole seconds, from {min} to {max}"))
+    }
+}
+
+/// A `--rate-limit`: at least one message per second; no limit is no flag.
+fn rate(text: &str) -> Result<NonZeroU32, String> {
+    whole(1, u32::MAX)(text)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| {
+            format!(
+                "expected messages per second, a whole number from 1 to {}; leave the option \
+out for no limit",
+                u32::MAX
+            )
+        })
+}
+
+/// `--backplane-retain` is at least this many batches.
+const RETAIN_BATCHES: u64 = 4;
 
 fn bp_defaults() -> BackplaneConfig {
     BackplaneConfig::default()
@@ -205,6 +283,27 @@ fn room_name(name: &str) -> Result<String, String> {
     } else {
         Err("use 1 to 64 letters, digits, '-', '_' or '.'".into())
     }
+}
+
+/// Checks a `--backplane` URL the way the Redis client will read it, so that a
+/// malformed one is a usage error before the server starts, not a failure after it
+/// says it is listening. The message leaves the URL out: it may hold a password.
+fn backplane_url(url: &str) -> Result<(), String> {
+    const FORMS: &str = "use redis://HOST:PORT, redis://:PASSWORD@HOST:PORT or \
+redis://USER:PASSWORD@HOST:PORT/DB";
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("redis" | "rediss" | "redis+unix") => {}
+        Some(other) => return Err(format!("{other}:// is not a Redis URL; {FORMS}")),
+        None => return Err(format!("not a Redis URL; {FORMS}")),
+    }
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(drop)
+        .map_err(|e| {
+            // The Redis error reads "what - Kind"; the kind says nothing more.
+            let e = e.to_string();
+            let what = e.split(" - ").next().unwrap_or(&e);
+            format!("not a usable Redis URL ({what}); {FORMS}")
+        })
 }
 
 fn millis(d: Duration) -> u64 {
@@ -225,6 +324,18 @@ impl Cli {
             return Err(format!(
                 "--pace-at {} must be at most half of --outbox-limit {}",
                 self.pace_at, self.outbox_limit
+            ));
+        }
+        if let Some(url) = &self.backplane {
+            backplane_url(url).map_err(|e| format!("--backplane: {e}"))?;
+        }
+        let min_retain = self.backplane_batch.saturating_mul(RETAIN_BATCHES);
+        if self.backplane.is_some() && self.backplane_retain < min_retain {
+            return Err(format!(
+                "--backplane-retain {} is below its minimum {min_retain} ({RETAIN_BATCHES} \
+                 times --backplane-batch {}): one burst would be trimmed before every \
+                 server read it, and every server would reset its clients",
+                self.backplane_retain, self.backplane_batch
             ));
         }
         Ok(Config {
@@ -251,13 +362,19 @@ impl Cli {
             send_buffer: self.send_buffer.map(size),
             accept_pause: Duration::from_millis(self.accept_pause_ms),
             max_refusers: size(self.max_refusers),
+            web: !self.no_web,
+            web_origins: self.web_origin.clone(),
+            http_head_limit: size(self.http_head_limit),
+            http_timeout: Duration::from_millis(self.http_timeout_ms),
+            web_spare_wait: Duration::from_millis(self.web_spare_wait_ms),
             backplane: self.backplane.as_ref().map(|url| BackplaneConfig {
                 url: url.clone(),
                 room: self.room.clone(),
                 retain: self.backplane_retain,
                 append_timeout: Duration::from_millis(self.backplane_append_timeout_ms),
                 io_timeout: Duration::from_millis(self.backplane_timeout_ms),
-                ..bp_defaults()
+                batch: size(self.backplane_batch),
+                dedupe: Duration::from_secs(self.backplane_dedupe_secs),
             }),
         })
     }
@@ -323,6 +440,17 @@ mod tests {
             "13",
             "--max-refusers",
             "5",
+            "--no-web",
+            "--web-origin",
+            "http://Chat.lan:80/",
+            "--web-origin",
+            "https://x.example:8443",
+            "--http-head-limit",
+            "2048",
+            "--http-timeout-ms",
+            "15",
+            "--web-spare-wait-ms",
+            "16",
         ])
         .unwrap();
         let want = Config {
@@ -349,6 +477,11 @@ mod tests {
             send_buffer: Some(8192),
             accept_pause: Duration::from_millis(13),
             max_refusers: 5,
+            web: false,
+            web_origins: vec!["http://chat.lan".into(), "https://x.example:8443".into()],
+            http_head_limit: 2048,
+            http_timeout: Duration::from_millis(15),
+            web_spare_wait: Duration::from_millis(16),
             backplane: None,
         };
         assert_eq!(cli.config(), Ok(want));
@@ -389,6 +522,10 @@ mod tests {
             "700",
             "--backplane-timeout-ms",
             "900",
+            "--backplane-batch",
+            "100",
+            "--backplane-dedupe-secs",
+            "5",
         ])
         .unwrap();
         let want = BackplaneConfig {
@@ -397,11 +534,63 @@ mod tests {
             retain: 500,
             append_timeout: Duration::from_millis(700),
             io_timeout: Duration::from_millis(900),
-            ..BackplaneConfig::default()
+            batch: 100,
+            dedupe: Duration::from_secs(5),
         };
         assert_eq!(cli.config().unwrap().backplane, Some(want));
         // Debug output (and so any log of the config) hides the password.
         assert!(!format!("{:?}", cli.config()).contains("pw"));
+    }
+
+    #[test]
+    fn a_backplane_url_that_is_not_redis_is_a_usage_error() {
+        for (url, says) in [
+            ("foo", "not a Redis URL"),
+            ("http://h:6379", "http:// is not a Redis URL"),
+            ("redis://", "not a usable Redis URL"),
+            ("redis://h:6379/x", "Invalid database number"),
+            ("redis://:s3cret@h:6379/x", "not a usable Redis URL"),
+        ] {
+            let cli = Cli::try_parse_from(["host-server", "--backplane", url]).unwrap();
+            let err = cli.config().unwrap_err();
+            assert!(
+                err.starts_with("--backplane: ") && err.contains(says),
+                "{url}: {err}"
+            );
+            assert!(err.contains("redis://HOST:PORT"), "{url}: {err}");
+            assert!(!err.contains("s3cret"), "{url}: {err}");
+        }
+        for url in [
+            "redis://10.0.0.1",
+            "redis://u:p@h:6380/2",
+            "redis+unix:///tmp/r.sock",
+        ] {
+            let cli = Cli::try_parse_from(["host-server", "--backplane", url]).unwrap();
+            assert!(cli.config().is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_retain_below_four_batches_is_refused_with_its_minimum() {
+        let parse = |retain: &str, batch: &str| {
+            let args = [
+                "host-server",
+                "--backplane",
+                "redis://h",
+                "--backplane-retain",
+                retain,
+                "--backplane-batch",
+                batch,
+            ];
+            Cli::try_parse_from(args).unwrap().config()
+        };
+        let e = parse("4095", "1024").unwrap_err();
+        assert!(e.contains("minimum 4096"), "{e}");
+        assert!(parse("4096", "1024").is_ok());
+        assert!(parse("64", "16").is_ok());
+        assert!(parse("63", "16").is_err());
+        let default = Cli::try_parse_from(["host-server", "--backplane", "redis://h"]);
+        assert!(default.unwrap().config().is_ok());
     }
 
     #[test]
@@ -416,7 +605,7 @@ mod tests {
                 "--backplane",
                 "redis://h",
                 "--backplane-retain",
-                "99",
+                "0",
             ],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");

@@ -111,6 +111,25 @@ pub struct Config {
     /// the client is binary. Past this, refusals are sent at once in text form.
     /// Default 64.
     pub max_refusers: usize,
+    /// Whether the port also serves the room to browsers: `GET /` answers with the
+    /// chat page and `GET /ws` joins the room over a WebSocket. Default true; false
+    /// (`--no-web`) refuses every HTTP request with a text notice, as before.
+    pub web: bool,
+    /// Origins, besides the server's own, whose pages may open a WebSocket to the
+    /// room (`--web-origin`), normalised: lower case, no default port. Default none.
+    pub web_origins: Vec<String>,
+    /// Most bytes of one HTTP request head; a longer one gets 431. Default 8 KiB,
+    /// ample for a browser's request (about 600 bytes).
+    pub http_head_limit: usize,
+    /// How long a request head may take to arrive; a slower one gets 408. Default 5 s.
+    pub http_timeout: Duration,
+    /// How long a silent connection from an address that loaded the chat page in the
+    /// last two minutes is waited on, instead of `sniff_timeout`, before it is taken
+    /// as a text client. Browsers open spare connections and leave them silent for
+    /// up to about 20 s before they use or close them; taken as text clients, they
+    /// would be announced to the room. Default 30 s; 0 waits no longer than
+    /// `sniff_timeout`. A text client from that address that sends a byte is in at once.
+    pub web_spare_wait: Duration,
     /// The Redis that carries a room shared by several servers (`--backplane`);
     /// `None` (the default) keeps the room inside this server.
     pub backplane: Option<BackplaneConfig>,
@@ -152,6 +171,11 @@ impl Default for Config {
             send_buffer: None,
             accept_pause: Duration::from_millis(100),
             max_refusers: 64,
+            web: true,
+            web_origins: Vec::new(),
+            http_head_limit: 8192,
+            http_timeout: Duration::from_secs(5),
+            web_spare_wait: Duration::from_secs(30),
             backplane: None,
         }
     }

@@ -14,6 +14,7 @@ use crate::error::ServerError;
 use crate::outbox::{Pool, Workers};
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
+use crate::web::Visits;
 
 /// The shared context of one running server.
 pub(crate) struct Context {
@@ -31,6 +32,8 @@ pub(crate) struct Context {
     /// Connections held by each address the per-address cap counts; an address
     /// leaves the map with its last connection, so it holds only live ones.
     per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Addresses that loaded the chat page lately (see `web::Visits`).
+    pub(crate) visits: Visits,
     /// Signalled when the last counted thread ends, for [`Context::wait_idle`].
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -67,6 +70,7 @@ impl Context {
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
+            visits: Visits::default(),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         })

@@ -11,7 +11,8 @@ use crate::sys::lock;
 /// How the server is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
-    /// The console's `close`: every connection is dropped at once, without a notice.
+    /// The console's `close`: every connection is dropped at once, without a notice
+    /// (a WebSocket client gets a close frame, so a browser shows a close).
     Close,
     /// Ctrl-C or SIGTERM: every client is sent a Shutdown notice ("server shutting
     /// down"), then its connection is closed.

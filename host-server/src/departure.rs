@@ -6,6 +6,7 @@ use std::io;
 use proto_core::ErrorCode;
 
 use crate::outbox::End;
+use crate::web::WsError;
 
 /// Why a client left the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub(crate) enum Departure {
     TimedOut,
     /// A text client's first line was an HTTP request.
     Refused,
+    /// A WebSocket client broke the framing; it was sent a close frame (1002).
+    BadFrames(WsError),
     /// The server is shutting down.
     ServerClosing,
     /// The server began shutting down before the client joined; what it was sent
@@ -48,6 +51,7 @@ impl Departure {
             (_, Departure::Failed(kind)) => Some(format!("connection failed: {kind}")),
             (_, Departure::TimedOut) => Some(format!("dropped: {}", ErrorCode::TIMEOUT)),
             (_, Departure::Refused) => Some("refused: HTTP request".into()),
+            (_, Departure::BadFrames(e)) => Some(format!("dropped: WebSocket protocol error: {e}")),
             (_, Departure::Panicked) => Some("internal error".into()),
         }
     }
@@ -60,6 +64,7 @@ impl Departure {
             | Departure::ClosedMidFrame
             | Departure::Bye
             | Departure::Refused
+            | Departure::BadFrames(_)
             | Departure::TooLate => End::Flush,
             Departure::TimedOut => End::Evict(ErrorCode::TIMEOUT),
             Departure::Failed(_) | Departure::ServerClosing | Departure::Panicked => End::Cut,

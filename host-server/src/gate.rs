@@ -3,7 +3,7 @@
 //! per-address cap (`--max-per-address`) counts. Pure: the counting itself is in
 //! `context`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -43,6 +43,14 @@ pub(crate) fn entry(
     Entry::Counted(ip)
 }
 
+/// The networks of `allow` no client of a listener on `local` can come from: IPv6
+/// networks, on an IPv4 listener. (An IPv6 listener is dual-stack and takes both.)
+pub(crate) fn never_admitted(allow: &[IpNet], local: SocketAddr) -> impl Iterator<Item = &IpNet> {
+    allow
+        .iter()
+        .filter(move |net| local.is_ipv4() && matches!(net, IpNet::V6(_)))
+}
+
 /// Parses an `--allow` value: a network in CIDR form (`192.168.1.0/24`,
 /// `fd00::/8`) or a single address (a network of one). Host bits are cleared, and an
 /// IPv4-mapped IPv6 network becomes the IPv4 network it names, as peers do.
@@ -54,12 +62,27 @@ pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
         (Ok(net), _) => net,
         (Err(_), Ok(ip)) => IpNet::from(ip),
         (Err(e), Err(_)) => {
+            let what = prefix_error(s).unwrap_or_else(|| e.to_string());
             return Err(format!(
-                "{e}: use an address or a network in CIDR form, such as 192.168.1.0/24 or fd00::/8"
-            ))
+                "{what}: use an address or a network in CIDR form, such as 192.168.1.0/24 or fd00::/8"
+            ));
         }
     };
     Ok(canonical(net).trunc())
+}
+
+/// What is wrong with the prefix length of `ADDRESS/LEN` whose address is valid
+/// (ipnet only says "invalid IP address syntax").
+fn prefix_error(s: &str) -> Option<String> {
+    let (addr, len) = s.split_once('/')?;
+    let (max, family) = match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(_) => (32, "IPv4"),
+        IpAddr::V6(_) => (128, "IPv6"),
+    };
+    Some(match len.parse::<u8>() {
+        Ok(len) => format!("prefix length {len} is over {max}, the most for an {family} network"),
+        Err(_) => format!("'{len}' after the / is not a prefix length from 0 to {max}"),
+    })
 }
 
 /// An IPv4-mapped IPv6 network (`::ffff:192.168.1.0/120`) as its IPv4 network.
@@ -173,5 +196,22 @@ mod tests {
             let err = parse_net(bad).unwrap_err();
             assert!(err.contains("CIDR"), "{bad}: {err}");
         }
+        let allow = nets(&["192.168.1.0/24", "::1", "::ffff:10.0.0.0/104"]);
+        let on = |addr: &str| {
+            never_admitted(&allow, addr.parse().unwrap())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on("0.0.0.0:9000"), ["::1/128"]);
+        assert!(on("[::]:9000").is_empty());
+        let err = parse_net("10.0.0.0/33").unwrap_err();
+        assert!(err.starts_with("prefix length 33 is over 32"), "{err}");
+        let err = parse_net("::/129").unwrap_err();
+        assert!(err.starts_with("prefix length 129 is over 128"), "{err}");
+        let err = parse_net("1.2.3.4/x").unwrap_err();
+        assert!(
+            err.starts_with("'x' after the / is not a prefix length"),
+            "{err}"
+        );
     }
 }

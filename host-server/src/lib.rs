@@ -2,7 +2,9 @@
 //!
 //! Clients speak either the binary protocol of `proto-core` (the host client, a
 //! microcontroller) or plain text lines (`nc`, `telnet`); the server tells them apart
-//! by their first bytes and puts them in the same room. All wire bytes are read and
+//! by their first bytes and puts them in the same room. A browser gets the chat page
+//! at `GET /` and joins through a WebSocket at `GET /ws` on the same port (see `web`),
+//! hearing the text lines in WebSocket frames. Chat messages and lines are read and
 //! written through `proto-core`.
 //!
 //! Design, for many clients and fast fan-out:
@@ -47,6 +49,9 @@ mod conn;
 
 mod departure;
 
+// A browser: the chat page, and the WebSocket it joins through.
+mod web;
+
 // Its read loops: messages in, batches to the room, the rate limit.
 mod readbuf;
 mod reader;
@@ -73,11 +78,12 @@ mod error;
 mod sys;
 
 pub use accept::{bind, run};
-pub use backplane::{valid_room_name, BackplaneConfig, BackplaneError};
+pub use backplane::{probe as probe_backplane, valid_room_name, BackplaneConfig, BackplaneError};
 pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;
 pub use config::Config;
-pub use console::console;
+pub use console::{console, stdin_console};
 pub use control::{Control, Stop};
 pub use error::ServerError;
 pub use sys::raise_fd_limit;
+pub use web::parse_origin;

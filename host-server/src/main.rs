@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::Parser;
-use host_server::{bind, console, run, Cli, Control, Stop};
+use host_server::{bind, console, probe_backplane, run, stdin_console, Cli, Control, Stop};
 
 fn main() -> ExitCode {
     // Connection threads have small stacks; the default hook may walk and print a
@@ -16,6 +16,10 @@ fn main() -> ExitCode {
         tracing::error!("internal error: {info}");
     }));
     init_log();
+    // Before anything is written, so that a server started in the background of a
+    // shell is never stopped for writing its first lines to the terminal (`stty
+    // tostop`).
+    let console_input = stdin_console();
     let config = match Cli::parse().config() {
         Ok(config) => config,
         Err(e) => {
@@ -29,6 +33,13 @@ fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&e),
     };
+    // Scripts wait for the `listening on` line: a backplane that cannot be reached
+    // is reported before it.
+    if let Some(backplane) = &config.backplane {
+        if let Err(e) = probe_backplane(backplane) {
+            return fail(&e);
+        }
+    }
     match listener.local_addr() {
         Ok(addr) => {
             let mut out = io::stdout().lock();
@@ -47,7 +58,7 @@ fn main() -> ExitCode {
     let _ = thread::Builder::new()
         .name("console".into())
         .spawn(move || {
-            if let Err(e) = console(io::stdin().lock(), io::stdout(), &at_console) {
+            if let Err(e) = console(console_input, io::stdout(), &at_console) {
                 tracing::error!("console: {e}");
             }
         });

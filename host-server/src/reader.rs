@@ -20,7 +20,9 @@ use crate::readbuf::ReadBuf;
 use crate::room::{Batch, Client};
 use crate::sys::is_transient;
 use crate::throttle::Throttle;
+use crate::web::{Discard, WsDecoder, WsError, WsEvent};
 use crate::wire::{self, Mode};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, OpCode};
 
 /// Most messages broadcast as one batch, so a batch's encoding stays small next to
 /// the outbox limit.
@@ -207,7 +209,12 @@ fn binary_frame(sender: &mut Sender<'_>, frame: Frame<'_>) -> bool {
             if sender.relay() == 0 {
                 sender.ctx.room.flush_notices();
             }
-            sender.answer(&binary(&Frame::Pong { nonce }));
+            // Across servers, its pong also waits for the Acks (or notices) of the
+            // messages before it, which come back from the backplane.
+            let pong = binary(&Frame::Pong { nonce });
+            if let Some(pong) = sender.ctx.room.pong(sender.client.id, pong) {
+                sender.answer(&pong);
+            }
         }
         Frame::Pong { .. } => {}
         Frame::Bye => {
@@ -230,6 +237,132 @@ fn decode_code(e: &DecodeError) -> ErrorCode {
         DecodeError::InvalidUtf8 { .. } => ErrorCode::INVALID_UTF8,
         _ => ErrorCode::MALFORMED,
     }
+}
+
+/// Reads a WebSocket client's messages until it leaves. `first` holds the bytes
+/// that followed its request head.
+///
+/// Each text message is one chat message; what the decoder discards gets an error
+/// notice and the connection goes on. Pings are answered through the outbox, so a
+/// pong never cuts into a broadcast. A silent client is pinged after half the
+/// dead-peer timeout and dropped if nothing arrives in the other half (a browser
+/// answers pings by itself).
+pub(crate) fn read_websocket(
+    client: &Client,
+    buf: &mut ReadBuf,
+    first: &[u8],
+    ctx: &Context,
+) -> Departure {
+    let timeout = Some(ctx.config.dead_peer_timeout / 2);
+    let mut decoder = WsDecoder::new();
+    let mut sender = Sender::new(client, ctx);
+    // The bytes sent to the client when it was pinged, while the ping is unanswered.
+    let mut pinged: Option<u64> = None;
+    if let Some(departure) = ws_events(&mut sender, &mut decoder, first) {
+        return departure;
+    }
+    loop {
+        sender.relay_and_pause();
+        let end = match sender.read(buf, timeout) {
+            Ok(Got::Bytes(n)) => {
+                pinged = None;
+                n
+            }
+            Ok(Got::Eof) if decoder.is_idle() => return Departure::Closed,
+            Ok(Got::Eof) => return Departure::ClosedMidFrame,
+            Ok(Got::Timeout) => {
+                match pinged {
+                    // Silent, but still taking what it is sent: busy, not dead.
+                    Some(sent) if client.outbox.sent_total() > sent => {}
+                    Some(_) => return Departure::TimedOut,
+                    None => {}
+                }
+                sender.answer(&ws_control(Control::Ping, b""));
+                pinged = Some(client.outbox.sent_total());
+                0
+            }
+            Err(departure) => return departure,
+        };
+        if let Some(departure) = ws_events(&mut sender, &mut decoder, &buf.bytes()[..end]) {
+            return departure;
+        }
+        if sender.cut_off() {
+            return Departure::ServerClosing;
+        }
+    }
+}
+
+/// A control frame from the server.
+fn ws_control(control: Control, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(2 + payload.len());
+    wire::ws_frame(OpCode::Control(control), payload, &mut bytes);
+    bytes
+}
+
+/// Handles every complete frame in `input`; the departure when the client closed
+/// or broke the framing (the batch before it is broadcast).
+fn ws_events(
+    sender: &mut Sender<'_>,
+    decoder: &mut WsDecoder,
+    mut input: &[u8],
+) -> Option<Departure> {
+    while !input.is_empty() {
+        let (used, event) = decoder.feed(input);
+        input = &input[used..];
+        let discard = match event {
+            Ok(None | Some(WsEvent::Pong)) => continue,
+            Ok(Some(WsEvent::Text(text))) => {
+                // A tool that sends lines may leave their newline on.
+                let text = text.strip_suffix('\n').unwrap_or(text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                if !text.is_empty() {
+                    sender.push(text);
+                }
+                continue;
+            }
+            Ok(Some(WsEvent::Ping(payload))) => {
+                sender.answer(&ws_control(Control::Pong, payload));
+                continue;
+            }
+            Ok(Some(WsEvent::Close(_))) => {
+                sender.relay();
+                // The answering close frame, then the end of the connection.
+                sender.client.outbox.push_last(&[]);
+                return Some(Departure::Closed);
+            }
+            Ok(Some(WsEvent::Discarded(why))) => why,
+            Err(e) => return Some(ws_broken(sender, e)),
+        };
+        let (code, text) = match discard {
+            Discard::TooLong => (
+                ErrorCode::TOO_LONG,
+                format!(
+                    "message too long: the limit is {} bytes; discarded",
+                    proto_core::MAX_MESSAGE
+                ),
+            ),
+            Discard::Binary => (
+                ErrorCode::MALFORMED,
+                "binary messages are not taken, only text; discarded".into(),
+            ),
+            Discard::InvalidUtf8 => (
+                ErrorCode::INVALID_UTF8,
+                "message is not valid UTF-8; discarded".into(),
+            ),
+        };
+        sender.answer(&wire::error(Mode::WebSocket, code, &text));
+    }
+    None
+}
+
+/// Ends a connection whose framing broke: what it sent before goes to the room,
+/// then it gets a close frame saying "protocol error".
+fn ws_broken(sender: &mut Sender<'_>, e: WsError) -> Departure {
+    sender.relay();
+    let outbox = &sender.client.outbox;
+    outbox.push_bytes(&wire::ws_close(CloseCode::Protocol));
+    outbox.end(End::Flush);
+    Departure::BadFrames(e)
 }
 
 /// Reads a text client's messages until it leaves. `buf[..have]` holds the bytes
@@ -384,6 +517,10 @@ fn text_event(
         }
         Err(LineError::TooLong) => (ErrorCode::TOO_LONG, "line too long"),
         Err(LineError::InvalidUtf8) => (ErrorCode::INVALID_UTF8, "line is not valid UTF-8"),
+        Err(LineError::UnendedSubnegotiation) => (
+            ErrorCode::MALFORMED,
+            "line held ff fa, which starts a Telnet subnegotiation, and no ff f0 ended it",
+        ),
         Err(_) => (ErrorCode::MALFORMED, "bad line"),
     };
     let text = match code {

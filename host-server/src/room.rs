@@ -18,7 +18,7 @@ use crate::backplane::Appender;
 
 use crate::outbox::{Chunk, Outbox, Pacer};
 use crate::sys::{lock, wait};
-use crate::wire::{self, encode_into, Mode};
+use crate::wire::{self, encode_into, Encodings, Mode};
 
 /// How many addresses a welcome lists before it only counts.
 const WELCOME_LISTS: usize = 10;
@@ -96,10 +96,9 @@ impl Batch {
 /// sends them first, so nobody sees a message before the join of its sender.
 #[derive(Default)]
 struct Pending {
-    binary: Vec<u8>,
-    text: Vec<u8>,
-    /// Where each pending notice starts in `binary` and `text`.
-    starts: Vec<(usize, usize)>,
+    forms: Encodings,
+    /// Where each pending notice starts in each form.
+    starts: Vec<[usize; 3]>,
     /// Clients that joined while notices were pending, and the index of the first
     /// notice they are to get (the ones before are about peers their welcome named).
     fresh: Vec<(u64, usize)>,
@@ -107,19 +106,18 @@ struct Pending {
 
 impl Pending {
     fn push(&mut self, kind: NoticeKind, peer: PeerAddr, text: &str) {
-        self.starts.push((self.binary.len(), self.text.len()));
+        self.starts.push(self.forms.lens());
         let notice = Frame::Notice(proto_core::Notice {
             kind,
             peer: Some(peer),
             text,
         });
-        encode_into(Mode::Binary, &notice, &mut self.binary);
-        encode_into(Mode::Text, &notice, &mut self.text);
+        // Every form, whoever is in the room: a newcomer may speak any of them.
+        self.forms.encode(&notice, [true; 3]);
     }
 
     fn clear(&mut self) {
-        self.binary.clear();
-        self.text.clear();
+        self.forms.clear();
         self.starts.clear();
         self.fresh.clear();
     }
@@ -129,21 +127,17 @@ impl Pending {
         if self.starts.is_empty() {
             return;
         }
-        let (mut binary, mut text) = (Chunk::new(&self.binary), Chunk::new(&self.text));
+        let mut chunks = Mode::ALL.map(|mode| Chunk::new(self.forms.of(mode)));
         for client in clients {
             let first = self.fresh.iter().find(|(id, _)| *id == client.id);
-            match (first.map(|f| f.1), client.mode()) {
-                (None, Mode::Binary) => client.outbox.push(&mut binary),
-                (None, Mode::Text) => client.outbox.push(&mut text),
-                (Some(i), mode) if i < self.starts.len() => {
-                    let (b, t) = self.starts[i];
-                    let tail = match mode {
-                        Mode::Binary => &self.binary[b..],
-                        Mode::Text => &self.text[t..],
-                    };
+            let mode = client.mode();
+            match first.map(|f| f.1) {
+                None => client.outbox.push(&mut chunks[mode.index()]),
+                Some(i) if i < self.starts.len() => {
+                    let tail = &self.forms.of(mode)[self.starts[i][mode.index()]..];
                     client.outbox.push(&mut Chunk::new(tail));
                 }
-                (Some(_), _) => {}
+                Some(_) => {}
             }
         }
         self.clear();
@@ -153,7 +147,8 @@ impl Pending {
 #[derive(Default)]
 struct State {
     clients: Vec<Arc<Client>>,
-    text_clients: usize,
+    /// How many clients speak each mode (by [`Mode::index`]).
+    counts: [usize; 3],
     /// The sequence number of the next broadcast.
     next_seq: u64,
     next_id: u64,
@@ -161,8 +156,7 @@ struct State {
     closing: bool,
     pending: Pending,
     /// Encoding scratch, kept to avoid allocating per batch.
-    binary: Vec<u8>,
-    text: Vec<u8>,
+    forms: Encodings,
     acks: Vec<u8>,
 }
 
@@ -249,9 +243,7 @@ impl Room {
             Some(client.peer),
             &welcome,
         ));
-        if client.mode() == Mode::Text {
-            st.text_clients += 1;
-        }
+        st.counts[client.mode().index()] += 1;
         st.clients.push(client);
         Some(st.clients.len())
     }
@@ -264,9 +256,7 @@ impl Room {
             return st.clients.len();
         };
         let gone = st.clients.swap_remove(at);
-        if gone.mode() == Mode::Text {
-            st.text_clients -= 1;
-        }
+        st.counts[gone.mode().index()] -= 1;
         if !st.closing {
             let text = match why {
                 Some(why) => format!("{} left ({why})", gone.peer),
@@ -330,26 +320,20 @@ impl Room {
         st.pending.flush(&st.clients);
         let first = st.next_seq;
         st.next_seq += batch.len() as u64;
-        let text_wanted = st.text_clients > usize::from(from.mode() == Mode::Text);
-        st.binary.clear();
-        st.text.clear();
+        // Only the forms some recipient speaks (the sender hears its own as acks).
+        let wanted = Mode::ALL.map(|m| st.counts[m.index()] > usize::from(from.mode() == m));
+        st.forms.clear();
         for (seq, text) in (first..).zip(batch.iter()) {
             let frame = Frame::Broadcast {
                 seq,
                 peer: from.peer,
                 text,
             };
-            encode_into(Mode::Binary, &frame, &mut st.binary);
-            if text_wanted {
-                encode_into(Mode::Text, &frame, &mut st.text);
-            }
+            st.forms.encode(&frame, wanted);
         }
-        let (mut binary, mut text) = (Chunk::new(&st.binary), Chunk::new(&st.text));
+        let mut chunks = Mode::ALL.map(|mode| Chunk::new(st.forms.of(mode)));
         for client in st.clients.iter().filter(|c| c.id != from.id) {
-            match client.mode() {
-                Mode::Binary => client.outbox.push(&mut binary),
-                Mode::Text => client.outbox.push(&mut text),
-            }
+            client.outbox.push(&mut chunks[client.mode().index()]);
         }
         if from.mode() == Mode::Binary {
             // The sender learns each message's place in the order, in that order.
@@ -358,6 +342,16 @@ impl Room {
                 encode_into(Mode::Binary, &Frame::Ack { seq }, &mut st.acks);
             }
             from.outbox.push(&mut Chunk::new(&st.acks));
+        }
+    }
+
+    /// The Pong `bytes` for client `id`, if it may be sent now: at once without a
+    /// backplane (the Acks of its messages are queued already); with one, only once
+    /// the messages it sent before are answered, else it is sent later.
+    pub(crate) fn pong(&self, id: u64, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        match self.backplane.get() {
+            Some(backplane) => backplane.pong(id, bytes),
+            None => Some(bytes),
         }
     }
 
@@ -370,45 +364,38 @@ impl Room {
             return;
         }
         st.pending.flush(&st.clients);
-        let text_wanted = st.text_clients > 0;
-        st.binary.clear();
-        st.text.clear();
+        let wanted = st.counts.map(|n| n > 0);
+        st.forms.clear();
         // Where each message starts in each encoding, and where the last one ends.
         let mut starts = Vec::with_capacity(batch.len() + 1);
         for m in batch {
-            starts.push((st.binary.len(), st.text.len()));
+            starts.push(st.forms.lens());
             let frame = Frame::Broadcast {
                 seq: m.seq,
                 peer: m.peer,
                 text: m.text,
             };
-            encode_into(Mode::Binary, &frame, &mut st.binary);
-            if text_wanted {
-                encode_into(Mode::Text, &frame, &mut st.text);
-            }
+            st.forms.encode(&frame, wanted);
         }
-        starts.push((st.binary.len(), st.text.len()));
-        let (mut binary, mut text) = (Chunk::new(&st.binary), Chunk::new(&st.text));
+        starts.push(st.forms.lens());
+        let mut chunks = Mode::ALL.map(|mode| Chunk::new(st.forms.of(mode)));
         for client in &st.clients {
+            let mode = client.mode();
             if !batch.iter().any(|m| m.origin == Some(client.id)) {
-                match client.mode() {
-                    Mode::Binary => client.outbox.push(&mut binary),
-                    Mode::Text => client.outbox.push(&mut text),
-                }
+                client.outbox.push(&mut chunks[mode.index()]);
                 continue;
             }
             // A sender in this batch: everything but its own messages, which a
             // binary client learns the place of by an Ack where they stand.
             st.acks.clear();
             for (i, m) in batch.iter().enumerate() {
-                let ((b0, t0), (b1, t1)) = (starts[i], starts[i + 1]);
-                match (m.origin == Some(client.id), client.mode()) {
+                let range = starts[i][mode.index()]..starts[i + 1][mode.index()];
+                match (m.origin == Some(client.id), mode) {
                     (true, Mode::Binary) => {
                         encode_into(Mode::Binary, &Frame::Ack { seq: m.seq }, &mut st.acks);
                     }
-                    (true, Mode::Text) => {}
-                    (false, Mode::Binary) => st.acks.extend_from_slice(&st.binary[b0..b1]),
-                    (false, Mode::Text) => st.acks.extend_from_slice(&st.text[t0..t1]),
+                    (true, Mode::Text | Mode::WebSocket) => {}
+                    (false, _) => st.acks.extend_from_slice(&st.forms.of(mode)[range]),
                 }
             }
             client.outbox.push(&mut Chunk::new(&st.acks));

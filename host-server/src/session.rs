@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use proto_core::{looks_like_http, ErrorCode, LineDecoder, PeerAddr, PREAMBLE, VERSION};
 
@@ -14,11 +14,12 @@ use crate::control::Stop;
 use crate::departure::Departure;
 use crate::outbox::{End, Limits, Outbox};
 use crate::readbuf::ReadBuf;
-use crate::reader::{read_binary, read_text};
+use crate::reader::{read_binary, read_text, read_websocket};
 use crate::refuse::{drain, refuse};
 use crate::room::Client;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::{configure_client, wait_readable};
+use crate::web::{self, Served};
 use crate::wire::{self, Mode};
 
 /// Serves one accepted connection until it ends.
@@ -28,12 +29,13 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
         tracing::warn!("{peer}: cannot set socket options: {e}");
     }
     let mut buf = ReadBuf::new(config.read_buffer);
-    let sniffed = match wait_readable(&stream, Some(config.sniff_timeout)) {
-        // Silent for the whole sniff: a text client (a human at a terminal, an idle
-        // program), which is given a read buffer only when it speaks.
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(Opening::Speaks(Mode::Text, 0)),
-        _ => opening(&stream, buf.whole(), config.sniff_timeout, Until::FirstLine),
-    };
+    let mut sniffed = sniff(&stream, &mut buf, config.sniff_timeout);
+    if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(&stream, ctx) {
+        sniffed = sniff(&stream, &mut buf, config.web_spare_wait);
+        if let Ok(Opening::Silent) = sniffed {
+            tracing::debug!("{peer}: a silent spare connection of a browser, closed");
+        }
+    }
     let (mode, have) = match sniffed {
         Ok(Opening::Speaks(mode, have)) => (mode, have),
         Ok(Opening::Silent) => return,
@@ -48,11 +50,13 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
         }
         Err(e) => return tracing::info!("{peer}: connection failed at once: {e}"),
     };
-    match start(&stream, mode, &buf.bytes()[..have]) {
-        Ok(()) => {}
+    let (mode, after_head) = match start(&stream, mode, &buf.bytes()[..have], peer, ctx) {
+        Ok(Started::Client(mode)) => (mode, Vec::new()),
+        Ok(Started::WebSocket(after_head)) => (Mode::WebSocket, after_head),
+        Ok(Started::Served) => return,
         Err(e @ StartError::Http) => return tracing::warn!("{peer}: {e}"),
         Err(e) => return tracing::info!("{peer}: {e}"),
-    }
+    };
     let client = Arc::new(Client {
         id: ctx.room.next_id(),
         peer,
@@ -70,8 +74,29 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
     let departure = match mode {
         Mode::Binary => read_binary(&member.client, &mut buf, have, ctx),
         Mode::Text => read_text(&member.client, &mut buf, have, ctx),
+        Mode::WebSocket => read_websocket(&member.client, &mut buf, &after_head, ctx),
     };
     member.depart(departure);
+}
+
+/// Tells the client's mode within `timeout`. One silent all that time is a text
+/// client (a human at a terminal, an idle program), which is given a read buffer
+/// only when it speaks.
+fn sniff(stream: &TcpStream, buf: &mut ReadBuf, timeout: Duration) -> io::Result<Opening> {
+    match wait_readable(stream, Some(timeout)) {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(Opening::Speaks(Mode::Text, 0)),
+        _ => opening(stream, buf.whole(), timeout, Until::FirstLine),
+    }
+}
+
+/// True when a connection that has said nothing may be a browser's spare: its
+/// address loaded the chat page lately (see `web::Visits`).
+fn spare_suspect(stream: &TcpStream, ctx: &Context) -> bool {
+    let config = &ctx.config;
+    let ip = stream.peer_addr().map(|a| a.ip());
+    config.web
+        && config.web_spare_wait > config.sniff_timeout
+        && ip.is_ok_and(|ip| ctx.visits.lately(ip, Instant::now()))
 }
 
 /// What stops a connection from joining before it is in the room.
@@ -92,26 +117,51 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// Answers the preamble of a binary client, or turns away a web browser before it
-/// is announced to anyone; sets the read timeout for the rest of the connection.
-fn start(stream: &TcpStream, mode: Mode, first: &[u8]) -> Result<(), StartError> {
+/// How a connection starts.
+enum Started {
+    /// As a client of this mode.
+    Client(Mode),
+    /// As a WebSocket client, upgraded from HTTP; the bytes that followed the
+    /// request head.
+    WebSocket(Vec<u8>),
+    /// As a web request that has been answered (the page, or an error).
+    Served,
+}
+
+/// Answers the preamble of a binary client, or a web browser's request (before
+/// anyone is told of the connection); sets the read timeout for the rest of the
+/// connection.
+fn start(
+    stream: &TcpStream,
+    mode: Mode,
+    first: &[u8],
+    peer: PeerAddr,
+    ctx: &Context,
+) -> Result<Started, StartError> {
+    let mut started = Started::Client(mode);
     match mode {
         Mode::Binary => {
             let mut s = stream;
             s.write_all(&PREAMBLE).map_err(StartError::Io)?;
         }
-        Mode::Text => {
+        Mode::Text | Mode::WebSocket => {
             let mut probe = LineDecoder::new();
             if let (_, Some(Ok(line))) = probe.feed(first) {
-                if looks_like_http(line) {
+                if looks_like_http(line) && !ctx.config.web {
                     refuse(stream, &wire::http_refusal());
                     return Err(StartError::Http);
+                }
+                if looks_like_http(line) {
+                    match web::serve(stream, first, peer, ctx) {
+                        Served::Done => return Ok(Started::Served),
+                        Served::Upgraded(after) => started = Started::WebSocket(after),
+                    }
                 }
             }
             stream.set_read_timeout(None).map_err(StartError::Io)?;
         }
     }
-    Ok(())
+    Ok(started)
 }
 
 /// A client in the room. Dropping it (also when the reader panics) takes the client

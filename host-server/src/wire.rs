@@ -1,9 +1,15 @@
-//! The two ways a client hears the server, and building what it hears through
-//! proto-core: binary frames or `*** ...` / `[PEER] ...` text lines.
+//! The three ways a client hears the server, and building what it hears through
+//! proto-core: binary frames, `*** ...` / `[PEER] ...` text lines, or the same lines
+//! as WebSocket text frames.
 
 use std::io::Write as _;
 
-use proto_core::{ErrorCode, Frame, Notice, NoticeKind, PeerAddr, TextLine, MAX_MESSAGE, PREAMBLE};
+use proto_core::{
+    encode_text_line, ErrorCode, Frame, Notice, NoticeKind, PeerAddr, TextLine, MAX_MESSAGE,
+    PREAMBLE, TEXT_LINE_MAX,
+};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
 
 /// How a client speaks, decided from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +18,24 @@ pub(crate) enum Mode {
     Binary,
     /// Lines of text, as from `nc` or `telnet`.
     Text,
+    /// A WebSocket (a browser): each text line, without its newline, in one
+    /// unmasked text frame. A form of its own, so that a broadcast is framed once
+    /// and the bytes are shared by every WebSocket client like the others' are.
+    WebSocket,
+}
+
+impl Mode {
+    /// Every mode, in the order of [`Mode::index`].
+    pub(crate) const ALL: [Mode; 3] = [Mode::Binary, Mode::Text, Mode::WebSocket];
+
+    /// The mode's place in per-mode tables.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Mode::Binary => 0,
+            Mode::Text => 1,
+            Mode::WebSocket => 2,
+        }
+    }
 }
 
 impl std::fmt::Display for Mode {
@@ -19,6 +43,7 @@ impl std::fmt::Display for Mode {
         f.write_str(match self {
             Mode::Binary => "binary",
             Mode::Text => "text",
+            Mode::WebSocket => "websocket",
         })
     }
 }
@@ -42,6 +67,89 @@ pub(crate) fn encode_into(mode: Mode, frame: &Frame<'_>, out: &mut Vec<u8>) {
                 let _ = writeln!(out, "{line}");
             }
         }
+        Mode::WebSocket => {
+            let mut line = [0u8; TEXT_LINE_MAX];
+            // The buffer is the size that always fits; 0 is a frame text clients
+            // never see, which a WebSocket client does not see either.
+            let n = encode_text_line(&mut line, frame).unwrap_or(0);
+            if n > 0 {
+                ws_frame(OpCode::Data(Data::Text), &line[..n - 1], out);
+            }
+        }
+    }
+}
+
+/// Appends one unmasked, final WebSocket frame (a server's frames are never masked).
+pub(crate) fn ws_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
+    // Writing into a Vec cannot fail.
+    let _ = header.format(payload.len() as u64, out);
+    out.extend_from_slice(payload);
+}
+
+/// A WebSocket close frame with `code` and no reason.
+pub(crate) fn ws_close(code: CloseCode) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4);
+    ws_frame(
+        OpCode::Control(Control::Close),
+        &u16::from(code).to_be_bytes(),
+        &mut out,
+    );
+    out
+}
+
+/// What a client of `mode` is sent after its last message before the server closes
+/// its connection: a WebSocket close frame (so a browser tells a close from a
+/// failure), nothing for the others.
+pub(crate) fn farewell(mode: Mode) -> Vec<u8> {
+    match mode {
+        Mode::WebSocket => ws_close(CloseCode::Normal),
+        Mode::Binary | Mode::Text => Vec::new(),
+    }
+}
+
+/// The length of the WebSocket frame at the start of `bytes` (header and payload),
+/// or `None` if its header is cut short.
+pub(crate) fn ws_frame_len(bytes: &[u8]) -> Option<usize> {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let (_, len) = FrameHeader::parse(&mut cursor).ok().flatten()?;
+    let header = usize::try_from(cursor.position()).ok()?;
+    header.checked_add(usize::try_from(len).ok()?)
+}
+
+/// One broadcast (or batch, or notice) encoded in each mode that some recipient
+/// speaks, kept to avoid allocating per batch.
+#[derive(Debug, Default)]
+pub(crate) struct Encodings {
+    bytes: [Vec<u8>; 3],
+}
+
+impl Encodings {
+    /// Forgets the bytes, keeping the memory.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.iter_mut().for_each(Vec::clear);
+    }
+
+    /// Appends `frame` in every mode `wanted` says.
+    pub(crate) fn encode(&mut self, frame: &Frame<'_>, wanted: [bool; 3]) {
+        for mode in Mode::ALL {
+            if wanted[mode.index()] {
+                encode_into(mode, frame, &mut self.bytes[mode.index()]);
+            }
+        }
+    }
+
+    /// The bytes in `mode`.
+    pub(crate) fn of(&self, mode: Mode) -> &[u8] {
+        &self.bytes[mode.index()]
+    }
+
+    /// Where the next frame will start in each mode.
+    pub(crate) fn lens(&self) -> [usize; 3] {
+        self.bytes.each_ref().map(Vec::len)
     }
 }
 
@@ -69,7 +177,7 @@ pub(crate) fn error(mode: Mode, code: ErrorCode, text: &str) -> Vec<u8> {
 pub(crate) fn refusal(mode: Mode, code: ErrorCode, text: &str) -> Vec<u8> {
     let mut bytes = match mode {
         Mode::Binary => PREAMBLE.to_vec(),
-        Mode::Text => Vec::new(),
+        Mode::Text | Mode::WebSocket => Vec::new(),
     };
     bytes.extend(error(mode, code, text));
     bytes
@@ -117,6 +225,28 @@ mod tests {
                 text: "bye"
             })
         );
+    }
+
+    #[test]
+    fn websocket_notice_is_the_text_line_in_one_text_frame() {
+        let bytes = error(Mode::WebSocket, ErrorCode::TOO_LONG, "too long\x1b");
+        let line = b"*** too long\\x1b";
+        assert_eq!(bytes[..2], [0x81, line.len() as u8]);
+        assert_eq!(&bytes[2..], line);
+        assert_eq!(ws_frame_len(&bytes), Some(bytes.len()));
+    }
+
+    #[test]
+    fn a_long_websocket_frame_has_a_16_bit_length() {
+        let text = "é".repeat(200);
+        let bytes = notice(Mode::WebSocket, NoticeKind::Welcome, None, &text);
+        let [hi, lo] = u16::try_from(4 + text.len()).unwrap().to_be_bytes();
+        assert_eq!(bytes[..4], [0x81, 126, hi, lo]);
+        assert_eq!(&bytes[4..8], b"*** ");
+        assert_eq!(ws_frame_len(&bytes), Some(bytes.len()));
+        assert_eq!(ws_frame_len(&bytes[..3]), None);
+        assert_eq!(farewell(Mode::WebSocket), [0x88, 2, 0x03, 0xe8]);
+        assert!(farewell(Mode::Text).is_empty());
     }
 
     #[test]

@@ -201,3 +201,231 @@ fn a_bad_bind_address_is_a_usage_error_that_says_what_is_allowed() {
         );
     }
 }
+
+/// Relays between its standard streams and an interactive bash on a new
+/// pseudo-terminal, as a person at a terminal would type; on the end of its input it
+/// kills bash's jobs and exits.
+const PTY_SHELL: &str = r#"
+import os, pty, select, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["PS1"] = "$ "
+    os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+inp = True
+while True:
+    r, _, _ = select.select([fd, 0] if inp else [fd], [], [], 20)
+    if not r:
+        break
+    if fd in r:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    if inp and 0 in r:
+        data = os.read(0, 4096)
+        if data:
+            os.write(fd, data)
+        else:
+            inp = False
+            os.write(fd, b"kill -9 %1; exit\n")
+"#;
+
+/// Issue 21, point 1: `host-server ... &` in an interactive shell used to be stopped
+/// at once (SIGTTIN: its console read the terminal from the background), so no
+/// client got even the preamble.
+#[test]
+fn a_server_in_the_background_of_an_interactive_shell_serves() {
+    let shell = Command::new("python3")
+        .args(["-c", PTY_SHELL])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs");
+    // Killed if the test fails: the terminal closes, and its hangup ends bash and
+    // the server.
+    let mut shell = Shell(shell);
+    let mut typing = shell.0.stdin.take().unwrap();
+    let screen = shell.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(screen).lines().map_while(Result::ok) {
+            let _ = tx.send(line.trim_end_matches('\r').to_string());
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no {what:?} on the terminal; it showed:\n{seen:#?}"),
+            }
+        }
+    };
+    // `tostop`: a background job that writes to the terminal is stopped too, unless
+    // it ignores SIGTTOU; the server's first line and its log must not stop it.
+    writeln!(typing, "stty tostop; {BIN} --bind 127.0.0.1:0 &").unwrap();
+    let listening = wait_for("listening on ");
+    let addr = listening.split("listening on ").nth(1).unwrap().trim();
+    wait_for("console off");
+
+    let a = client(addr);
+    let mut a_lines = BufReader::new(a.try_clone().unwrap());
+    let mut line = String::new();
+    a_lines.read_line(&mut line).unwrap();
+    assert!(line.starts_with("*** welcome"), "{line:?}");
+    let mut b = client(addr);
+    b.write_all(b"from the background\n").unwrap();
+    let b_peer = b.local_addr().unwrap();
+    loop {
+        line.clear();
+        a_lines.read_line(&mut line).unwrap();
+        if line.starts_with('[') {
+            break;
+        }
+    }
+    assert_eq!(line, format!("[{b_peer}] from the background\n"));
+
+    // Brought to the foreground, its console answers; `close` stops it.
+    writeln!(typing, "fg").unwrap();
+    wait_for("console on");
+    writeln!(typing, "list").unwrap();
+    wait_for("2 connected");
+    writeln!(typing, "close").unwrap();
+    wait_for("closing: dropping every client");
+    drop(typing);
+    assert!(shell.0.wait().unwrap().success());
+}
+
+/// The terminal's relay process, killed when dropped.
+struct Shell(Child);
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the server with `args` and nothing on standard input, to its exit.
+fn output(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Issue 21, point 2: `--backplane foo` used to print `listening on`, then fail with
+/// `Redis URL did not parse - InvalidClientConfig` and exit 1.
+#[test]
+fn a_malformed_backplane_url_is_a_usage_error_before_listening() {
+    for (url, says) in [
+        ("foo", "not a Redis URL"),
+        ("http://127.0.0.1:6379", "http:// is not a Redis URL"),
+        ("redis://127.0.0.1:6379/zero", "Invalid database number"),
+    ] {
+        let out = output(&["--bind", "127.0.0.1:0", "--backplane", url]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(out.stdout.is_empty(), "{url}: printed {:?}", out.stdout);
+        assert!(
+            err.contains(says) && err.contains("redis://HOST:PORT"),
+            "{url}: {err}"
+        );
+    }
+}
+
+/// Issue 21, point 2: an unreachable Redis was found only after `listening on`.
+#[test]
+fn an_unreachable_backplane_fails_before_listening() {
+    // A port nothing listens on: connections to it are refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://:s3cret@127.0.0.1:{port}");
+    let out = output(&["--bind", "127.0.0.1:0", "--backplane", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "printed {:?}", out.stdout);
+    assert!(
+        err.contains(&format!(
+            "cannot reach the backplane redis://:***@127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+}
+
+/// Issue 21, point 3: each of these was refused (exit 2) with a message that did not
+/// say what was wrong ("number would be zero for non-zero type", "invalid digit found
+/// in string", "invalid IP address syntax", "unexpected argument '-1' found").
+#[test]
+fn bad_values_are_refused_with_what_is_expected() {
+    for (args, says) in [
+        (
+            &["--rate-limit", "0"][..],
+            "expected messages per second, a whole number from 1 to 4294967295; leave the option out for no limit",
+        ),
+        (&["--stall-timeout", "1.5"], "expected whole seconds, from 1 to 86400"),
+        (&["--dead-peer-timeout", "1"], "expected whole seconds, from 2 to 86400"),
+        (
+            &["--allow", "10.0.0.0/33"],
+            "prefix length 33 is over 32, the most for an IPv4 network",
+        ),
+        (&["--backlog", "-1"], "invalid value '-1' for '--backlog <N>': expected a whole number from 1 to 65535"),
+        (&["--max-clients", "many"], "expected a whole number from 1 to 1000000"),
+    ] {
+        let out = output(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// Issue 21, point 4: the help, the log and the README disagreed with the server.
+#[test]
+fn help_and_log_say_what_the_server_does() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    // Exactly half is accepted (a_pace_mark_over_half_the_outbox_limit_is_refused).
+    assert!(help.contains("at most half of --outbox-limit"), "{help}");
+    assert!(!help.contains("less than half"), "{help}");
+
+    // An IPv6 network on an IPv4 listener can never match: the log says so.
+    let (mut p, addr) = spawn(&["--allow", "::1", "--allow", "127.0.0.1"]);
+    let c = client(&addr);
+    (&c).write_all(b"hello\n").unwrap();
+    let mut welcome = String::new();
+    BufReader::new(&c).read_line(&mut welcome).unwrap();
+    let pid = p.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(exit_code(&mut p), Some(0));
+    let mut log = String::new();
+    p.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains(&format!(
+            "--allow ::1/128 can never match: the server listens on {addr}, IPv4 only"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("--allow 127.0.0.1/32 can never"), "{log}");
+    // One connection, not "1 connections".
+    assert!(
+        log.contains("shutting down: closing 1 connection\n"),
+        "{log}"
+    );
+}

@@ -141,6 +141,11 @@ pub enum LineError {
     TooLong,
     /// The line is not valid UTF-8.
     InvalidUtf8,
+    /// The line held `ff fa`, which begins a Telnet subnegotiation, and no `ff f0`
+    /// ended it before the line's LF or within
+    /// [`TELNET_SUBNEGOTIATION_MAX`](crate::TELNET_SUBNEGOTIATION_MAX) bytes; the
+    /// whole line was discarded (text mode only).
+    UnendedSubnegotiation,
 }
 
 impl fmt::Display for LineError {
@@ -150,6 +155,9 @@ impl fmt::Display for LineError {
                 write!(f, "line exceeds the limit of {} bytes", crate::MAX_MESSAGE)
             }
             LineError::InvalidUtf8 => f.write_str("line is not valid UTF-8"),
+            LineError::UnendedSubnegotiation => f.write_str(
+                "line holds ff fa, a Telnet subnegotiation (IAC SB) that no ff f0 (IAC SE) ended",
+            ),
         }
     }
 }

@@ -100,6 +100,14 @@ impl LineDecoder {
         self.discarding = false;
     }
 
+    /// Throws away the line being received and the rest of it up to its LF, as for
+    /// an over-long line, but without an error of its own (for a line a Telnet
+    /// decoder found broken).
+    pub(crate) fn discard_rest_of_line(&mut self) {
+        self.discard_line();
+        self.discarding = true;
+    }
+
     /// The bytes of the unterminated line received so far (empty when none is, or
     /// while an over-long line is being discarded).
     pub fn partial(&self) -> &[u8] {

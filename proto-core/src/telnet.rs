@@ -26,11 +26,16 @@ const SE: u8 = 0xf0;
 /// The TIMING-MARK option (RFC 860), the one option this side agrees to.
 pub const TIMING_MARK: u8 = 6;
 
-/// The most bytes of one subnegotiation (`IAC SB ... IAC SE`) skipped before it is
-/// abandoned and the bytes after it count as data again. A real subnegotiation is a
-/// few bytes, and none is expected since every option is refused; the limit keeps a
-/// stray `ff fa` from swallowing the rest of a connection.
-pub const TELNET_SUBNEGOTIATION_MAX: usize = 1024;
+/// The most bytes of one subnegotiation's body (between `IAC SB` and `IAC SE`)
+/// skipped before it is abandoned and the bytes after it count as data again.
+///
+/// A real subnegotiation is a few bytes (a window size is 5, a terminal type about
+/// 20), and none is expected since every option is refused. A stray `ff fa` (a
+/// Latin-1 `ÿú`, pasted binary, a TLS ClientHello) is not one: the limit, and the
+/// rule that an LF ends a subnegotiation too, keep it from swallowing more than a
+/// line, and the decoder reports what it discarded
+/// ([`TelnetEvent::UnendedSubnegotiation`]).
+pub const TELNET_SUBNEGOTIATION_MAX: usize = 64;
 
 /// An answer to an option request, to be sent back to the peer as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,15 @@ pub enum TelnetEvent<'a> {
     /// `IAC IP` (Interrupt Process), `IAC AO` (Abort Output) or `IAC EL` (Erase
     /// Line): the line being typed is to be thrown away.
     DiscardLine,
+    /// A subnegotiation (`IAC SB`, `ff fa`) that was not ended by `IAC SE` before
+    /// an LF or before [`TELNET_SUBNEGOTIATION_MAX`] bytes: it was abandoned and its
+    /// bytes discarded. What follows is data again. It is most likely no Telnet at
+    /// all but a stray `ff fa` in a line, which the caller should drop (whole, up to
+    /// its LF) and report, rather than glue its two ends together in silence.
+    UnendedSubnegotiation {
+        /// An LF ended it; the LF was consumed with it, and ends the line.
+        line_ended: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +108,8 @@ pub(crate) enum Step {
     Reply(TelnetReply),
     /// Throw away the line being typed.
     DiscardLine,
+    /// A subnegotiation was abandoned; true when an LF (consumed) ended it.
+    UnendedSubnegotiation(bool),
 }
 
 /// Takes Telnet commands out of a text connection's byte stream.
@@ -105,6 +121,11 @@ pub(crate) enum Step {
 /// for that answer after Ctrl-C, shows the room again; `IAC WONT x` and `IAC DONT x`
 /// need no answer; `IAC IP`, `IAC AO` and `IAC EL` discard the line being typed;
 /// subnegotiations (`IAC SB ... IAC SE`) and every other command are dropped.
+///
+/// A subnegotiation ends at `IAC SE`, and is abandoned at an LF or when its body
+/// reaches [`TELNET_SUBNEGOTIATION_MAX`] bytes, with a
+/// [`TelnetEvent::UnendedSubnegotiation`], so that no line is lost in silence to a
+/// stray `ff fa`.
 ///
 /// A connection that never sends `ff` gets nothing but its data back, so a client
 /// that is not telnet is never sent a command.
@@ -137,6 +158,18 @@ impl TelnetDecoder {
         self.state == State::Data
     }
 
+    /// True inside a subnegotiation (after `IAC SB`, before its end).
+    pub(crate) fn in_subnegotiation(&self) -> bool {
+        matches!(self.state, State::Sub { .. } | State::SubIac { .. })
+    }
+
+    /// Abandons the subnegotiation being received, if any: what follows is data.
+    pub(crate) fn abandon_subnegotiation(&mut self) {
+        if self.in_subnegotiation() {
+            self.state = State::Data;
+        }
+    }
+
     /// Consumes bytes from the front of `input` until one event is found or `input`
     /// runs out.
     ///
@@ -156,6 +189,12 @@ impl TelnetDecoder {
                 }
                 Step::Reply(r) => return (used, Some(TelnetEvent::Reply(r))),
                 Step::DiscardLine => return (used, Some(TelnetEvent::DiscardLine)),
+                Step::UnendedSubnegotiation(line_ended) => {
+                    return (
+                        used,
+                        Some(TelnetEvent::UnendedSubnegotiation { line_ended }),
+                    )
+                }
             }
         }
     }
@@ -188,7 +227,9 @@ impl TelnetDecoder {
                     if byte == IAC {
                         return (used, Step::Data(used - 1, used));
                     }
-                    self.telnet = true;
+                    // A subnegotiation marks the peer as Telnet only once it ends
+                    // well: a stray `ff fa` is no sign of a Telnet client.
+                    self.telnet |= byte != SB;
                     match byte {
                         WILL | WONT | DO | DONT => self.state = State::Option(byte),
                         SB => self.state = State::Sub { skipped: 0 },
@@ -210,11 +251,15 @@ impl TelnetDecoder {
                     }
                 }
                 State::Sub { skipped } => {
-                    // Skip to the next IAC in one go, within the limit.
+                    // Skip to the next IAC or LF in one go, within the limit.
                     let room = TELNET_SUBNEGOTIATION_MAX - skipped;
                     let rest = &input[used..];
                     let window = &rest[..rest.len().min(room)];
-                    match memchr::memchr(IAC, window) {
+                    match memchr::memchr2(IAC, b'\n', window) {
+                        Some(at) if window[at] == b'\n' => {
+                            self.state = State::Data;
+                            return (used + at + 1, Step::UnendedSubnegotiation(true));
+                        }
                         Some(at) => {
                             used += at + 1;
                             self.state = State::SubIac {
@@ -224,24 +269,28 @@ impl TelnetDecoder {
                         None => {
                             used += window.len();
                             let skipped = skipped + window.len();
-                            self.state = if skipped >= TELNET_SUBNEGOTIATION_MAX {
-                                State::Data
-                            } else {
-                                State::Sub { skipped }
-                            };
+                            if skipped >= TELNET_SUBNEGOTIATION_MAX {
+                                self.state = State::Data;
+                                return (used, Step::UnendedSubnegotiation(false));
+                            }
+                            self.state = State::Sub { skipped };
                         }
                     }
                 }
                 State::SubIac { skipped } => {
                     used += 1;
                     let skipped = skipped + 1;
-                    self.state = match byte {
-                        SE => State::Data,
-                        _ if skipped >= TELNET_SUBNEGOTIATION_MAX => State::Data,
+                    self.state = State::Data;
+                    match byte {
+                        SE => self.telnet = true,
+                        b'\n' => return (used, Step::UnendedSubnegotiation(true)),
+                        _ if skipped >= TELNET_SUBNEGOTIATION_MAX => {
+                            return (used, Step::UnendedSubnegotiation(false))
+                        }
                         // IAC IAC is an escaped ff inside the subnegotiation; any other
                         // byte is a malformed one, skipped the same way.
-                        _ => State::Sub { skipped },
-                    };
+                        _ => self.state = State::Sub { skipped },
+                    }
                 }
             }
         }
@@ -259,6 +308,7 @@ mod tests {
         Data(Vec<u8>),
         Reply([u8; 3]),
         Discard,
+        Unended(bool),
     }
 
     /// Feeds `bytes` in chunks of `chunk`, merging adjacent data runs.
@@ -281,6 +331,9 @@ mod tests {
                     }
                     Some(TelnetEvent::Reply(r)) => out.push(Ev::Reply(r.to_bytes())),
                     Some(TelnetEvent::DiscardLine) => out.push(Ev::Discard),
+                    Some(TelnetEvent::UnendedSubnegotiation { line_ended }) => {
+                        out.push(Ev::Unended(line_ended))
+                    }
                     None => assert_eq!(used, input.len()),
                 }
                 input = &input[used..];
@@ -352,12 +405,45 @@ mod tests {
         input.extend(std::iter::repeat_n(b's', TELNET_SUBNEGOTIATION_MAX));
         input.extend(b"after");
         for chunk in [1, 7, input.len()] {
-            assert_eq!(run(&input, chunk), [data(b"after")], "chunk {chunk}");
+            assert_eq!(
+                run(&input, chunk),
+                [Ev::Unended(false), data(b"after")],
+                "chunk {chunk}"
+            );
         }
+        // One byte short of the limit, the subnegotiation is still open.
         let mut input = std::vec![0xff, 0xfa];
         input.extend(std::iter::repeat_n(b's', TELNET_SUBNEGOTIATION_MAX - 1));
         input.extend(b"gone");
-        assert_eq!(run(&input, 3), [data(b"one")]);
+        assert_eq!(run(&input, 3), [Ev::Unended(false), data(b"one")]);
+        // An IAC as the last byte of the body may still be followed by SE.
+        let mut input = std::vec![0xff, 0xfa];
+        input.extend(std::iter::repeat_n(b's', TELNET_SUBNEGOTIATION_MAX - 1));
+        input.extend(b"\xff\xf0ok");
+        assert_eq!(run(&input, 5), [data(b"ok")]);
+    }
+
+    #[test]
+    fn a_stray_sb_ends_at_the_next_lf_and_says_so() {
+        // What `nc` sends for a pasted `x\xff\xfa garbage` line and the line after it.
+        let input = b"x\xff\xfa garbage\nnext line\n";
+        for chunk in 1..=input.len() {
+            assert_eq!(
+                run(input, chunk),
+                [data(b"x"), Ev::Unended(true), data(b"next line\n")],
+                "chunk {chunk}"
+            );
+        }
+        // An LF just after an IAC inside the subnegotiation ends it too.
+        assert_eq!(
+            run(b"\xff\xfaab\xff\nz", 1),
+            [Ev::Unended(true), data(b"z")]
+        );
+        let mut dec = TelnetDecoder::new();
+        let _ = dec.feed(b"\xff\xfa\n");
+        assert!(!dec.is_telnet(), "a stray ff fa is no Telnet client");
+        let _ = dec.feed(b"\xff\xfa\x18\x00\xff\xf0");
+        assert!(dec.is_telnet(), "a subnegotiation ended by IAC SE is one");
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub enum TextEvent<'a> {
 /// however slowly their pieces arrive.
 ///
 /// Limits, errors and the treatment of CR are those of [`LineDecoder`], for lines
-/// and for pause-ended messages alike. It does no I/O, never allocates and never
+/// and for pause-ended messages alike. A line in which a subnegotiation (`ff fa`)
+/// begins and is not ended (see [`TelnetDecoder`]) is discarded whole, up to its LF,
+/// with [`LineError::UnendedSubnegotiation`]. It does no I/O, never allocates and never
 /// panics.
 #[derive(Debug, Clone, Default)]
 pub struct TextDecoder {
@@ -64,6 +66,18 @@ impl TextDecoder {
                     self.lines.discard_line();
                     at += n;
                 }
+                // A stray `ff fa` broke the line: it goes whole, and its sender is
+                // told, rather than have its two ends glued together.
+                telnet::Step::UnendedSubnegotiation(line_ended) => {
+                    if line_ended {
+                        self.newline = true;
+                        self.lines.discard_line();
+                    } else {
+                        self.lines.discard_rest_of_line();
+                    }
+                    let error = Err(LineError::UnendedSubnegotiation);
+                    return (at + n, Some(TextEvent::Message(error)));
+                }
                 telnet::Step::Data(start, end) => {
                     let run = &input[at + start..at + end];
                     if !self.newline && memchr::memchr(b'\n', run).is_some() {
@@ -90,18 +104,29 @@ impl TextDecoder {
     /// The client has sent nothing for the pause time: if the connection is still
     /// pause-framed, the partial message ends here and is returned (or the error of
     /// an over-long one ends). Does nothing on a newline-framed connection.
+    ///
+    /// A pause ends a subnegotiation begun in the message (a stray `ff fa`) as an LF
+    /// would: the message is discarded with [`LineError::UnendedSubnegotiation`], and
+    /// the next send is a message of its own again.
     pub fn pause(&mut self) -> Option<Result<&str, LineError>> {
         if !self.waits_for_pause() {
             return None;
+        }
+        if self.telnet.in_subnegotiation() {
+            self.telnet.abandon_subnegotiation();
+            self.lines.discard_line();
+            return Some(Err(LineError::UnendedSubnegotiation));
         }
         self.lines.end_line()
     }
 
     /// True when [`pause`](Self::pause) would end something now: the connection is
     /// pause-framed and holds a partial message that does not end inside a
-    /// character. A host waits for a pause only then, and otherwise blocks.
+    /// character, or is inside a subnegotiation. A host waits for a pause only then,
+    /// and otherwise blocks.
     pub fn waits_for_pause(&self) -> bool {
-        !self.is_newline_framed() && !self.lines.is_idle() && !ends_mid_char(self.lines.partial())
+        let partial = !self.lines.is_idle() && !ends_mid_char(self.lines.partial());
+        !self.is_newline_framed() && (partial || self.telnet.in_subnegotiation())
     }
 
     /// True once the client has sent an LF or a Telnet command: its messages end at
@@ -247,6 +272,47 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn a_line_with_a_stray_sb_is_discarded_whole_and_reported() {
+        // As `nc` sends a line holding a Latin-1 "ÿú", then the next line.
+        let input = b"x\xff\xfa garbage\nnext line\n";
+        for chunk in 1..=input.len() {
+            assert_eq!(
+                run_chunked(&[input], chunk),
+                [
+                    Ev::Msg(Err(LineError::UnendedSubnegotiation)),
+                    msg("next line")
+                ],
+                "chunk {chunk}"
+            );
+        }
+        // Abandoned at the limit, with no LF: the rest of the line goes too, and a
+        // pause (the client sent no LF yet) ends it.
+        let mut long = b"ab\xff\xfa".to_vec();
+        long.extend([b's'; telnet::TELNET_SUBNEGOTIATION_MAX + 10]);
+        assert_eq!(
+            run(&[&long, b"fresh"]),
+            [Ev::Msg(Err(LineError::UnendedSubnegotiation)), msg("fresh")]
+        );
+        // A client that sends no newline: the pause ends the subnegotiation, and the
+        // sends after it are messages again.
+        assert_eq!(
+            run(&[b"x\xff\xfa garbage", b"hello", b"\xff\xfa", b"world"]),
+            [
+                Ev::Msg(Err(LineError::UnendedSubnegotiation)),
+                msg("hello"),
+                Ev::Msg(Err(LineError::UnendedSubnegotiation)),
+                msg("world")
+            ]
+        );
+        let mut dec = TextDecoder::new();
+        let _ = dec.feed(b"\xff\xfa\x01");
+        assert!(
+            !dec.is_newline_framed(),
+            "a stray ff fa is no Telnet command"
+        );
     }
 
     #[test]

@@ -341,11 +341,19 @@ fn expected_text(stream: &[u8]) -> Vec<String> {
                 T::Data
             }
             (T::Sub(k), 0xff) => T::SubIac(k + 1),
-            (T::Sub(k), _) if k + 1 >= max_sub => T::Data,
-            (T::Sub(k), _) => T::Sub(k + 1),
             (T::SubIac(_), 0xf0) => T::Data,
-            (T::SubIac(k), _) if k + 1 >= max_sub => T::Data,
-            (T::SubIac(k), _) => T::Sub(k + 1),
+            // A subnegotiation not ended by IAC SE before an LF (consumed with it)
+            // or the limit takes its whole line with it, up to the LF, reported once.
+            (T::Sub(k) | T::SubIac(k), _) if b == b'\n' || k + 1 >= max_sub => {
+                line.clear();
+                discarding = b != b'\n';
+                out.push(format!(
+                    "{:?}",
+                    TextEvent::Message(Err(LineError::UnendedSubnegotiation))
+                ));
+                T::Data
+            }
+            (T::Sub(k) | T::SubIac(k), _) => T::Sub(k + 1),
         };
         match data {
             Some(b'\n') => end_line(&mut line, &mut discarding, &mut out),

@@ -9,6 +9,31 @@ use embedded_io_adapters::std::FromStd;
 use proto_core::{
     read_preamble, write_frame, write_preamble, FeedResult, Frame, FrameDecoder, LineDecoder,
 };
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+use super::ws;
+
+/// How the bench's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Binary frames after the preamble.
+    Binary,
+    /// Lines, as `nc`.
+    Text,
+    /// WebSocket text frames, as a browser.
+    WebSocket,
+}
+
+impl Wire {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Binary => "binary",
+            Wire::Text => "text",
+            Wire::WebSocket => "websocket",
+        }
+    }
+}
 
 /// Pending output above which the engine stops queueing messages on a connection,
 /// so that latency measures the server, not a backlog inside the bench.
@@ -31,6 +56,7 @@ pub enum Incoming<'a> {
 enum Decoder {
     Binary(Box<FrameDecoder>),
     Text(Box<LineDecoder>),
+    WebSocket(ws::Frames),
 }
 
 /// A connection to the server under test.
@@ -40,27 +66,37 @@ pub struct Conn {
     decoder: Decoder,
     out: Vec<u8>,
     out_at: usize,
+    /// The mask of the next WebSocket frame (any will do; it changes per frame).
+    mask: u32,
 }
 
 impl Conn {
-    /// Connects to `addr`; in binary mode also exchanges preambles (waiting at most
-    /// `timeout` for the server's), then switches the socket to non-blocking.
+    /// Connects to `addr`; in binary mode also exchanges preambles, as a WebSocket
+    /// upgrades (waiting at most `timeout` for the server's answer), then switches
+    /// the socket to non-blocking.
     ///
     /// # Errors
     /// The connect or handshake error; a server that answers with another preamble
-    /// gives `InvalidData`.
-    pub fn open(addr: &SocketAddr, text: bool, timeout: Duration) -> io::Result<Self> {
-        let stream = TcpStream::connect_timeout(addr, timeout)?;
+    /// or refuses the upgrade gives `InvalidData`.
+    pub fn open(addr: &SocketAddr, wire: Wire, timeout: Duration) -> io::Result<Self> {
+        let mut stream = TcpStream::connect_timeout(addr, timeout)?;
         stream.set_nodelay(true)?;
-        let decoder = if text {
-            Decoder::Text(Box::default())
-        } else {
-            stream.set_read_timeout(Some(timeout))?;
-            let mut io = FromStd::new(&stream);
-            write_preamble(&mut io)?;
-            read_preamble(&mut io)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            Decoder::Binary(Box::default())
+        let decoder = match wire {
+            Wire::Text => Decoder::Text(Box::default()),
+            Wire::Binary => {
+                stream.set_read_timeout(Some(timeout))?;
+                let mut io = FromStd::new(&stream);
+                write_preamble(&mut io)?;
+                read_preamble(&mut io)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                Decoder::Binary(Box::default())
+            }
+            Wire::WebSocket => {
+                stream.set_read_timeout(Some(timeout))?;
+                let mut frames = ws::Frames::default();
+                frames.push(&ws::upgrade(&mut stream, addr)?);
+                Decoder::WebSocket(frames)
+            }
         };
         stream.set_nonblocking(true)?;
         Ok(Self {
@@ -68,6 +104,7 @@ impl Conn {
             decoder,
             out: Vec::new(),
             out_at: 0,
+            mask: 0x9e37_79b9,
         })
     }
 
@@ -87,6 +124,16 @@ impl Conn {
             Decoder::Text(_) => {
                 self.out.extend_from_slice(text.as_bytes());
                 self.out.push(b'\n');
+            }
+            Decoder::WebSocket(_) => {
+                self.mask = self.mask.rotate_left(7) ^ 0x5bd1_e995;
+                let mask = self.mask.to_be_bytes();
+                ws::queue_frame(
+                    &mut self.out,
+                    OpCode::Data(Data::Text),
+                    text.as_bytes(),
+                    mask,
+                );
             }
         }
     }
@@ -143,8 +190,39 @@ impl Conn {
         match &mut self.decoder {
             Decoder::Binary(d) => feed_frames(d, &mut self.out, input, on),
             Decoder::Text(d) => feed_lines(d, input, on),
+            Decoder::WebSocket(frames) => {
+                frames.push(input);
+                feed_ws(frames, &mut self.out, self.mask.to_be_bytes(), on);
+            }
         }
     }
+}
+
+/// Hands every text frame in `frames` to `on`, and queues a pong for every ping.
+fn feed_ws(
+    frames: &mut ws::Frames,
+    out: &mut Vec<u8>,
+    mask: [u8; 4],
+    on: &mut dyn FnMut(Incoming<'_>),
+) {
+    loop {
+        match frames.next() {
+            Ok(Some(ws::Frame::Text(payload))) => match std::str::from_utf8(payload) {
+                Ok(text) => on(Incoming::Message { text, seq: None }),
+                Err(_) => on(Incoming::Bad),
+            },
+            Ok(Some(ws::Frame::Ping(payload))) => {
+                ws::queue_frame(out, OpCode::Control(Control::Pong), payload, mask);
+            }
+            Ok(Some(ws::Frame::Other)) => {}
+            Ok(None) => break,
+            Err(()) => {
+                on(Incoming::Bad);
+                break;
+            }
+        }
+    }
+    frames.compact();
 }
 
 /// Hands every message in `input` to `on`, and queues a pong in `out` for every ping.

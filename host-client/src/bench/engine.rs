@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::conn::{Conn, Incoming, OUT_HIGH_WATER};
+use super::conn::{Conn, Incoming, Wire, OUT_HIGH_WATER};
 use super::payload::Stamp;
 use super::stats::Stats;
 use crate::render::SeqTracker;
@@ -60,8 +60,8 @@ impl std::error::Error for BenchError {}
 /// Who connects, and how senders are paced.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
-    /// Speak the text protocol.
-    pub text: bool,
+    /// How the connections speak.
+    pub wire: Wire,
     /// Receiving connections.
     pub receivers: usize,
     /// Sending connections.
@@ -149,7 +149,7 @@ impl Engine {
     fn connect_all(&mut self, addrs: &[SocketAddr], plan: &Plan) -> Result<(), BenchError> {
         let total = plan.receivers + plan.senders + plan.stalled;
         let next = AtomicUsize::new(0);
-        let (text, timeout) = (plan.text, plan.timeout);
+        let (wire, timeout) = (plan.wire, plan.timeout);
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<(usize, io::Result<Conn>)>();
             for _ in 0..plan.connectors.clamp(1, total.max(1)) {
@@ -160,7 +160,7 @@ impl Engine {
                         break;
                     }
                     let addr = addrs[index % addrs.len()];
-                    if tx.send((index, Conn::open(&addr, text, timeout))).is_err() {
+                    if tx.send((index, Conn::open(&addr, wire, timeout))).is_err() {
                         break;
                     }
                 });

@@ -16,13 +16,15 @@
 //!
 //! Latency runs from when the bench queues a message to when a receiver decodes it,
 //! on one clock. `--text` speaks the text protocol (plain lines), so servers such as
-//! `ncat -l --chat` can be measured too; `--json` prints one machine-readable line.
+//! `ncat -l --chat` can be measured too; `--ws` connects as WebSocket clients, the
+//! way a browser's page joins; `--json` prints one machine-readable line.
 
 mod conn;
 mod engine;
 mod payload;
 mod report;
 mod stats;
+mod ws;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -50,6 +52,9 @@ pub struct Common {
     /// Speak the text protocol (lines) instead of the binary one.
     #[arg(long)]
     pub text: bool,
+    /// Connect as WebSocket clients (a browser's way in: `GET /ws`, text frames).
+    #[arg(long, conflicts_with = "text")]
+    pub ws: bool,
     /// Print one JSON line instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
@@ -141,6 +146,17 @@ pub enum Scenario {
         #[arg(long, short = 't', value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
         duration: Duration,
     },
+}
+
+impl Common {
+    /// How the connections speak.
+    pub fn wire(&self) -> conn::Wire {
+        match (self.text, self.ws) {
+            (_, true) => conn::Wire::WebSocket,
+            (true, false) => conn::Wire::Text,
+            (false, false) => conn::Wire::Binary,
+        }
+    }
 }
 
 impl Scenario {
@@ -235,7 +251,7 @@ fn start(common: &Common, load: Load, window: u64) -> Result<(Engine, Duration),
         addrs.push(resolve(other)?);
     }
     let plan = Plan {
-        text: common.text,
+        wire: common.wire(),
         receivers: load.receivers,
         senders: load.senders,
         stalled: load.stalled,

@@ -70,7 +70,7 @@ impl Report {
     pub(super) fn new(scenario: &'static str, common: &Common, load: Load) -> Self {
         Self {
             scenario,
-            mode: if common.text { "text" } else { "binary" },
+            mode: common.wire().name(),
             receivers: load.receivers,
             senders: load.senders,
             size: load.size,

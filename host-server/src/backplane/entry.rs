@@ -165,6 +165,8 @@ pub(crate) struct Message {
     pub(crate) client: u64,
     pub(crate) peer: PeerAddr,
     pub(crate) body: String,
+    /// The number of the append call it opens, for the first message of a call.
+    pub(crate) call: Option<u64>,
 }
 
 impl Raw {
@@ -201,6 +203,15 @@ impl Raw {
         let body = std::str::from_utf8(body)
             .map_err(|_| EntryError::NotUtf8)?
             .to_string();
+        let call = match self.field("n") {
+            Ok(n) => Some(
+                std::str::from_utf8(n)
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or(EntryError::Field("n"))?,
+            ),
+            Err(_) => None,
+        };
         Ok(Message {
             seq,
             epoch,
@@ -208,6 +219,7 @@ impl Raw {
             client,
             peer,
             body,
+            call,
         })
     }
 }
@@ -288,6 +300,7 @@ mod tests {
                 client: 7,
                 peer: PeerAddr::from("127.0.0.1:4000".parse::<SocketAddr>().unwrap()),
                 body: "hello".into(),
+                call: None,
             })]
         );
     }

@@ -10,14 +10,19 @@
 //! - The writer thread ([`writer`]) takes the batches of every session and appends
 //!   all that waited, up to a limit, with one Lua script call: one round trip per
 //!   batch of batches. A retried call carries the same dedupe key, so it never
-//!   appends twice; a batch not appended in time is refused with a notice to its
-//!   senders once that is certain.
+//!   appends twice.
+//! - The tracker ([`tracker`]) holds what each sender is owed; the watch thread
+//!   answers every batch not answered within the append timeout: not delivered when
+//!   that is certain, delayed otherwise, and the truth follows once Redis answers.
+//!   Pongs wait there for the answers to the messages before their Ping.
 //! - The reader thread ([`reader`]) reads with `XREAD BLOCK`, many entries per call,
 //!   checks that the numbers follow on without a hole and that the epoch (a random
 //!   token created with the stream) is unchanged, and hands the entries to the room.
 //!   A hole means this server fell behind what the stream retains, a new epoch or a
-//!   number going backwards means Redis lost the room: either way the server's
-//!   clients are disconnected with a notice saying so.
+//!   number going backwards (or the entry last read gone or another) means Redis
+//!   lost the room: either way the server's clients are disconnected with a notice
+//!   saying so. It hands the entries to the room at the pace of the server's
+//!   readers, so a flood waits in the stream, not in memory.
 //!
 //! Redis is trusted: entries are checked so that a stray writer cannot crash or stall
 //! a server, but whoever can write to the Redis can write into the room. Protect it
@@ -27,6 +32,7 @@ mod entry;
 mod link;
 mod reader;
 mod script;
+mod tracker;
 mod writer;
 
 use std::fmt;
@@ -39,6 +45,7 @@ use std::time::{Duration, Instant};
 use proto_core::PeerAddr;
 
 use crate::room::Room;
+use tracker::Tracker;
 
 pub use link::BackplaneError;
 
@@ -65,6 +72,10 @@ pub struct BackplaneConfig {
     /// Most messages appended by one script call, and read by one `XREAD`.
     /// Default 1024.
     pub batch: usize,
+    /// How long Redis keeps an append's dedupe key, which answers a retried append
+    /// at once. Once it is gone, an append whose answer was lost is looked for in the
+    /// stream instead. Default 60 s.
+    pub dedupe: Duration,
 }
 
 impl Default for BackplaneConfig {
@@ -76,6 +87,7 @@ impl Default for BackplaneConfig {
             append_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(3),
             batch: 1024,
+            dedupe: Duration::from_secs(60),
         }
     }
 }
@@ -90,6 +102,7 @@ impl fmt::Debug for BackplaneConfig {
             .field("append_timeout", &self.append_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("batch", &self.batch)
+            .field("dedupe", &self.dedupe)
             .finish()
     }
 }
@@ -116,6 +129,8 @@ pub(crate) struct Common {
     pub(crate) epoch: std::sync::Mutex<String>,
     /// The writer found the room reset; the reader is to check it at once.
     pub(crate) reset_seen: AtomicBool,
+    /// What each sender is owed.
+    pub(crate) tracker: Arc<Tracker>,
     pub(crate) room: Arc<Room>,
 }
 
@@ -137,8 +152,11 @@ pub(crate) struct Outgoing {
     /// The messages, one after another, and where each ends.
     pub(crate) text: String,
     pub(crate) ends: Vec<usize>,
-    /// When the session handed it over: it is refused after `append_timeout`.
+    /// When the session handed it over: it is answered for now (refused or
+    /// delayed) after `append_timeout`.
     pub(crate) since: Instant,
+    /// Its ticket with the tracker.
+    pub(crate) ticket: u64,
 }
 
 impl Outgoing {
@@ -153,6 +171,7 @@ impl Outgoing {
 /// The room's way into the backplane: hands batches to the writer thread.
 pub(crate) struct Appender {
     to_writer: SyncSender<Outgoing>,
+    tracker: Arc<Tracker>,
 }
 
 impl Appender {
@@ -170,13 +189,21 @@ impl Appender {
             text: String::new(),
             ends: Vec::new(),
             since: Instant::now(),
+            ticket: 0,
         };
         for m in messages {
             out.text.push_str(m);
             out.ends.push(out.text.len());
         }
+        out.ticket = self.tracker.register(client, out.ends.len(), out.since);
         // Fails only once the writer has stopped: the server is shutting down.
         let _ = self.to_writer.send(out);
+    }
+
+    /// The Pong `bytes` for client `client`, if it may go now; if not, it goes once
+    /// the client's messages sent before it are answered (Acked, refused or delayed).
+    pub(crate) fn pong(&self, client: u64, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        self.tracker.pong(client, bytes)
     }
 }
 
@@ -211,8 +238,15 @@ pub(crate) fn start(
     let keys = script::Keys::new(&config.room);
     let server_id = link::random_token();
     let mut first = link::connect(config)?;
-    let opened = script::open(&mut first, &keys, &server_id, &link::random_token(), 0)
-        .map_err(|e| BackplaneError::Open(link::redact(&config.url), e))?;
+    let opened = script::open(
+        &mut first,
+        &keys,
+        &server_id,
+        &link::random_token(),
+        0,
+        None,
+    )
+    .map_err(|e| BackplaneError::Open(link::redact(&config.url), e))?;
     tracing::info!(
         "backplane: in room {:?} at {} as server {server_id}; epoch {}, {} messages so far",
         config.room,
@@ -227,10 +261,12 @@ pub(crate) fn start(
         delivered: AtomicU64::new(opened.tail),
         epoch: std::sync::Mutex::new(opened.epoch.clone()),
         reset_seen: AtomicBool::new(false),
+        tracker: Arc::default(),
         room: room.clone(),
     });
     let (to_writer, from_rooms) = mpsc::sync_channel(WRITER_QUEUE);
-    if !room.set_backplane(Appender { to_writer }) {
+    let tracker = common.tracker.clone();
+    if !room.set_backplane(Appender { to_writer, tracker }) {
         return Err(BackplaneError::AlreadySet);
     }
     let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
@@ -245,13 +281,32 @@ pub(crate) fn start(
         "backplane reader",
         Box::new(move || reader::run(&reader_common, first, opened)),
     )?;
+    let watch_common = common.clone();
+    let watch = spawn(
+        "backplane watch",
+        Box::new(move || writer::watch(&watch_common)),
+    )?;
     let writer = spawn(
         "backplane writer",
         Box::new(move || writer::run(&common, &from_rooms)),
     )?;
     Ok(Running {
-        threads: vec![reader, writer],
+        threads: vec![reader, watch, writer],
     })
+}
+
+/// Connects to Redis once and pings it: the server checks this at start, so that an
+/// unreachable backplane (or a wrong password) is reported before it says it is
+/// listening. Joining the room later opens connections of its own.
+///
+/// # Errors
+/// [`BackplaneError`] if the URL is unusable, or Redis cannot be reached or refuses.
+pub fn probe(config: &BackplaneConfig) -> Result<(), BackplaneError> {
+    let mut con = link::connect(config)?;
+    redis::cmd("PING")
+        .query::<String>(&mut con)
+        .map(drop)
+        .map_err(|e| BackplaneError::Connect(link::redact(&config.url), e))
 }
 
 /// Keeps `body` running until the room closes, restarting it after a panic (a bug

@@ -7,7 +7,9 @@
 //! silent past `io_timeout` is dead (a stalled network, a killed connection) and is
 //! opened again. Every few seconds, and after every reconnect, it reads the room's
 //! epoch and last ID: a new epoch, or a last ID below what was delivered, means Redis
-//! lost the room.
+//! lost the room. So does the entry last read being gone or another one: Redis came
+//! back with an older copy of the stream in the same epoch, and the check starts the
+//! room over above what was delivered (see `script`).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -29,6 +31,17 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Pause between attempts to reach Redis again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// About how many bytes of messages are handed to the room at once: small next to
+/// the pace mark (64 KiB by default), so a reader that is draining is never pushed
+/// far past it by one read of the stream (up to `batch` entries of up to 1 KiB each).
+const DELIVER_BYTES: usize = 16 * 1024;
+
+/// What an entry costs in a client's outbox besides its body (header, peer).
+const ENTRY_OVERHEAD: usize = 32;
+
+/// No client has this id: the reader waits for every client that is behind.
+const NOBODY: u64 = u64::MAX;
+
 struct Reader<'c> {
     common: &'c Common,
     con: Option<Connection>,
@@ -37,6 +50,12 @@ struct Reader<'c> {
     last: u64,
     /// The last stream ID read: where the next read starts.
     cursor: StreamId,
+    /// The entry at the cursor when it was a message of the room, so a check can
+    /// tell whether Redis still holds it (it does not after a rewind).
+    at_cursor: Option<Message>,
+    /// The append call of this server's own message read last, and its place in
+    /// the call (the first message of a call carries the call's number).
+    own_call: Option<(u64, usize)>,
     servers: HashSet<String>,
     /// Server ids seen in entries and found not to be in the room.
     strangers: HashSet<String>,
@@ -54,6 +73,8 @@ pub(crate) fn run(common: &Common, con: Connection, opened: Opened) {
         epoch: opened.epoch,
         last: opened.tail,
         cursor: (0, opened.tail),
+        at_cursor: None,
+        own_call: None,
         servers: HashSet::new(),
         strangers: HashSet::new(),
         checked: Instant::now(),
@@ -136,6 +157,9 @@ impl Reader<'_> {
             &self.common.server_id,
             &random_token(),
             self.last,
+            self.at_cursor
+                .as_ref()
+                .filter(|m| (0, m.seq) == self.cursor),
         ) {
             Ok(opened) => {
                 self.checked = Instant::now();
@@ -163,8 +187,12 @@ impl Reader<'_> {
         self.common.set_epoch(&opened.epoch);
         self.last = opened.tail;
         self.cursor = (0, opened.tail);
+        self.at_cursor = None;
         let delivered = &self.common.delivered;
         delivered.fetch_max(opened.tail, Ordering::AcqRel);
+        self.own_call = None;
+        let owed = self.common.tracker.reset(opened.tail);
+        super::writer::send_owed(self.common, owed);
     }
 
     /// Takes the entries of one `XREAD` reply.
@@ -236,9 +264,32 @@ impl Reader<'_> {
         self.deliver(&mut ready);
     }
 
-    /// Hands `ready` to the room and empties it.
+    /// Hands `ready` to the room, a slice of at most [`DELIVER_BYTES`] at a time,
+    /// each once no client here is behind and still draining (the pacer): the
+    /// stream waits in Redis, not in the outboxes, so a reader that keeps reading
+    /// gets a flood from any server whole, however fast it was appended, and one
+    /// that stopped holds this server back for its grace at most, then is dropped.
+    /// Empties `ready`.
     fn deliver(&mut self, ready: &mut Vec<Message>) {
+        let mut start = 0;
+        while start < ready.len() {
+            let (mut end, mut bytes) = (start, 0);
+            while end < ready.len() && (end == start || bytes < DELIVER_BYTES) {
+                bytes += ready[end].body.len() + ENTRY_OVERHEAD;
+                end += 1;
+            }
+            let room = &self.common.room;
+            room.pacer().wait(NOBODY, || room.is_closing());
+            self.deliver_now(&ready[start..end]);
+            start = end;
+        }
+        ready.clear();
+    }
+
+    /// Hands `ready` (not empty) to the room at once.
+    fn deliver_now(&mut self, ready: &[Message]) {
         if let Some(last) = ready.last() {
+            self.at_cursor = Some(last.clone());
             let me = &self.common.server_id;
             let batch: Vec<Sequenced<'_>> = ready
                 .iter()
@@ -251,8 +302,18 @@ impl Reader<'_> {
                 .collect();
             self.common.room.deliver(&batch);
             self.common.delivered.fetch_max(last.seq, Ordering::AcqRel);
+            let mut own = Vec::new();
+            for m in ready.iter().filter(|m| &m.server == me) {
+                self.own_call = match (m.call, self.own_call) {
+                    (Some(call), _) => Some((call, 0)),
+                    (None, Some((call, at))) => Some((call, at + 1)),
+                    (None, None) => None,
+                };
+                own.extend(self.own_call);
+            }
+            let owed = self.common.tracker.delivered(last.seq, &own);
+            super::writer::send_owed(self.common, owed);
         }
-        ready.clear();
     }
 
     /// A hole of `missed` numbers: they are gone from the stream (this server fell

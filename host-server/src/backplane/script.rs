@@ -7,11 +7,15 @@
 //!   missing, or an epoch that is missing or different, means Redis lost the room;
 //! - `{room:NAME}:servers`: the ids of the servers that joined (entries from others
 //!   are not delivered);
-//! - `{room:NAME}:m:SERVER:N`: a retried append's dedupe key, kept for a minute.
+//! - `{room:NAME}:m:SERVER:N`: a retried append's dedupe key, kept for
+//!   `--backplane-dedupe-secs` (a minute);
+//! - `{room:NAME}:voided`: per server, the last append call it gave up on for good
+//!   (so a try of it still on its way cannot append it any more); a few bytes per
+//!   server start, like `servers`.
 
-use redis::{Connection, RedisResult, Script, Value};
+use redis::{Connection, RedisResult, Script};
 
-use super::entry::parse_seq;
+use super::entry::{parse_seq, Message as Entry};
 
 /// The names of one room's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +23,7 @@ pub(crate) struct Keys {
     pub(crate) stream: String,
     pub(crate) epoch: String,
     pub(crate) servers: String,
+    pub(crate) voided: String,
     prefix: String,
 }
 
@@ -29,6 +34,7 @@ impl Keys {
             stream: format!("{prefix}:stream"),
             epoch: format!("{prefix}:epoch"),
             servers: format!("{prefix}:servers"),
+            voided: format!("{prefix}:voided"),
             prefix,
         }
     }
@@ -41,8 +47,9 @@ impl Keys {
 
 /// Shared by both scripts: returns the room's epoch, first recreating the room if
 /// Redis lost it. KEYS[1] stream, KEYS[2] epoch; `cand` a fresh epoch, `floor` the
-/// highest sequence number the caller has seen, so a recreated stream numbers on
-/// from there and no client sees a number go backwards.
+/// highest sequence number the caller has delivered, so a recreated stream numbers on
+/// from there and no client sees a number go backwards. `restart` starts the room
+/// over in a new epoch above `floor` (Redis holds less than was delivered from it).
 const ENSURE: &str = r#"
 local function ensure(cand, floor)
   local e = redis.call('GET', KEYS[2])
@@ -59,25 +66,69 @@ local function ensure(cand, floor)
   redis.call('SET', KEYS[2], cand)
   return cand
 end
-local function tail()
-  local info = redis.call('XINFO', 'STREAM', KEYS[1])
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then return info[i + 1] end
-  end
-  return '0-0'
+local function restart(cand, floor)
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return ensure(cand, floor)
+end
+local function seq(id)
+  local n = string.match(id, '^0%-(%d+)$')
+  if n then return tonumber(n) end
+  return -1
+end
+local function info()
+  local raw = redis.call('XINFO', 'STREAM', KEYS[1])
+  local out = {}
+  for i = 1, #raw, 2 do out[raw[i]] = raw[i + 1] end
+  return out
 end
 "#;
 
-/// KEYS stream, epoch, servers; ARGV candidate epoch, floor, server id.
+/// KEYS stream, epoch, servers; ARGV candidate epoch, floor, server id, then the
+/// caller's cursor (the last ID it read, or '') and that entry's fields e, o, c, b.
 /// Returns {epoch, last-generated-id}.
+///
+/// The room starts over (a new epoch, numbering on above the floor) when Redis holds
+/// less than the caller delivered: a last ID below the floor, or the entry at the
+/// cursor gone (deleted, not trimmed: entries after it remain before it) or another
+/// than the one read. That is Redis come back with an older copy of the room (an
+/// older snapshot, a replica that missed writes) in the same epoch.
 const OPEN: &str = r#"
 local e = ensure(ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
-return {e, tail()}
+local i = info()
+local top = i['last-generated-id']
+local floor = tonumber(ARGV[2])
+local rewound = seq(top) < floor
+if not rewound and ARGV[4] ~= '' then
+  local at = redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[4])
+  local first = i['first-entry']
+  if #at == 0 then
+    -- (a missing reply is false in Lua, not nil)
+    rewound = first and seq(first[1]) < seq(ARGV[4]) or false
+  else
+    local want = {e = ARGV[5], o = ARGV[6], c = ARGV[7], b = ARGV[8]}
+    local f = at[1][2]
+    local seen = 0
+    for j = 1, #f, 2 do
+      if want[f[j]] ~= nil then
+        if want[f[j]] ~= f[j + 1] then rewound = true end
+        seen = seen + 1
+      end
+    end
+    if seen ~= 4 then rewound = true end
+  end
+end
+if rewound then
+  e = restart(ARGV[1], math.max(floor, seq(top)))
+  top = info()['last-generated-id']
+end
+return {e, top}
 "#;
 
-/// KEYS stream, epoch, dedupe; ARGV believed epoch, candidate epoch, floor, retain,
-/// dedupe seconds, server id, then (client, peer, body) per message.
+/// KEYS stream, epoch, dedupe, voided; ARGV believed epoch, candidate epoch, floor,
+/// retain, dedupe seconds, server id, call number, then (client, peer, body) per
+/// message. The call's first entry carries its number (`n`), so its fate can be
+/// found in the stream after its dedupe key expired.
 /// Returns {'RESET', epoch}, {'DONE', first id or 'void'} (a retry of an append
 /// already decided) or {'OK', first id}.
 const APPEND: &str = r#"
@@ -85,23 +136,78 @@ local e = ensure(ARGV[2], ARGV[3])
 if e ~= ARGV[1] then return {'RESET', e} end
 local d = redis.call('GET', KEYS[3])
 if d then return {'DONE', d} end
+local v = redis.call('HGET', KEYS[4], ARGV[6])
+if v and tonumber(v) >= tonumber(ARGV[7]) then return {'DONE', 'void'} end
 local first = nil
-for i = 7, #ARGV - 2, 3 do
-  local id = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-*',
-    'e', e, 'o', ARGV[6], 'c', ARGV[i], 'p', ARGV[i + 1], 'b', ARGV[i + 2])
+for i = 8, #ARGV - 2, 3 do
+  local id
+  if first then
+    id = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-*',
+      'e', e, 'o', ARGV[6], 'c', ARGV[i], 'p', ARGV[i + 1], 'b', ARGV[i + 2])
+  else
+    id = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-*',
+      'e', e, 'o', ARGV[6], 'c', ARGV[i], 'p', ARGV[i + 1], 'b', ARGV[i + 2],
+      'n', ARGV[7])
+  end
   if type(id) == 'table' and id.err then
     if not first and string.find(id.err, 'equal or smaller', 1, true) then
       -- A foreign entry with an ID above 0-N: no 0-* can follow it. Start the
       -- room over (readers see the new epoch and reset).
-      redis.call('DEL', KEYS[1], KEYS[2])
-      return {'RESET', ensure(ARGV[2], ARGV[3])}
+      return {'RESET', restart(ARGV[2], ARGV[3])}
     end
     return redis.error_reply(id.err)
   end
-  if not first then first = id end
+  if not first then
+    first = id
+    if seq(id) <= tonumber(ARGV[3]) then
+      -- Redis holds less than this server delivered: the number is taken. Start
+      -- the room over above the floor (nothing of this call stays).
+      return {'RESET', restart(ARGV[2], ARGV[3])}
+    end
+  end
 end
 redis.call('SET', KEYS[3], first, 'EX', ARGV[5])
 return {'OK', first}
+"#;
+
+/// KEYS dedupe, stream, voided; ARGV server id, call number, floor (the highest
+/// sequence number delivered when the call was first sent: its entries come after),
+/// most entries to look through.
+/// Settles a call whose answer never came: {'AT', first id} if it was appended,
+/// {'VOID', ''} if not (and then no try of it can append any more: calls up to this
+/// number from this server are refused from now on), {'UNKNOWN', ''} if Redis no
+/// longer holds what would tell (its dedupe key expired and the entries after the
+/// floor were trimmed).
+const VOID: &str = r#"
+local d = redis.call('GET', KEYS[1])
+if d == 'void' then return {'VOID', ''} end
+if d then return {'AT', d} end
+local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local from = '(0-' .. ARGV[3]
+local seen = 0
+while seen < tonumber(ARGV[4]) do
+  local batch = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 256)
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    local f = entry[2]
+    local o, n = nil, nil
+    for j = 1, #f, 2 do
+      if f[j] == 'o' then o = f[j + 1] elseif f[j] == 'n' then n = f[j + 1] end
+    end
+    if o == ARGV[1] and n == ARGV[2] then return {'AT', entry[1]} end
+  end
+  seen = seen + #batch
+  from = '(' .. batch[#batch][1]
+end
+if seen >= tonumber(ARGV[4]) then return {'UNKNOWN', ''} end
+if #head > 0 and seq(head[1][1]) > tonumber(ARGV[3]) + 1 then
+  return {'UNKNOWN', ''}
+end
+local v = redis.call('HGET', KEYS[3], ARGV[1])
+if not v or tonumber(v) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+end
+return {'VOID', ''}
 "#;
 
 /// What opening the room found.
@@ -114,23 +220,33 @@ pub(crate) struct Opened {
 
 /// Registers server `server` in the room and reads its epoch and last sequence
 /// number, creating the room (epoch `cand`, numbering on from `floor`) if Redis
-/// does not hold it.
+/// does not hold it, and starting it over if Redis holds less than was delivered
+/// (below `floor`, or not `last`, the last entry read).
 pub(crate) fn open(
     con: &mut Connection,
     keys: &Keys,
     server: &str,
     cand: &str,
     floor: u64,
+    last: Option<&Entry>,
 ) -> RedisResult<Opened> {
     let script = Script::new(&format!("{ENSURE}{OPEN}"));
-    let (epoch, tail): (String, String) = script
-        .key(&keys.stream)
-        .key(&keys.epoch)
+    let mut inv = script.key(&keys.stream);
+    inv.key(&keys.epoch)
         .key(&keys.servers)
         .arg(cand)
         .arg(floor)
-        .arg(server)
-        .invoke(con)?;
+        .arg(server);
+    match last {
+        Some(m) => inv
+            .arg(format!("0-{}", m.seq))
+            .arg(&m.epoch)
+            .arg(&m.server)
+            .arg(m.client)
+            .arg(&m.body),
+        None => inv.arg("").arg("").arg("").arg("").arg(""),
+    };
+    let (epoch, tail): (String, String) = inv.invoke(con)?;
     let tail = parse_seq(tail.as_bytes()).ok_or_else(|| {
         redis::RedisError::from((
             redis::ErrorKind::UnexpectedReturnType,
@@ -174,10 +290,11 @@ pub(crate) struct AppendArgs<'a> {
     pub(crate) floor: u64,
     pub(crate) retain: u64,
     pub(crate) server: &'a str,
+    /// The call's number among this server's calls.
+    pub(crate) call: u64,
+    /// Seconds the dedupe key outlives the append.
+    pub(crate) dedupe_secs: u64,
 }
-
-/// Seconds a dedupe key outlives its append: far longer than any retry.
-const DEDUPE_SECS: u64 = 60;
 
 impl Append {
     pub(crate) fn new() -> Self {
@@ -196,12 +313,14 @@ impl Append {
         let mut inv = self.script.key(&args.keys.stream);
         inv.key(&args.keys.epoch)
             .key(args.dedupe)
+            .key(&args.keys.voided)
             .arg(args.epoch)
             .arg(args.cand)
             .arg(args.floor)
             .arg(args.retain)
-            .arg(DEDUPE_SECS)
-            .arg(args.server);
+            .arg(args.dedupe_secs)
+            .arg(args.server)
+            .arg(args.call);
         for m in messages {
             inv.arg(m.client).arg(m.peer).arg(m.body);
         }
@@ -224,17 +343,62 @@ impl Append {
     }
 }
 
-/// Marks the append with dedupe key `dedupe` as given up, unless it was appended;
-/// returns true if it was appended after all.
-pub(crate) fn void(con: &mut Connection, dedupe: &str) -> RedisResult<bool> {
-    let set: Value = redis::cmd("SET")
-        .arg(dedupe)
-        .arg("void")
-        .arg("NX")
-        .arg("EX")
-        .arg(DEDUPE_SECS)
-        .query(con)?;
-    Ok(set == Value::Nil)
+/// What became of an append call whose answer never came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Appended: the first message's sequence number.
+    At(u64),
+    /// Not appended, and now never will be.
+    Void,
+    /// Redis no longer holds what would tell.
+    Unknown,
+}
+
+/// The void script, built once per writer.
+pub(crate) struct Settle {
+    script: Script,
+}
+
+impl Settle {
+    pub(crate) fn new() -> Self {
+        Self {
+            script: Script::new(&format!("{ENSURE}{VOID}")),
+        }
+    }
+
+    /// Finds out what became of call number `call` of server `server` (dedupe key
+    /// `dedupe`, first sent when `floor` was delivered), making sure that a call not
+    /// appended never will be; looks through at most `limit` entries.
+    pub(crate) fn call(
+        &self,
+        con: &mut Connection,
+        keys: &Keys,
+        dedupe: &str,
+        (server, call): (&str, u64),
+        floor: u64,
+        limit: u64,
+    ) -> RedisResult<Fate> {
+        let (what, value): (String, String) = self
+            .script
+            .key(dedupe)
+            .key(&keys.stream)
+            .key(&keys.voided)
+            .arg(server)
+            .arg(call)
+            .arg(floor)
+            .arg(limit)
+            .invoke(con)?;
+        match (what.as_str(), parse_seq(value.as_bytes())) {
+            ("VOID", _) => Ok(Fate::Void),
+            ("UNKNOWN", _) => Ok(Fate::Unknown),
+            ("AT", Some(first)) => Ok(Fate::At(first)),
+            _ => Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected answer from the void script",
+                format!("{what} {value}"),
+            ))),
+        }
+    }
 }
 
 /// The ids of the servers in the room.

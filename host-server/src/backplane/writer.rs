@@ -6,13 +6,16 @@
 //!
 //! A call that fails on the connection is retried with the same dedupe key (the
 //! script returns the first try's result if that one went through) until
-//! `append_timeout` after its oldest batch arrived. Then:
-//! - if it was never sent, it was not appended: its senders are told so at once;
-//! - if it was sent, its fate is unknown until Redis answers again. The first thing
-//!   done on the next connection is to void its dedupe key (`SET NX`): if that
-//!   succeeds, no try can append it any more and its senders are told it was not
-//!   delivered; if the key holds a sequence number, it was appended and is delivered
-//!   like any other message. Either way the sender learns the truth.
+//! `append_timeout` after its oldest batch arrived. Meanwhile the watch thread
+//! ([`watch`]) answers every batch not answered within `append_timeout`: one that never
+//! left the queue is not delivered (certain; the writer skips it), one that was sent
+//! is delayed. A call given up on after it was sent has an unknown fate until Redis
+//! answers again; the first thing done on the next connection is to settle it (the
+//! void script): found appended, it is delivered like any other message (a text
+//! sender is told its delayed messages were delivered, a binary one gets its Acks);
+//! not appended, the script makes sure no try still on its way can append it, and its
+//! senders are told it was not delivered. So a sender never hears "not delivered" of
+//! a message anyone receives, and always hears the truth once Redis answers.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -23,9 +26,10 @@ use proto_core::ErrorCode;
 use redis::{Connection, RedisError, RetryMethod};
 
 use super::link::{self, random_token};
-use super::script::{self, Append, AppendArgs, Appended, Message};
+use super::script::{Append, AppendArgs, Appended, Fate, Message, Settle};
+use super::tracker::Owed;
 use super::{Common, Outgoing};
-use crate::wire;
+use crate::wire::{self, Mode};
 
 /// Pause between attempts to reach Redis again.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -33,16 +37,24 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How often an idle writer looks for the room closing.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 
-/// An append call's batches and dedupe key.
+/// How often the watch thread looks for batches past their time.
+const WATCH_TICK: Duration = Duration::from_millis(50);
+
+/// An append call's batches, number and dedupe key.
 struct Call {
+    number: u64,
     dedupe: String,
     batches: Vec<Outgoing>,
+    /// The highest sequence number delivered when it was first sent: its entries, if
+    /// appended, come after.
+    floor: u64,
 }
 
 struct Writer<'c> {
     common: &'c Common,
     con: Option<Connection>,
     script: Append,
+    settle: Settle,
     calls: u64,
     /// Calls sent but not answered, past their time: voided on the next connection.
     doubtful: Vec<Call>,
@@ -57,6 +69,7 @@ pub(crate) fn run(common: &Common, from_rooms: &Receiver<Outgoing>) {
         common,
         con: None,
         script: Append::new(),
+        settle: Settle::new(),
         calls: 0,
         doubtful: Vec::new(),
         last_attempt: None,
@@ -91,20 +104,44 @@ impl Writer<'_> {
             }
             self.calls += 1;
             let dedupe = self.common.keys.dedupe(&self.common.server_id, self.calls);
-            self.send(Call { dedupe, batches });
+            self.send(Call {
+                number: self.calls,
+                dedupe,
+                batches,
+                floor: 0,
+            });
         }
     }
 
     /// Appends `call`, retrying until it is appended or refused.
-    fn send(&mut self, call: Call) {
+    fn send(&mut self, mut call: Call) {
+        let tracker = &self.common.tracker;
         let oldest = call.batches.iter().map(|b| b.since).min();
         let oldest = oldest.unwrap_or_else(Instant::now);
         let mut sent = false;
         loop {
+            // Batches refused while they waited need no connection attempt.
+            call.batches.retain(|b| tracker.is_waiting(b.ticket));
+            if call.batches.is_empty() {
+                return;
+            }
             if self.connected() {
+                // Batches answered already (refused while they waited) stay unsent.
+                let (number, mut offset) = (call.number, 0);
+                call.batches.retain(|b| {
+                    let go = tracker.claim(b.ticket, number, offset);
+                    offset += if go { b.ends.len() } else { 0 };
+                    go
+                });
+                if call.batches.is_empty() {
+                    return;
+                }
+                if !sent {
+                    call.floor = self.common.delivered.load(Ordering::Acquire);
+                }
                 sent = true;
                 match self.append(&call) {
-                    Ok(Appended::At(_)) => return,
+                    Ok(Appended::At(first)) => return appended(self.common, &call, first),
                     Ok(Appended::Void) => return refuse(self.common, &call, "not delivered"),
                     Ok(Appended::Reset(epoch)) => {
                         tracing::warn!("backplane: the room was reset (epoch {epoch})");
@@ -114,6 +151,7 @@ impl Writer<'_> {
                     Err(e) if transient(&e) => {
                         tracing::warn!("backplane: append failed, retrying: {e}");
                         self.con = None;
+                        self.down = true;
                     }
                     Err(e) => {
                         tracing::warn!("backplane: append refused by Redis: {e}");
@@ -130,13 +168,8 @@ impl Writer<'_> {
             {
                 if sent {
                     self.doubtful.push(call);
-                } else {
-                    refuse(
-                        self.common,
-                        &call,
-                        "not delivered: the room backplane is unavailable",
-                    );
                 }
+                // Never sent: the watch thread refuses each batch when its time is up.
                 return;
             }
             thread::sleep(RETRY_PAUSE);
@@ -160,6 +193,8 @@ impl Writer<'_> {
             floor: self.common.delivered.load(Ordering::Acquire),
             retain: self.common.config.retain,
             server: &self.common.server_id,
+            call: call.number,
+            dedupe_secs: self.common.config.dedupe.as_secs().max(1),
         };
         let peers: Vec<String> = call.batches.iter().map(|b| b.peer.to_string()).collect();
         let messages = call.batches.iter().zip(&peers).flat_map(|(b, peer)| {
@@ -201,13 +236,20 @@ impl Writer<'_> {
             let Some(con) = self.con.as_mut() else {
                 return false;
             };
-            match script::void(con, &call.dedupe) {
-                Ok(true) => {}
-                Ok(false) => refuse(
+            let limit = self.common.config.retain.min(MAX_SCAN);
+            let id = (self.common.server_id.as_str(), call.number);
+            let keys = &self.common.keys;
+            match self
+                .settle
+                .call(con, keys, &call.dedupe, id, call.floor, limit)
+            {
+                Ok(Fate::At(first)) => appended(self.common, call, first),
+                Ok(Fate::Void) => refuse(
                     self.common,
                     call,
                     "not delivered: the room backplane was unavailable",
                 ),
+                Ok(Fate::Unknown) => unknown(self.common, call),
                 Err(e) => {
                     tracing::warn!("backplane: cannot settle an unanswered append: {e}");
                     self.con = None;
@@ -220,13 +262,16 @@ impl Writer<'_> {
     }
 }
 
+/// Most entries the void script looks through for a call whose dedupe key expired.
+const MAX_SCAN: u64 = 100_000;
+
 /// True for an error after which the same call may succeed on a new connection.
 fn transient(e: &RedisError) -> bool {
     !matches!(e.retry_method(), RetryMethod::NoRetry) || e.is_timeout() || e.is_io_error()
 }
 
-/// Tells each sender of `call` how many of its messages were not delivered, and why.
-fn refuse(common: &Common, call: &Call, why: &str) {
+/// The (client, messages) of `call`, one pair per sender.
+fn senders(call: &Call) -> Vec<(u64, usize)> {
     let mut senders: Vec<(u64, usize)> = Vec::new();
     for b in &call.batches {
         match senders.iter_mut().find(|(c, _)| *c == b.client) {
@@ -234,18 +279,116 @@ fn refuse(common: &Common, call: &Call, why: &str) {
             None => senders.push((b.client, b.ends.len())),
         }
     }
-    for (client, n) in senders {
-        let text = if n == 1 {
-            format!("error: 1 message {why}")
-        } else {
-            format!("error: {n} messages {why}")
-        };
-        common.room.tell(client, |mode| {
-            wire::error(mode, ErrorCode::NOT_DELIVERED, &text)
-        });
+    senders
+}
+
+/// "1 message" or "N messages".
+fn messages(n: usize) -> String {
+    if n == 1 {
+        "1 message".into()
+    } else {
+        format!("{n} messages")
     }
+}
+
+/// Sends an error notice with `code` to `client`: "error: N messages WHY".
+fn tell(common: &Common, client: u64, n: usize, code: ErrorCode, why: &str) {
+    let text = format!("error: {} {why}", messages(n));
+    common
+        .room
+        .tell(client, |mode| wire::error(mode, code, &text));
+}
+
+/// Sends what the tracker says is owed, notices before the Pongs they let go.
+pub(crate) fn send_owed(common: &Common, owed: Owed) {
+    let Owed {
+        refused,
+        delayed,
+        late,
+        pongs,
+    } = owed;
+    for (client, n) in &refused {
+        let why = "not delivered: the room backplane is unavailable";
+        tell(common, *client, *n, ErrorCode::NOT_DELIVERED, why);
+    }
+    for (client, n) in &delayed {
+        let why = "delayed: the room backplane is not answering; \
+                   you will be told whether they were delivered";
+        tell(common, *client, *n, ErrorCode::DELAYED, why);
+    }
+    for (client, n) in late {
+        let text = format!("{} delayed, delivered now", messages(n));
+        common.room.tell(client, |mode| match mode {
+            // A binary sender has the Acks.
+            Mode::Binary => Vec::new(),
+            Mode::Text | Mode::WebSocket => wire::error(mode, ErrorCode::DELAYED, &text),
+        });
+        tracing::info!("backplane: {text}");
+    }
+    for (client, bytes) in pongs {
+        common.room.tell(client, |_| bytes.clone());
+    }
+    let count = |told: &[(u64, usize)]| told.iter().map(|(_, n)| n).sum::<usize>();
+    for (n, fate) in [
+        (count(&refused), "not delivered"),
+        (count(&delayed), "delayed"),
+    ] {
+        if n > 0 {
+            tracing::warn!("backplane: {} {fate}: Redis is not answering", messages(n));
+        }
+    }
+}
+
+/// Tells each sender of `call` how many of its messages were not delivered, and why.
+fn refuse(common: &Common, call: &Call, why: &str) {
+    let senders = senders(call);
+    for (client, n) in &senders {
+        tell(common, *client, *n, ErrorCode::NOT_DELIVERED, why);
+    }
+    settle_void(common, call);
+    let n: usize = senders.iter().map(|s| s.1).sum();
+    tracing::warn!("backplane: {} {why}", messages(n));
+}
+
+/// Stops tracking the batches of `call`, answered with a notice; sends the Pongs
+/// that waited for them.
+fn settle_void(common: &Common, call: &Call) {
+    for b in &call.batches {
+        send_owed(common, common.tracker.settle(b.ticket, None));
+    }
+}
+
+/// `call` was appended, its first message numbered `first`: its Acks come from the
+/// reader (a text sender that was told its messages were delayed is told they were
+/// delivered once they are).
+fn appended(common: &Common, call: &Call, first: u64) {
+    let mut last = first - 1;
+    for b in &call.batches {
+        last += b.ends.len() as u64;
+        send_owed(common, common.tracker.settle(b.ticket, Some(last)));
+    }
+}
+
+/// What became of `call` cannot be known any more: its senders, told it was
+/// delayed, are told so.
+fn unknown(common: &Common, call: &Call) {
+    let why = "delayed: the room backplane cannot tell whether they were delivered";
+    for (client, n) in senders(call) {
+        tell(common, client, n, ErrorCode::DELAYED, why);
+    }
+    settle_void(common, call);
     tracing::warn!(
-        "backplane: {} messages {why}",
-        call.batches.iter().map(|b| b.ends.len()).sum::<usize>()
+        "backplane: the fate of append call {} is unknown",
+        call.number
     );
+}
+
+/// The watch thread's body: answers, until the room closes, every batch not
+/// answered within `append_timeout` (see [`super::tracker`]).
+pub(crate) fn watch(common: &Common) {
+    let timeout = common.config.append_timeout;
+    while !common.room.is_closing() {
+        thread::sleep(WATCH_TICK);
+        send_owed(common, common.tracker.expire(Instant::now(), timeout));
+    }
 }

@@ -272,9 +272,11 @@ impl Outbox {
         self.settle(&mut st, false, &mut after);
     }
 
-    /// Queues `bytes` as the last thing sent, then ends with [`End::Flush`].
+    /// Queues `bytes` as the last thing sent (a WebSocket client then gets a close
+    /// frame), then ends with [`End::Flush`].
     pub(crate) fn push_last(&self, bytes: &[u8]) {
         self.push_bytes(bytes);
+        self.push_bytes(&wire::farewell(self.mode));
         self.end(End::Flush);
     }
 
@@ -491,6 +493,9 @@ impl Outbox {
             code,
             &evict_text(code, &self.limits),
         ));
+        // A WebSocket client then gets a close frame, so a browser shows the notice
+        // and a close, not a failure.
+        bytes.extend(wire::farewell(self.mode));
         // The socket is full (that is why the client is dropped): let it take these
         // few bytes beyond its usual limit.
         let _ = relax_send_limits(self.conn.tcp());
@@ -529,13 +534,19 @@ fn frame_end(mode: Mode, chunk: &[u8], at: usize) -> usize {
                 .position(|&b| b == b'\n')
                 .map_or(chunk.len(), |i| at + i + 1)
         }
-        Mode::Binary => {
+        Mode::Binary | Mode::WebSocket => {
             let mut start = 0;
             while start < at {
-                let Some(len) = chunk.get(start + 1..start + 3) else {
+                let rest = chunk.get(start..).unwrap_or_default();
+                let len = match mode {
+                    Mode::WebSocket => wire::ws_frame_len(rest),
+                    _ => rest
+                        .get(1..3)
+                        .map(|len| 3 + usize::from(u16::from_be_bytes([len[0], len[1]]))),
+                };
+                let Some(end) = len.map(|len| start + len) else {
                     return chunk.len();
                 };
-                let end = start + 3 + usize::from(u16::from_be_bytes([len[0], len[1]]));
                 if at < end {
                     return end.min(chunk.len());
                 }

@@ -461,3 +461,18 @@ fn frame_ends_are_found_in_both_modes() {
     assert_eq!(frame_end(Mode::Binary, &binary, first), first);
     assert_eq!(frame_end(Mode::Binary, &binary, first + 1), binary.len());
 }
+
+#[test]
+fn websocket_frame_ends_are_found_with_short_and_16_bit_lengths() {
+    let mut ws = wire::error(Mode::WebSocket, ErrorCode::TOO_LONG, "short");
+    let first = ws.len();
+    ws.extend(wire::error(
+        Mode::WebSocket,
+        ErrorCode::TOO_LONG,
+        &"x".repeat(300),
+    ));
+    assert_eq!(frame_end(Mode::WebSocket, &ws, 0), 0);
+    assert_eq!(frame_end(Mode::WebSocket, &ws, 1), first);
+    assert_eq!(frame_end(Mode::WebSocket, &ws, first), first);
+    assert_eq!(frame_end(Mode::WebSocket, &ws, first + 3), ws.len());
+}

@@ -9,9 +9,17 @@ use crate::util::{config, start, Text, READ_TIMEOUT};
 /// The one line an HTTP client gets before the server closes its connection.
 const HTTP_REFUSAL: &str = "*** refused: this is a chat server, not a web server\n";
 
+/// The settings with the web routes off, as `--no-web` sets them.
+fn no_web() -> host_server::Config {
+    host_server::Config {
+        web: false,
+        ..config()
+    }
+}
+
 #[test]
-fn an_http_request_is_refused_and_nobody_hears_of_it() {
-    let server = start(config());
+fn with_no_web_an_http_request_is_refused_and_nobody_hears_of_it() {
+    let server = start(no_web());
     let mut b = server.binary();
     let mut web = Text::connect(server.addr);
     web.send(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n");
@@ -47,8 +55,25 @@ fn ipv4_clients_of_a_dual_stack_listener_show_as_ipv4_or_skip_without_ipv6() {
 }
 
 #[test]
-fn an_http_request_split_across_reads_is_still_refused_before_joining() {
-    let mut cfg = config();
+fn the_page_and_an_unknown_path_are_answered_and_nobody_hears_of_them() {
+    let server = start(config());
+    let mut b = server.binary();
+    let mut page = Text::connect(server.addr);
+    page.send(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let got = page.until_closed().concat();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("new WebSocket(url)"), "no script in the page");
+    let mut other = Text::connect(server.addr);
+    other.send(b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let got = other.until_closed().concat();
+    assert!(got.starts_with("HTTP/1.1 404 Not Found\r\n"), "{got}");
+    assert!(!got.contains("<html"), "{got}");
+    assert_eq!(b.sync(), []);
+}
+
+#[test]
+fn with_no_web_an_http_request_split_across_reads_is_still_refused_before_joining() {
+    let mut cfg = no_web();
     // Long enough that the server is still waiting for the first line when the rest
     // of it comes, however loaded the machine.
     cfg.sniff_timeout = Duration::from_secs(3);

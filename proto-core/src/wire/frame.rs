@@ -136,6 +136,10 @@ impl ErrorCode {
     /// The client's address already holds as many connections as the server allows
     /// one address; the connection is closed.
     pub const TOO_MANY_FROM_ADDRESS: Self = Self(12);
+    /// Messages the server handed to a shared room's store without hearing back in
+    /// time: their fate is not known yet. A later Ack (delivered) or `NOT_DELIVERED`
+    /// notice says what became of them.
+    pub const DELAYED: Self = Self(13);
 
     /// A short description of the code, or `"error"` for a code this version does not know.
     pub const fn description(self) -> &'static str {
@@ -152,6 +156,7 @@ impl ErrorCode {
             10 => "not delivered",
             11 => "room reset",
             12 => "too many connections from your address",
+            13 => "delayed",
             _ => "error",
         }
     }
