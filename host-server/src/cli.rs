@@ -136,7 +136,7 @@ its addresses that binds, IPv4 first")]
 
     /// Threads that send what a client's socket did not take at once; 0: one per core.
     #[arg(long, value_name = "N", default_value_t = defaults().writer_threads as u64,
-          value_parser = clap::value_parser!(u64).range(0..=64))]
+          value_parser = whole::<u64>(0, 64))]
     pub writer_threads: u64,
 
     /// Bytes read from a client at a time; also bounds one batch of its messages.
