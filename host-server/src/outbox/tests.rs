@@ -102,17 +102,30 @@ fn read_all(peer: &mut TcpStream) -> Vec<u8> {
 }
 
 fn broadcast(seq: u64, text: &str) -> Vec<u8> {
+    broadcast_in(Mode::Binary, seq, text)
+}
+
+fn broadcast_in(mode: Mode, seq: u64, text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let peer = PeerAddr::V4 {
         ip: [127, 0, 0, 1],
         port: 1,
     };
-    wire::encode_into(
-        Mode::Binary,
-        &Frame::Broadcast { seq, peer, text },
-        &mut out,
-    );
+    wire::encode_into(mode, &Frame::Broadcast { seq, peer, text }, &mut out);
     out
+}
+
+/// The WebSocket frames in `bytes`, which must all be whole.
+fn ws_frames(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let len = wire::ws_frame_len(bytes).expect("a whole frame header");
+        assert!(len <= bytes.len(), "the stream ended inside a frame");
+        let (frame, rest) = bytes.split_at(len);
+        frames.push(frame);
+        bytes = rest;
+    }
+    frames
 }
 
 #[test]
@@ -281,6 +294,59 @@ fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
     );
     assert!(relayed.iter().all(|l| *l == &line[..line.len() - 1]));
     assert!(got.ends_with('\n'));
+}
+
+#[test]
+fn a_dropped_websocket_client_gets_its_frame_finished_then_the_notice_then_a_close() {
+    let (inside, mut peer) = pair(true);
+    let limits = Limits {
+        hard: 64 * 1024,
+        pace_at: 16 * 1024,
+        ..limits()
+    };
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::WebSocket, limits);
+    let frame = broadcast_in(Mode::WebSocket, 1, &"w".repeat(1000));
+    // Chunks larger than the socket takes at once, so the drop comes inside one.
+    let chunk = frame.repeat(20);
+    while outbox.ended().is_none() {
+        outbox.push(&mut Chunk::new(&chunk));
+    }
+    closed(&outbox);
+    let got = read_all(&mut peer);
+    let frames = ws_frames(&got);
+    let [relayed @ .., notice, close] = &frames[..] else {
+        panic!("{} frames", frames.len());
+    };
+    let code = ErrorCode::SLOW_CONSUMER;
+    let want = wire::error(Mode::WebSocket, code, &evict_text(code, &limits));
+    assert_eq!(*notice, &want[..]);
+    assert_eq!(*close, &wire::farewell(Mode::WebSocket)[..]);
+    assert!(!relayed.is_empty());
+    assert!(relayed.iter().all(|f| *f == &frame[..]));
+}
+
+#[test]
+fn push_last_sends_the_backlog_then_the_last_bytes_then_a_websocket_close() {
+    let (inside, mut peer) = pair(true);
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::WebSocket, limits());
+    let frame = broadcast_in(Mode::WebSocket, 1, &"l".repeat(1000));
+    for _ in 0..50 {
+        outbox.push(&mut Chunk::new(&frame));
+    }
+    assert!(queued(&outbox) > 0, "nothing waited for the pool");
+    let last = wire::shutdown(Mode::WebSocket);
+    outbox.push_last(&last);
+    let got = read_all(&mut peer);
+    closed(&outbox);
+    let frames = ws_frames(&got);
+    assert_eq!(frames.len(), 52);
+    assert!(frames[..50].iter().all(|f| *f == &frame[..]));
+    assert_eq!(frames[50], &last[..]);
+    assert_eq!(frames[51], &wire::farewell(Mode::WebSocket)[..]);
 }
 
 #[test]
