@@ -3,7 +3,8 @@
 //! room with an `nc`-like text client.
 //!
 //! One browser serves the whole scenario (two tabs, then a page of another
-//! origin), because starting Chromium is most of the cost. `.ci/run` installs
+//! origin), because starting Chromium is most of the cost; one more loads the page
+//! over TLS. `.ci/run` installs
 //! `chromium` and `chromium-driver`.
 //!
 //! `UPDATE_SCREENSHOT=1` saves the screenshot of the chat to `docs/browser.png`
@@ -209,7 +210,13 @@ fn wait_row(browser: &Browser, row: &str) {
 
 /// Opens the chat page in the current tab; the page's own address once connected.
 fn join(browser: &Browser, addr: SocketAddr) -> String {
-    browser.open(&format!("http://{addr}/"));
+    join_at(browser, &format!("http://{addr}/"))
+}
+
+/// Opens the chat page at `url` in the current tab; the page's own address once
+/// connected.
+fn join_at(browser: &Browser, url: &str) -> String {
+    browser.open(url);
     browser.wait_for(
         "the connected state and the welcome",
         "return document.body.dataset.state === 'open' \
@@ -422,4 +429,26 @@ fn the_page_follows_the_systems_dark_mode() {
         seen[1],
         json!([true, "rgb(22, 22, 22)", "rgb(232, 232, 230)"])
     );
+}
+
+/// Issue 19 with issue 20: the page from a server with built-in TLS, at
+/// `https://`, joins over `wss://` by itself (a self-signed certificate, accepted
+/// as a user would, by `--ignore-certificate-errors`).
+#[test]
+fn the_page_over_https_joins_the_room_over_wss() {
+    let dir = crate::tls::certificate("browser");
+    let server = crate::tls::tls_server(&dir, &[]);
+    let mut nc = TextClient::connect(server.addr);
+    nc.expect(|l| l.starts_with("*** welcome"));
+    let browser = Browser::start(&["--ignore-certificate-errors"]);
+    let me = join_at(&browser, &format!("https://{}/", server.addr));
+    hears(&mut nc, &format!("*** {me} joined"));
+    browser.type_keys(&format!("over wss{ENTER}"));
+    hears(&mut nc, &format!("[{me}] over wss"));
+    nc.write(b"over plain text\n");
+    wait_row(&browser, &format!("[{}] over plain text", nc.peer()));
+    server.proc.err.expect("the page's join over TLS", |l| {
+        l.contains(&format!("{me} joined (websocket over TLS"))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -9,6 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::bench::Scenario;
 use crate::config::{Config, DEFAULT_ADDR, DEFAULT_ATTEMPTS};
+use crate::tls::TlsOptions;
 use crate::values::{at_least_one, positive_duration, server_addr};
 
 const AFTER_HELP: &str = "\
@@ -68,6 +70,23 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
           default_value = "1s")]
     pub linger: Duration,
+
+    /// Connect with TLS (a server started with --tls-cert). The certificate must
+    /// verify (against the platform's roots, or --ca) for the address's host name or
+    /// IP (or --server-name); if it does not, the client stops, it never falls back
+    /// to plain text.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Trust only the certificates in this PEM file: the CA that signed the server's
+    /// certificate, or a self-signed certificate itself.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<PathBuf>,
+
+    /// The name the server's certificate must carry, when it is not the host
+    /// connected to (for example when connecting by IP address).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
 }
 
 /// The subcommands.
@@ -130,6 +149,10 @@ impl Args {
             retry_delay: self.retry_delay,
             connect_timeout: self.connect_timeout,
             linger: self.linger,
+            tls: self.tls.then(|| TlsOptions {
+                ca: self.ca.clone(),
+                server_name: self.server_name.clone(),
+            }),
         }
     }
 }
@@ -154,6 +177,23 @@ mod tests {
         assert_eq!(c.addr, "[::1]:9001");
         assert_eq!(c.attempts.get(), 5);
         assert_eq!(c.retry_delay, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn tls_flags_are_parsed_and_need_tls() {
+        let c = parse(&["chat.example:9443", "--tls", "--ca", "chat.crt"]).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsOptions {
+                ca: Some("chat.crt".into()),
+                server_name: None,
+            })
+        );
+        let c = parse(&["10.0.0.1", "--tls", "--server-name", "chat.example"]).unwrap();
+        assert_eq!(c.tls.unwrap().server_name.as_deref(), Some("chat.example"));
+        assert!(parse(&["--ca", "chat.crt"]).is_err());
+        assert!(parse(&["--server-name", "x"]).is_err());
+        assert_eq!(parse(&[]).unwrap().tls, None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::tls::TlsOptions;
+
 /// The server address used when none is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9000";
 
@@ -35,6 +37,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How long to wait for the server to close after `Bye` before closing anyway.
     pub linger: Duration,
+    /// TLS to a server with built-in TLS (`--tls`); `None`: plain TCP.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for Config {
@@ -45,6 +49,7 @@ impl Default for Config {
             retry_delay: DEFAULT_RETRY_DELAY,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             linger: DEFAULT_LINGER,
+            tls: None,
         }
     }
 }

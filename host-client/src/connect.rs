@@ -11,6 +11,7 @@ use proto_core::{read_preamble, write_preamble, ReadError};
 
 use crate::config::{Config, DEFAULT_PORT};
 use crate::retry::{retry, verdict_for, Failure, RetryError, RetryPolicy, Verdict};
+use crate::tls::{Stream, TlsSetup, TlsSetupError};
 
 /// Why one connection attempt failed.
 #[derive(Debug)]
@@ -38,11 +39,16 @@ pub enum HandshakeError {
     NotChatServer,
     /// The server speaks another protocol version.
     UnsupportedVersion(u8),
+    /// The TLS handshake failed (`--tls`): the certificate did not verify, the
+    /// server does not speak TLS, or the connection failed during it.
+    Tls(io::Error),
 }
 
 /// Why the client could not connect.
 #[derive(Debug)]
 pub enum ConnectError {
+    /// TLS was asked for but cannot be set up (the CA file, the name).
+    Tls(TlsSetupError),
     /// The address is malformed (the command line refuses such an address first).
     InvalidAddress {
         /// The address as given.
@@ -89,6 +95,14 @@ impl AttemptError {
                 HandshakeError::NotChatServer | HandshakeError::UnsupportedVersion(_) => {
                     Verdict::Stop
                 }
+                // A certificate that does not verify, or a server that is not TLS, is
+                // the same on every attempt.
+                HandshakeError::Tls(e)
+                    if matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::Other) =>
+                {
+                    Verdict::Stop
+                }
+                HandshakeError::Tls(e) => verdict_for(e.kind()),
             },
         }
     }
@@ -120,6 +134,15 @@ impl fmt::Display for HandshakeError {
             HandshakeError::NotChatServer => {
                 f.write_str("not a chat server (its first bytes are not the protocol's magic)")
             }
+            HandshakeError::Tls(e) if crate::tls::is_certificate_error(e) => write!(
+                f,
+                "TLS: the server's certificate is not accepted ({e}); give the CA that \
+                 signed it with --ca FILE, or the name it carries with --server-name NAME"
+            ),
+            HandshakeError::Tls(e) if is_timeout(e) => {
+                f.write_str("TLS handshake not done in time")
+            }
+            HandshakeError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             HandshakeError::UnsupportedVersion(v) => write!(
                 f,
                 "the server speaks protocol version {v}, this client speaks {}",
@@ -148,6 +171,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Stopped { addr, error } => {
                 write!(f, "could not connect to {addr}: {error}")
             }
+            ConnectError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
         }
     }
 }
@@ -327,7 +351,7 @@ pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ConnectError> {
 pub fn connect(
     config: &Config,
     report: impl FnMut(&Failure<'_, AttemptError>),
-) -> Result<(TcpStream, SocketAddr), ConnectError> {
+) -> Result<(Stream, SocketAddr), ConnectError> {
     connect_with(
         config,
         TcpStream::connect_timeout,
@@ -346,14 +370,18 @@ pub fn connect_with(
     mut tcp: impl FnMut(&SocketAddr, Duration) -> io::Result<TcpStream>,
     sleep: impl FnMut(Duration),
     report: impl FnMut(&Failure<'_, AttemptError>),
-) -> Result<(TcpStream, SocketAddr), ConnectError> {
+) -> Result<(Stream, SocketAddr), ConnectError> {
+    let tls = match &config.tls {
+        Some(options) => Some(TlsSetup::new(options, &config.addr).map_err(ConnectError::Tls)?),
+        None => None,
+    };
     let addrs = resolve(&config.addr)?;
     let policy = RetryPolicy {
         attempts: config.attempts,
         delay: config.retry_delay,
     };
     let timeout = config.connect_timeout;
-    let attempt = |_| attempt(&addrs, timeout, &mut tcp);
+    let attempt = |_| attempt(&addrs, timeout, tls.as_ref(), &mut tcp);
     retry(policy, attempt, AttemptError::verdict, report, sleep).map_err(|e| {
         let addr = config.addr.clone();
         match e {
@@ -367,20 +395,27 @@ pub fn connect_with(
     })
 }
 
-/// One attempt: each address in turn until a TCP connection is made, then the
-/// preamble exchange on that connection.
+/// One attempt: each address in turn until a TCP connection is made, then (with
+/// `tls`) the TLS handshake and the preamble exchange on that connection.
 fn attempt(
     addrs: &[SocketAddr],
     timeout: Duration,
+    tls: Option<&TlsSetup>,
     tcp: &mut impl FnMut(&SocketAddr, Duration) -> io::Result<TcpStream>,
-) -> Result<(TcpStream, SocketAddr), AttemptError> {
+) -> Result<(Stream, SocketAddr), AttemptError> {
     let mut failures = Vec::new();
     for addr in addrs {
         match tcp(addr, timeout) {
             Ok(stream) => {
-                return handshake(&stream, timeout)
+                let failed = |error| AttemptError::Handshake { peer: *addr, error };
+                let mut stream = match tls {
+                    Some(setup) => Stream::handshake(stream, setup, timeout)
+                        .map_err(|e| failed(HandshakeError::Tls(e)))?,
+                    None => Stream::from(stream),
+                };
+                return handshake(&mut stream, timeout)
                     .map(|()| (stream, *addr))
-                    .map_err(|error| AttemptError::Handshake { peer: *addr, error });
+                    .map_err(failed);
             }
             Err(e) => failures.push((*addr, e)),
         }
@@ -389,11 +424,12 @@ fn attempt(
 }
 
 /// Sends our preamble and checks the server's, waiting at most `timeout` for it.
-fn handshake(stream: &TcpStream, timeout: Duration) -> Result<(), HandshakeError> {
+fn handshake(stream: &mut Stream, timeout: Duration) -> Result<(), HandshakeError> {
     stream
+        .tcp()
         .set_read_timeout(Some(timeout))
         .map_err(HandshakeError::Io)?;
-    let mut io = FromStd::new(stream);
+    let mut io = FromStd::new(&mut *stream);
     write_preamble(&mut io).map_err(HandshakeError::Io)?;
     read_preamble(&mut io).map_err(|e| match e {
         ReadError::Transport(e) => HandshakeError::Io(e),
@@ -401,9 +437,10 @@ fn handshake(stream: &TcpStream, timeout: Duration) -> Result<(), HandshakeError
         ReadError::UnsupportedVersion { version } => HandshakeError::UnsupportedVersion(version),
         _ => HandshakeError::Closed,
     })?;
-    stream.set_read_timeout(None).map_err(HandshakeError::Io)?;
+    let tcp = stream.tcp();
+    tcp.set_read_timeout(None).map_err(HandshakeError::Io)?;
     // Chat lines are small and interactive: send each at once.
-    stream.set_nodelay(true).map_err(HandshakeError::Io)
+    tcp.set_nodelay(true).map_err(HandshakeError::Io)
 }
 
 #[cfg(test)]

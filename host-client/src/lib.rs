@@ -12,6 +12,7 @@
 //!   [`Sink`] for output, until the user leaves or the connection is lost;
 //! - [`run`] does both, as the binary does;
 //! - [`terminal`] supplies the line editor used when a person is at a terminal;
+//! - [`tls`] is TLS to a server with built-in TLS (`--tls`);
 //! - [`bench`] is the `host-client bench` load generator.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod retry;
 pub mod session;
 pub mod sink;
 pub mod terminal;
+pub mod tls;
 pub mod values;
 
 use std::fmt;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::{self, BufWriter};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -18,6 +18,7 @@ use crate::input::{InputEvent, LineSource};
 use crate::line::{classify, too_long_message, LineAction};
 use crate::render::{render, SeqTracker};
 use crate::sink::Sink;
+use crate::tls::Stream;
 
 /// Size of the receiving thread's read buffer.
 const READ_BUF: usize = 4096;
@@ -124,7 +125,7 @@ impl Interrupter {
     }
 }
 
-type Writer = Arc<Mutex<FromStd<BufWriter<TcpStream>>>>;
+type Writer = Arc<Mutex<FromStd<BufWriter<Stream>>>>;
 type SharedSink = Arc<Mutex<Box<dyn Sink>>>;
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,19 +177,20 @@ impl Shared {
 /// A connected session, ready to run.
 #[derive(Debug)]
 pub struct Session {
-    stream: TcpStream,
+    stream: Stream,
     events_tx: Sender<Event>,
     events_rx: Receiver<Event>,
     linger: Duration,
 }
 
 impl Session {
-    /// Takes over a stream that has completed the preamble exchange. After the
-    /// client leaves, it waits up to `linger` for the server to close.
-    pub fn new(stream: TcpStream, linger: Duration) -> Self {
+    /// Takes over a stream (a `TcpStream`, or a TLS [`Stream`]) that has completed
+    /// the preamble exchange. After the client leaves, it waits up to `linger` for
+    /// the server to close.
+    pub fn new(stream: impl Into<Stream>, linger: Duration) -> Self {
         let (events_tx, events_rx) = mpsc::channel();
         Self {
-            stream,
+            stream: stream.into(),
             events_tx,
             events_rx,
             linger,
@@ -348,7 +350,7 @@ impl Received {
 
 /// The receiving thread: prints what arrives until the connection ends, then tells
 /// the waiting thread.
-fn receive(mut reader: FrameReader<FromStd<TcpStream>, READ_BUF>, shared: &Shared) {
+fn receive(mut reader: FrameReader<FromStd<Stream>, READ_BUF>, shared: &Shared) {
     let mut state = Received::default();
     let how = loop {
         let frame = match reader.next_frame() {

@@ -59,6 +59,7 @@ fn config(addr: SocketAddr) -> Config {
         retry_delay: Duration::from_millis(10),
         connect_timeout: Duration::from_secs(5),
         linger: Duration::from_millis(500),
+        tls: None,
     }
 }
 

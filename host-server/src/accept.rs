@@ -10,19 +10,23 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use proto_core::{ErrorCode, PeerAddr};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::backplane;
+use crate::bind_addr::BindAddr;
 use crate::config::Config;
 use crate::context::{AddressCounted, Context, Counted, Counter};
 use crate::control::{Control, Stop};
 use crate::error::ServerError;
 use crate::gate::{self, Entry};
 use crate::outbox::End;
+use crate::proxy;
 use crate::refuse::refuse;
 use crate::session;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::{raise_fd_limit, send_now, wait_readable};
+use crate::tls;
 use crate::web;
 use crate::wire::{self, Mode};
 
@@ -43,21 +47,35 @@ const THREADS_GRACE: Duration = Duration::from_secs(2);
 /// [`ServerError::Resolve`] if the name does not resolve; [`ServerError::Bind`]
 /// (for the last address tried) if no address can be bound or listened on.
 pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
-    let addrs = config
-        .bind
-        .resolve()
-        .map_err(|source| ServerError::Resolve {
-            addr: config.bind.clone(),
-            source,
-        })?;
+    bind_addr(&config.bind, config.backlog)
+}
+
+/// Opens the listeners of `config.proxy_listen` (none if it is empty), each as
+/// [`bind`] opens the main one; they are passed to [`run_with_fronts`].
+///
+/// # Errors
+/// As [`bind`], for the first address that cannot be listened on.
+pub fn bind_fronts(config: &Config) -> Result<Vec<TcpListener>, ServerError> {
+    config
+        .proxy_listen
+        .iter()
+        .map(|addr| bind_addr(addr, config.backlog))
+        .collect()
+}
+
+/// Resolves `wanted` and listens on the first of its addresses that binds.
+fn bind_addr(wanted: &BindAddr, backlog: u32) -> Result<TcpListener, ServerError> {
+    let addrs = wanted.resolve().map_err(|source| ServerError::Resolve {
+        addr: wanted.clone(),
+        source,
+    })?;
     let mut failure = None;
     for (i, &addr) in addrs.iter().enumerate() {
-        match bind_one(addr, config.backlog) {
+        match bind_one(addr, backlog) {
             Ok(listener) => {
                 if addrs.len() > 1 {
                     tracing::info!(
-                        "{} resolves to {}; listening on {addr}",
-                        config.bind,
+                        "{wanted} resolves to {}; listening on {addr}",
                         addrs
                             .iter()
                             .map(ToString::to_string)
@@ -77,7 +95,7 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
     }
     // `resolve` never gives an empty list, so there was a failure.
     Err(failure.unwrap_or_else(|| ServerError::Resolve {
-        addr: config.bind.clone(),
+        addr: wanted.clone(),
         source: io::ErrorKind::NotFound.into(),
     }))
 }
@@ -102,13 +120,43 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// [`ServerError::Listener`] if the listener cannot be switched to non-blocking mode,
 /// [`ServerError::Thread`] if the server's own thread cannot be started.
 pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<(), ServerError> {
+    run_with_fronts(listener, Vec::new(), config, control)
+}
+
+/// As [`run`], also serving `fronts` (from [`bind_fronts`]): listeners whose
+/// connections come from trusted fronts (`config.proxy_trusted`) and open with a
+/// PROXY protocol header naming the client.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_fronts(
+    listener: TcpListener,
+    fronts: Vec<TcpListener>,
+    config: &Config,
+    control: &Control,
+) -> Result<(), ServerError> {
     if let Err(e) = raise_fd_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    listener
-        .set_nonblocking(true)
-        .map_err(ServerError::Listener)?;
-    let ctx = Arc::new(Context::new(config.clone(), control.clone())?);
+    let mut listeners = vec![(listener, Door::Public)];
+    listeners.extend(fronts.into_iter().map(|l| (l, Door::Front)));
+    for (listener, _) in &listeners {
+        listener
+            .set_nonblocking(true)
+            .map_err(ServerError::Listener)?;
+    }
+    let tls = load_tls(config)?;
+    let mut config = config.clone();
+    if tls.is_some() && config.thread_stack < tls::MIN_STACK {
+        // Threads that handshake or encrypt need more stack than plain ones (the
+        // pages are only touched by the cryptography, so idle clients cost no more).
+        config.thread_stack = tls::MIN_STACK;
+    }
+    let config = &config;
+    // The writer pool's threads encrypt too: they start with the raised stack.
+    let mut ctx = Context::new(config.clone(), control.clone())?;
+    ctx.tls = tls;
+    let ctx = Arc::new(ctx);
     let backplane = match &config.backplane {
         Some(bp) => Some(
             backplane::start(bp, &ctx.room, config.thread_stack).map_err(ServerError::Backplane)?,
@@ -118,7 +166,9 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
     if !config.allow.is_empty() {
         let nets: Vec<String> = config.allow.iter().map(ToString::to_string).collect();
         tracing::info!("accepting clients only from {}", nets.join(", "));
-        if let Ok(local) = listener.local_addr() {
+        // A front may forward clients of either family, whatever it listens on.
+        let public = listeners[0].0.local_addr();
+        if let (Ok(local), true) = (public, listeners.len() == 1) {
             for net in gate::never_admitted(&config.allow, local) {
                 tracing::warn!(
                     "--allow {net} can never match: the server listens on {local}, IPv4 \
@@ -129,8 +179,16 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
         }
     }
     let notices = spawn_notices(&ctx)?;
-    let how = accept_loop(&listener, &ctx);
-    drop(listener);
+    if listeners.len() > 1 {
+        let nets: Vec<String> = config
+            .proxy_trusted
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!("PROXY fronts trusted from {}", nets.join(", "));
+    }
+    let how = accept_loop(&listeners, &ctx);
+    drop(listeners);
     let how = match how {
         Ok(how) => how,
         Err(e) => {
@@ -152,6 +210,23 @@ pub fn run(listener: TcpListener, config: &Config, control: &Control) -> Result<
     Ok(())
 }
 
+/// Checks what can be checked before listening: that the TLS certificate and key
+/// (if any) load and belong together. [`run`] loads them again.
+///
+/// # Errors
+/// [`ServerError::Tls`], naming the file.
+pub fn check(config: &Config) -> Result<(), ServerError> {
+    load_tls(config).map(drop)
+}
+
+/// The TLS configuration `config` asks for, if any.
+fn load_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => tls::load(cert, key).map(Some).map_err(ServerError::Tls),
+        _ => Ok(None),
+    }
+}
+
 /// Starts the thread that sends join and leave notices in bursts (see `room`).
 fn spawn_notices(ctx: &Context) -> Result<thread::JoinHandle<()>, ServerError> {
     let room = ctx.room.clone();
@@ -167,11 +242,30 @@ fn spawn_notices(ctx: &Context) -> Result<thread::JoinHandle<()>, ServerError> {
         .map_err(ServerError::Thread)
 }
 
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// The main listener: the peer is the client.
+    Public,
+    /// A `--proxy-listen` listener: the peer is a front, and the client is named by
+    /// the PROXY header that opens the connection.
+    Front,
+}
+
 /// A connection accepted and counted (against its address too, if capped), waiting
 /// for its thread.
-type Admitted = (TcpStream, PeerAddr, Counted, Option<AddressCounted>);
+struct Admitted {
+    stream: TcpStream,
+    /// The peer: the client, or for a front's connection the front until its header
+    /// names the client.
+    peer: PeerAddr,
+    count: Counted,
+    address: Option<AddressCounted>,
+    /// The front's address, for a connection through a PROXY listener.
+    front: Option<SocketAddr>,
+}
 
-fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>) -> Result<Stop, ServerError> {
+fn accept_loop(listeners: &[(TcpListener, Door)], ctx: &Arc<Context>) -> Result<Stop, ServerError> {
     // Threads are started by a thread of their own, so a burst of connections is
     // taken off the kernel's backlog at once instead of overflowing it (an
     // overflow makes a connecting client wait a second for its SYN to be resent).
@@ -186,23 +280,32 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>) -> Result<Stop, Serve
         if let Some(how) = ctx.control.stopping() {
             break how;
         }
-        match listener.accept() {
-            Ok((stream, addr)) => {
-                if let Some(a) = admit(stream, addr, ctx) {
-                    let _ = admitted.send(a);
+        let mut idle = true;
+        for (listener, door) in listeners {
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    idle = false;
+                    let a = match door {
+                        Door::Public => admit(stream, addr, ctx),
+                        Door::Front => admit_front(stream, addr, ctx),
+                    };
+                    if let Some(a) = a {
+                        let _ = admitted.send(a);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => idle = false,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was
+                    // accepted: neither is the listener's fault, so pause and go on.
+                    tracing::warn!("accept failed: {e}");
+                    thread::sleep(ctx.config.accept_pause);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Woken by a connection, or after STOP_POLL to look for a stop request.
-                let _ = wait_readable(listener, Some(STOP_POLL));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // Out of descriptors, or a connection reset before it was accepted:
-                // neither is the listener's fault, so pause and go on.
-                tracing::warn!("accept failed: {e}");
-                thread::sleep(ctx.config.accept_pause);
-            }
+        }
+        if idle {
+            // Woken by a connection, or after STOP_POLL to look for a stop request.
+            let _ = wait_any_readable(listeners, STOP_POLL);
         }
     };
     drop(admitted);
@@ -218,49 +321,57 @@ fn admit(stream: TcpStream, addr: SocketAddr, ctx: &Arc<Context>) -> Option<Admi
         tracing::warn!("{peer}: cannot use the connection: {e}");
         return None;
     }
-    let config = &ctx.config;
-    let address = match gate::entry(
-        addr.ip(),
-        &config.allow,
-        config.max_per_address,
-        config.cap_loopback,
-    ) {
-        Entry::NotAllowed => {
-            tracing::warn!("{peer}: refused, not in the allow list");
-            let text = format!(
-                "{}: your address {} is not allowed on this server",
-                ErrorCode::REFUSED,
-                addr.ip().to_canonical()
-            );
-            turn_away(stream, peer, ErrorCode::REFUSED, text, ctx);
+    let address = match address_entry(addr, &peer, ctx) {
+        Ok(address) => address,
+        Err((code, text)) => {
+            turn_away(stream, peer, code, text, ctx);
             return None;
         }
-        Entry::Uncounted => None,
-        Entry::Counted(ip) => match ctx.count_address(ip, config.max_per_address) {
-            Ok(counted) => Some(counted),
-            Err(held) => {
-                let held = match held {
-                    1 => "1 connection".to_string(),
-                    n => format!("{n} connections"),
-                };
-                tracing::warn!(
-                    "{peer}: refused, {ip} already holds {held} (--max-per-address {})",
-                    config.max_per_address
-                );
-                let text = format!(
-                    "{}: {ip} already holds {held}, the most one address may; \
-                     close one and try again",
-                    ErrorCode::TOO_MANY_FROM_ADDRESS
-                );
-                turn_away(stream, peer, ErrorCode::TOO_MANY_FROM_ADDRESS, text, ctx);
-                return None;
-            }
-        },
     };
+    let (stream, count) = count_session(stream, peer, ctx)?;
+    Some(Admitted {
+        stream,
+        peer,
+        count,
+        address,
+        front: None,
+    })
+}
+
+/// Counts in a connection on a PROXY listener if its peer is a trusted front and
+/// the room is not full; its client's address is checked once the header names it
+/// (see [`forwarded`]). An untrusted peer is closed unheard, with a log line.
+fn admit_front(stream: TcpStream, addr: SocketAddr, ctx: &Arc<Context>) -> Option<Admitted> {
+    let peer = PeerAddr::from(addr);
+    let ip = addr.ip().to_canonical();
+    if !ctx.config.proxy_trusted.iter().any(|net| net.contains(&ip)) {
+        tracing::warn!("{peer}: closed, not a trusted PROXY front (--proxy-trusted)");
+        return None;
+    }
+    if let Err(e) = stream.set_nonblocking(false) {
+        tracing::warn!("{peer}: cannot use the connection: {e}");
+        return None;
+    }
+    let (stream, count) = count_session(stream, peer, ctx)?;
+    Some(Admitted {
+        stream,
+        peer,
+        count,
+        address: None,
+        front: Some(addr),
+    })
+}
+
+/// Counts one more session, or turns the connection away as the room is full.
+fn count_session(
+    stream: TcpStream,
+    peer: PeerAddr,
+    ctx: &Arc<Context>,
+) -> Option<(TcpStream, Counted)> {
+    let config = &ctx.config;
     match ctx.count(Counter::Sessions, config.max_clients) {
-        Some(counted) => Some((stream, peer, counted, address)),
+        Some(counted) => Some((stream, counted)),
         None => {
-            // `address` is given back when it is dropped here.
             tracing::warn!("{peer}: refused, server full");
             let text = format!(
                 "{}: the room holds {} clients; try again later",
@@ -273,16 +384,110 @@ fn admit(stream: TcpStream, addr: SocketAddr, ctx: &Arc<Context>) -> Option<Admi
     }
 }
 
+/// What the allow list and the per-address cap say of a client at `addr` (`who` in
+/// the log): its unit of the cap (if counted), or the code and text of a refusal.
+fn address_entry(
+    addr: SocketAddr,
+    who: &dyn std::fmt::Display,
+    ctx: &Arc<Context>,
+) -> Result<Option<AddressCounted>, (ErrorCode, String)> {
+    let config = &ctx.config;
+    let cap = gate::Cap {
+        max: config.max_per_address,
+        loopback: config.cap_loopback,
+        ipv6_prefix: config.ipv6_prefix,
+    };
+    match gate::entry(addr.ip(), &config.allow, cap) {
+        Entry::NotAllowed => {
+            tracing::warn!("{who}: refused, not in the allow list");
+            let text = format!(
+                "{}: your address {} is not allowed on this server",
+                ErrorCode::REFUSED,
+                addr.ip().to_canonical()
+            );
+            Err((ErrorCode::REFUSED, text))
+        }
+        Entry::Uncounted => Ok(None),
+        Entry::Counted(ip) => match ctx.count_address(ip, config.max_per_address) {
+            Ok(counted) => Ok(Some(counted)),
+            Err(held) => {
+                let held = match held {
+                    1 => "1 connection".to_string(),
+                    n => format!("{n} connections"),
+                };
+                tracing::warn!(
+                    "{who}: refused, {ip} already holds {held} (--max-per-address {})",
+                    config.max_per_address
+                );
+                let text = format!(
+                    "{}: {ip} already holds {held}, the most one address may; \
+                     close one and try again",
+                    ErrorCode::TOO_MANY_FROM_ADDRESS
+                );
+                Err((ErrorCode::TOO_MANY_FROM_ADDRESS, text))
+            }
+        },
+    }
+}
+
+/// What the PROXY header of a front's connection decided.
+enum Forwarded {
+    /// The client it names, admitted, with its unit of the cap if counted.
+    Client(PeerAddr, Option<AddressCounted>),
+    /// The header was bad or missing (logged): close the connection unheard.
+    Closed,
+    /// The client it names is refused, with this code and text.
+    Refused(PeerAddr, ErrorCode, String),
+}
+
+/// Reads the PROXY header of a connection from the front at `front`, and checks the
+/// client it names as [`admit`] checks a direct one.
+fn forwarded(stream: &TcpStream, front: SocketAddr, ctx: &Arc<Context>) -> Forwarded {
+    let via = PeerAddr::from(front);
+    let source = match proxy::read_header(stream, ctx.config.proxy_timeout) {
+        Ok(source) => source,
+        Err(e) => {
+            tracing::warn!("{via}: PROXY front closed: {e}");
+            return Forwarded::Closed;
+        }
+    };
+    // LOCAL and UNKNOWN: the front speaks for itself (a health check).
+    let addr = source.unwrap_or(front);
+    let peer = PeerAddr::from(addr);
+    let who = format!("{peer} (via {via})");
+    match address_entry(addr, &who, ctx) {
+        Ok(address) => Forwarded::Client(peer, address),
+        Err((code, text)) => Forwarded::Refused(peer, code, text),
+    }
+}
+
 /// Starts the thread that serves an admitted connection.
-fn start_session((stream, peer, count, address): Admitted, stack: usize) {
+fn start_session(admitted: Admitted, stack: usize) {
+    let Admitted {
+        stream,
+        peer,
+        count,
+        address,
+        front,
+    } = admitted;
     let spawned = thread::Builder::new()
         .name(format!("reader {peer}"))
         .stack_size(stack)
         .spawn(move || {
             let ctx = count.context().clone();
             let _count = count;
-            let _address = address;
-            if catch_unwind(AssertUnwindSafe(|| session::serve(stream, peer, &ctx))).is_err() {
+            let (peer, _address) = match front {
+                None => (peer, address),
+                Some(front) => match forwarded(&stream, front, &ctx) {
+                    Forwarded::Client(peer, address) => (peer, address),
+                    Forwarded::Closed => return,
+                    Forwarded::Refused(peer, code, text) => {
+                        return turn_away(stream, peer, code, text, &ctx);
+                    }
+                },
+            };
+            let serve = || session::serve(stream, peer, front, &ctx);
+            if catch_unwind(AssertUnwindSafe(serve)).is_err() {
                 tracing::error!("{peer}: connection thread panicked; connection closed");
             }
         });
@@ -301,26 +506,45 @@ fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, c
     };
     let timeout = ctx.config.sniff_timeout;
     let web = ctx.config.web;
+    let ctx = ctx.clone();
     let _ = thread::Builder::new()
         .name(format!("refuser {peer}"))
         .stack_size(ctx.config.thread_stack)
         .spawn(move || {
             let _count = count;
+            // A refusal goes out in the client's own form, over TLS to a TLS
+            // client; a binary client that asks for another version is still told
+            // in binary, a browser in HTTP.
+            let Some(conn) = session::secure(stream, peer, &ctx) else {
+                return;
+            };
             // Enough of a first line to tell an HTTP request.
             let mut buf = [0u8; 64];
             let until = if web { Until::FirstLine } else { Until::Mode };
-            // A refusal goes out in the client's own form; a binary client that
-            // asks for another version is still told in binary, a browser in HTTP.
-            let (mode, have) = match opening(&stream, &mut buf, timeout, until) {
+            let (mode, have) = match opening(&conn, &mut buf, timeout, until) {
                 Ok(Opening::Speaks(mode, have)) => (mode, have),
                 Ok(Opening::WrongVersion(_)) => (Mode::Binary, 0),
                 Ok(Opening::Silent) | Err(_) => (Mode::Text, 0),
             };
             if web && mode == Mode::Text && web::is_request(&buf[..have]) {
-                return refuse(&stream, &web::unavailable(&text));
+                return refuse(&conn, &web::unavailable(&text));
             }
-            refuse(&stream, &wire::refusal(mode, code, &text));
+            refuse(&conn, &wire::refusal(mode, code, &text));
         });
+}
+
+/// Waits until one of `listeners` has a connection waiting, at most `timeout`.
+fn wait_any_readable(listeners: &[(TcpListener, Door)], timeout: Duration) -> io::Result<()> {
+    if let [(only, _)] = listeners {
+        return wait_readable(only, Some(timeout));
+    }
+    let timeout = Timespec::try_from(timeout).ok();
+    let mut fds: Vec<PollFd<'_>> = listeners
+        .iter()
+        .map(|(l, _)| PollFd::new(l, PollFlags::IN))
+        .collect();
+    poll(&mut fds, timeout.as_ref())?;
+    Ok(())
 }
 
 /// Closes every connection the way `how` says, then waits for their threads.

@@ -1,6 +1,7 @@
 //! The command line: every setting of [`Config`] as a flag, with its default.
 
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -61,6 +62,13 @@ its addresses that binds, IPv4 first")]
     /// exempt by default: behind a local TLS front every client is 127.0.0.1.
     #[arg(long)]
     pub cap_loopback: bool,
+
+    /// Prefix length that makes one IPv6 host for --max-per-address: every address
+    /// in one such network counts as the same host (a host is normally given a whole
+    /// /64). 128 counts each address on its own.
+    #[arg(long, value_name = "BITS", default_value_t = defaults().ipv6_prefix,
+          value_parser = whole::<u8>(1, 128))]
+    pub ipv6_prefix: u8,
 
     /// Accept clients only from this network: CIDR such as 192.168.1.0/24 or
     /// fd00::/8, or one address; repeat for more. Others are refused with a notice.
@@ -129,7 +137,8 @@ its addresses that binds, IPv4 first")]
           value_parser = whole::<u64>(0, 900))]
     pub shutdown_grace_ms: u64,
 
-    /// Stack size of each connection thread, in bytes (small, so thousands fit).
+    /// Stack size of each connection thread, in bytes (small, so thousands fit; at
+    /// least 262144 with --tls-cert, for the cryptography).
     #[arg(long, value_name = "BYTES", default_value_t = defaults().thread_stack as u64,
           value_parser = whole::<u64>(32 * 1024, 8 << 20))]
     pub thread_stack: u64,
@@ -166,6 +175,44 @@ its addresses that binds, IPv4 first")]
     #[arg(long, value_name = "N", default_value_t = defaults().max_refusers as u64,
           value_parser = whole::<u64>(0, 1024))]
     pub max_refusers: u64,
+
+    /// Also listen here for trusted fronts (haproxy send-proxy/send-proxy-v2, stunnel
+    /// protocol = proxy): every connection must open with a PROXY v1 or v2 header,
+    /// whose client address is then the connection's address (room, --max-per-address,
+    /// --allow, log). Repeat for more. The --bind port never reads PROXY headers.
+    #[arg(long, value_name = "ADDR")]
+    pub proxy_listen: Vec<BindAddr>,
+
+    /// A front allowed on --proxy-listen: CIDR or one address; repeat for more.
+    /// Connections from any other peer are closed unheard. Default loopback only
+    /// (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDR", value_parser = parse_net, requires = "proxy_listen")]
+    pub proxy_trusted: Vec<IpNet>,
+
+    /// Milliseconds a front has to send its PROXY header before the connection is
+    /// closed.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().proxy_timeout),
+          value_parser = whole::<u64>(100, 60_000), requires = "proxy_listen")]
+    pub proxy_timeout_ms: u64,
+
+    /// PEM certificate chain (leaf first) for built-in TLS on the --bind port: a
+    /// client that opens with a TLS handshake gets TLS, others stay plain unless
+    /// --tls-required. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1: RSA, ECDSA or Ed25519).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Refuse clients that do not start TLS (they get a notice in plain text).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_required: bool,
+
+    /// Milliseconds a TLS handshake may take before the connection is closed.
+    #[arg(long, value_name = "MS", default_value_t = millis(defaults().tls_handshake_timeout),
+          value_parser = whole::<u64>(100, 60_000), requires = "tls_cert")]
+    pub tls_handshake_timeout_ms: u64,
 
     /// Serve no chat page and no WebSocket: every HTTP request is refused with a
     /// text notice. By default `GET /` is the chat page and `GET /ws` joins the room.
@@ -344,6 +391,7 @@ impl Cli {
             max_clients: size(self.max_clients),
             max_per_address: size(self.max_per_address),
             cap_loopback: self.cap_loopback,
+            ipv6_prefix: self.ipv6_prefix,
             allow: self.allow.clone(),
             outbox_limit: size(self.outbox_limit),
             pace_at: size(self.pace_at),
@@ -362,6 +410,17 @@ impl Cli {
             send_buffer: self.send_buffer.map(size),
             accept_pause: Duration::from_millis(self.accept_pause_ms),
             max_refusers: size(self.max_refusers),
+            proxy_listen: self.proxy_listen.clone(),
+            proxy_trusted: if self.proxy_trusted.is_empty() {
+                defaults().proxy_trusted
+            } else {
+                self.proxy_trusted.clone()
+            },
+            proxy_timeout: Duration::from_millis(self.proxy_timeout_ms),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_required: self.tls_required,
+            tls_handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
             web: !self.no_web,
             web_origins: self.web_origin.clone(),
             http_head_limit: size(self.http_head_limit),
@@ -404,6 +463,8 @@ mod tests {
             "--max-per-address",
             "2",
             "--cap-loopback",
+            "--ipv6-prefix",
+            "56",
             "--allow",
             "10.0.0.0/8",
             "--allow",
@@ -440,6 +501,19 @@ mod tests {
             "13",
             "--max-refusers",
             "5",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--proxy-trusted",
+            "10.1.0.0/16",
+            "--proxy-timeout-ms",
+            "1500",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-required",
+            "--tls-handshake-timeout-ms",
+            "2500",
             "--no-web",
             "--web-origin",
             "http://Chat.lan:80/",
@@ -459,6 +533,7 @@ mod tests {
             max_clients: 3,
             max_per_address: 2,
             cap_loopback: true,
+            ipv6_prefix: 56,
             allow: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             outbox_limit: 200_000,
             pace_at: 5000,
@@ -477,6 +552,13 @@ mod tests {
             send_buffer: Some(8192),
             accept_pause: Duration::from_millis(13),
             max_refusers: 5,
+            proxy_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            proxy_trusted: vec!["10.1.0.0/16".parse().unwrap()],
+            proxy_timeout: Duration::from_millis(1500),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            tls_required: true,
+            tls_handshake_timeout: Duration::from_millis(2500),
             web: false,
             web_origins: vec!["http://chat.lan".into(), "https://x.example:8443".into()],
             http_head_limit: 2048,
@@ -640,6 +722,14 @@ mod tests {
             ["host-server", "--allow", "10.0.0.0/33"],
             ["host-server", "--allow", "lan"],
             ["host-server", "--allow", ""],
+            ["host-server", "--proxy-trusted", "127.0.0.1"],
+            ["host-server", "--proxy-timeout-ms", "99"],
+            ["host-server", "--ipv6-prefix", "0"],
+            ["host-server", "--ipv6-prefix", "129"],
+            ["host-server", "--tls-cert", "c.pem"],
+            ["host-server", "--tls-key", "k.pem"],
+            ["host-server", "--tls-required", "--stall-timeout=9"],
+            ["host-server", "--tls-handshake-timeout-ms", "99"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

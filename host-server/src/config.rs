@@ -1,10 +1,11 @@
 //! Every limit of the server, with its default and the reason for it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::backplane::BackplaneConfig;
 use crate::bind_addr::{BindAddr, DEFAULT_PORT};
@@ -35,6 +36,11 @@ pub struct Config {
     /// Default false: behind a local TLS front every client is 127.0.0.1, and local
     /// users are the machine's own.
     pub cap_loopback: bool,
+    /// The prefix length that makes one IPv6 host for `max_per_address`: all
+    /// addresses in one such network count as one host. Default 64, since a host
+    /// (or a home) is normally given a whole /64 and can pick any address in it; 128
+    /// counts each address on its own.
+    pub ipv6_prefix: u8,
     /// The networks clients may connect from; a connection from outside all of them
     /// is refused with a notice before it is counted or announced. Empty (the
     /// default) lets everyone who reaches the port in. Loopback is not implied: list
@@ -86,7 +92,8 @@ pub struct Config {
     /// before their connections are cut. Default 500 ms.
     pub shutdown_grace: Duration,
     /// Stack size of each connection's thread (and the writer pool's). Default 64 KiB,
-    /// so thousands of clients fit in memory.
+    /// so thousands of clients fit in memory; with TLS at least 256 KiB, for the
+    /// cryptography.
     pub thread_stack: usize,
     /// Threads of the writer pool, which sends what a client's socket did not take at
     /// once (write-through from the broadcasting thread sends the rest). Default 0:
@@ -111,6 +118,32 @@ pub struct Config {
     /// the client is binary. Past this, refusals are sent at once in text form.
     /// Default 64.
     pub max_refusers: usize,
+    /// Extra listeners for trusted fronts (`--proxy-listen`): every connection on
+    /// them must open with a PROXY protocol header (v1 or v2) naming the client the
+    /// front forwards, and that client's address is used everywhere (the room, the
+    /// per-address cap, `allow`, the log). Empty (the default): none. The main
+    /// listener never reads PROXY headers.
+    pub proxy_listen: Vec<BindAddr>,
+    /// The peers allowed to connect to the PROXY listeners; a connection from any
+    /// other is closed unheard. Default loopback only (127.0.0.0/8, ::1): a front on
+    /// the same machine.
+    pub proxy_trusted: Vec<IpNet>,
+    /// How long a front has to send its PROXY header before the connection is
+    /// closed. Default 5 s.
+    pub proxy_timeout: Duration,
+    /// The PEM certificate chain (leaf first) and private key for built-in TLS
+    /// (`--tls-cert`, `--tls-key`): a client whose first bytes open a TLS handshake
+    /// gets TLS on the same port. `None` (the default): no TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not start TLS, with a notice in plain text. Default
+    /// false: plain and TLS clients share the port.
+    pub tls_required: bool,
+    /// How long a TLS handshake may take before the connection is closed. Default
+    /// 5 s; connections in their handshake count toward `max_clients` and
+    /// `max_per_address`.
+    pub tls_handshake_timeout: Duration,
     /// Whether the port also serves the room to browsers: `GET /` answers with the
     /// chat page and `GET /ws` joins the room over a WebSocket. Default true; false
     /// (`--no-web`) refuses every HTTP request with a text notice, as before.
@@ -153,6 +186,7 @@ impl Default for Config {
             max_clients: 16_000,
             max_per_address: 16,
             cap_loopback: false,
+            ipv6_prefix: crate::gate::DEFAULT_IPV6_PREFIX,
             allow: Vec::new(),
             outbox_limit: 1 << 20,
             pace_at: 64 * 1024,
@@ -171,6 +205,16 @@ impl Default for Config {
             send_buffer: None,
             accept_pause: Duration::from_millis(100),
             max_refusers: 64,
+            proxy_listen: Vec::new(),
+            proxy_trusted: vec![
+                IpNet::from(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
+                IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ],
+            proxy_timeout: Duration::from_secs(5),
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            tls_handshake_timeout: Duration::from_secs(5),
             web: true,
             web_origins: Vec::new(),
             http_head_limit: 8192,

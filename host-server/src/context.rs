@@ -3,7 +3,6 @@
 //! run at once, and the connections each capped address holds.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -11,6 +10,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::control::Control;
 use crate::error::ServerError;
+use crate::gate::Host;
 use crate::outbox::{Pool, Workers};
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
@@ -25,13 +25,15 @@ pub(crate) struct Context {
     pub(crate) pool: Arc<Pool>,
     /// The pool's threads, until [`Context::stop_writers`].
     workers: Mutex<Option<Workers>>,
+    /// The TLS configuration, when the server has a certificate (see `tls`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections being served (in the room or about to be).
     sessions: AtomicUsize,
     /// Threads turning away connections over the limit.
     refusers: AtomicUsize,
     /// Connections held by each address the per-address cap counts; an address
     /// leaves the map with its last connection, so it holds only live ones.
-    per_address: Mutex<HashMap<IpAddr, usize>>,
+    per_address: Mutex<HashMap<Host, usize>>,
     /// Addresses that loaded the chat page lately (see `web::Visits`).
     pub(crate) visits: Visits,
     /// Signalled when the last counted thread ends, for [`Context::wait_idle`].
@@ -67,6 +69,7 @@ impl Context {
             room,
             pool,
             workers: Mutex::new(Some(workers)),
+            tls: None,
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
@@ -100,11 +103,11 @@ impl Context {
         Some(Counted(self.clone(), which))
     }
 
-    /// Counts one more connection from `ip` if it holds fewer than `limit` now;
-    /// otherwise gives how many it holds.
+    /// Counts one more connection from `ip` (a host: an address, or an IPv6
+    /// network) if it holds fewer than `limit` now; otherwise gives how many it holds.
     pub(crate) fn count_address(
         self: &Arc<Self>,
-        ip: IpAddr,
+        ip: Host,
         limit: usize,
     ) -> Result<AddressCounted, usize> {
         let mut held = lock(&self.per_address);
@@ -153,7 +156,7 @@ impl Drop for Counted {
 /// One connection counted against its address, given back when dropped (also when
 /// its thread panics, could not be started, or the connection is refused for
 /// another reason after it was counted).
-pub(crate) struct AddressCounted(Arc<Context>, IpAddr);
+pub(crate) struct AddressCounted(Arc<Context>, Host);
 
 impl Drop for AddressCounted {
     fn drop(&mut self) {
@@ -175,15 +178,19 @@ mod tests {
         Arc::new(Context::new(Config::default(), Control::new()).unwrap())
     }
 
-    fn held(ctx: &Context, ip: IpAddr) -> Option<usize> {
+    fn host(s: &str) -> Host {
+        Host::from(s.parse::<std::net::IpAddr>().unwrap())
+    }
+
+    fn held(ctx: &Context, ip: Host) -> Option<usize> {
         lock(&ctx.per_address).get(&ip).copied()
     }
 
     #[test]
     fn an_address_holds_at_most_its_limit_and_gets_units_back_when_dropped() {
         let ctx = context();
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a = host("192.0.2.1");
+        let b = host("192.0.2.2");
         let mut units: Vec<_> = (0..3).map(|_| ctx.count_address(a, 3).unwrap()).collect();
         assert_eq!(ctx.count_address(a, 3).err(), Some(3));
         // Another address is not affected.
@@ -199,7 +206,7 @@ mod tests {
     #[test]
     fn a_unit_is_given_back_when_its_thread_panics() {
         let ctx = context();
-        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let a = host("2001:db8::1");
         let unit = ctx.count_address(a, 1).unwrap();
         let joined = std::thread::spawn(move || {
             let _unit = unit;

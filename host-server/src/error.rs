@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use crate::backplane::BackplaneError;
 use crate::bind_addr::BindAddr;
+use crate::tls::TlsError;
 
 /// Why the server could not start or keep listening.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub enum ServerError {
     Pool(io::Error),
     /// The room's backplane could not be joined.
     Backplane(BackplaneError),
+    /// The TLS certificate or key cannot be used.
+    Tls(TlsError),
 }
 
 impl fmt::Display for ServerError {
@@ -46,6 +49,7 @@ impl fmt::Display for ServerError {
             ServerError::Thread(e) => write!(f, "cannot start a thread: {e}"),
             ServerError::Pool(e) => write!(f, "cannot set up the writer pool: {e}"),
             ServerError::Backplane(e) => write!(f, "{e}"),
+            ServerError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
@@ -56,6 +60,7 @@ impl std::error::Error for ServerError {
             ServerError::Bind { source, .. } | ServerError::Resolve { source, .. } => Some(source),
             ServerError::Listener(e) | ServerError::Thread(e) | ServerError::Pool(e) => Some(e),
             ServerError::Backplane(e) => Some(e),
+            ServerError::Tls(e) => Some(e),
         }
     }
 }

@@ -3,9 +3,10 @@
 //! per-address cap (`--max-per-address`) counts. Pure: the counting itself is in
 //! `context`.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// What the address of a new connection allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,20 +16,72 @@ pub(crate) enum Entry {
     /// Admit it without counting it against its address (no cap, or an exempt
     /// loopback peer).
     Uncounted,
-    /// Admit it if this address (IPv4-mapped IPv6 already made IPv4) holds fewer
-    /// than the cap.
-    Counted(IpAddr),
+    /// Admit it if this host holds fewer than the cap.
+    Counted(Host),
 }
 
-/// The entry of a peer at `ip` under an allow list (`allow`, empty for everyone),
-/// a cap of `max_per_address` connections per address (0 for none), and
-/// `cap_loopback` (whether loopback peers are counted too).
-pub(crate) fn entry(
+/// What the per-address cap counts as one host: an IPv4 address (IPv4-mapped IPv6
+/// already made IPv4), or an IPv6 network of the configured prefix length, as one
+/// IPv6 host usually holds a whole /64 and can pick any address in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Host {
+    /// The address, host bits beyond `prefix` cleared.
     ip: IpAddr,
-    allow: &[IpNet],
-    max_per_address: usize,
-    cap_loopback: bool,
-) -> Entry {
+    /// Bits of `ip` that name the host (32 for IPv4).
+    prefix: u8,
+}
+
+impl Host {
+    /// The host `ip` belongs to when IPv6 hosts are counted by `/ipv6_prefix`.
+    pub(crate) fn of(ip: IpAddr, ipv6_prefix: u8) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = ipv6_prefix.min(128);
+                let net = Ipv6Net::new(v6, prefix).map_or(v6, |n| n.network());
+                Self {
+                    ip: IpAddr::V6(net),
+                    prefix,
+                }
+            }
+            v4 => Self { ip: v4, prefix: 32 },
+        }
+    }
+}
+
+impl From<IpAddr> for Host {
+    /// The single address `ip`.
+    fn from(ip: IpAddr) -> Self {
+        Self::of(ip, 128)
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V6(_) if self.prefix < 128 => write!(f, "{}/{}", self.ip, self.prefix),
+            ip => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// The default of `--ipv6-prefix`: a /64 is what one IPv6 host (or one home) is
+/// normally given, and it can use any address in it.
+pub(crate) const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// How the per-address cap is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cap {
+    /// Connections one host may hold (0 for no cap).
+    pub(crate) max: usize,
+    /// Whether loopback peers are counted too.
+    pub(crate) loopback: bool,
+    /// Prefix length that makes one IPv6 host (128: each address).
+    pub(crate) ipv6_prefix: u8,
+}
+
+/// The entry of a peer at `ip` under an allow list (`allow`, empty for everyone)
+/// and the per-address `cap`.
+pub(crate) fn entry(ip: IpAddr, allow: &[IpNet], cap: Cap) -> Entry {
     // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; they are the same
     // host as a.b.c.d, for the allow list and for the count.
     let ip = ip.to_canonical();
@@ -37,10 +90,10 @@ pub(crate) fn entry(
     }
     // Behind a local TLS front every client is 127.0.0.1, and local users are the
     // machine's own: loopback is exempt unless asked otherwise.
-    if max_per_address == 0 || (ip.is_loopback() && !cap_loopback) {
+    if cap.max == 0 || (ip.is_loopback() && !cap.loopback) {
         return Entry::Uncounted;
     }
-    Entry::Counted(ip)
+    Entry::Counted(Host::of(ip, cap.ipv6_prefix))
 }
 
 /// The networks of `allow` no client of a listener on `local` can come from: IPv6
@@ -106,6 +159,20 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The default cap of 16, loopback exempt unless `loopback`, IPv6 hosts by /128
+    /// (each address) so that addresses are what the older tests compare.
+    fn cap(max: usize, loopback: bool) -> Cap {
+        Cap {
+            max,
+            loopback,
+            ipv6_prefix: 128,
+        }
+    }
+
+    fn counted(s: &str) -> Entry {
+        Entry::Counted(Host::from(ip(s)))
+    }
+
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| parse_net(s).unwrap()).collect()
     }
@@ -113,12 +180,12 @@ mod tests {
     #[test]
     fn without_an_allow_list_everyone_enters_and_is_counted() {
         assert_eq!(
-            entry(ip("192.0.2.7"), &[], 16, false),
-            Entry::Counted(ip("192.0.2.7"))
+            entry(ip("192.0.2.7"), &[], cap(16, false)),
+            counted("192.0.2.7")
         );
         assert_eq!(
-            entry(ip("2001:db8::1"), &[], 16, false),
-            Entry::Counted(ip("2001:db8::1"))
+            entry(ip("2001:db8::1"), &[], cap(16, false)),
+            counted("2001:db8::1")
         );
     }
 
@@ -126,11 +193,11 @@ mod tests {
     fn the_allow_list_refuses_addresses_outside_every_network() {
         let allow = nets(&["192.168.1.0/24", "::1/128", "fd00::/8"]);
         for inside in ["192.168.1.1", "192.168.1.255", "::1", "fd12::3"] {
-            assert_ne!(entry(ip(inside), &allow, 16, false), Entry::NotAllowed);
+            assert_ne!(entry(ip(inside), &allow, cap(16, false)), Entry::NotAllowed);
         }
         for outside in ["192.168.2.1", "10.0.0.1", "127.0.0.1", "fe80::1", "::2"] {
             assert_eq!(
-                entry(ip(outside), &allow, 16, false),
+                entry(ip(outside), &allow, cap(16, false)),
                 Entry::NotAllowed,
                 "{outside}"
             );
@@ -141,16 +208,16 @@ mod tests {
     fn ipv4_mapped_peers_are_their_ipv4_address() {
         let allow = nets(&["192.168.1.0/24"]);
         assert_eq!(
-            entry(ip("::ffff:192.168.1.9"), &allow, 16, false),
-            Entry::Counted(ip("192.168.1.9"))
+            entry(ip("::ffff:192.168.1.9"), &allow, cap(16, false)),
+            counted("192.168.1.9")
         );
         assert_eq!(
-            entry(ip("::ffff:10.0.0.1"), &allow, 16, false),
+            entry(ip("::ffff:10.0.0.1"), &allow, cap(16, false)),
             Entry::NotAllowed
         );
         // Mapped loopback is loopback, so it is exempt too.
         assert_eq!(
-            entry(ip("::ffff:127.0.0.1"), &[], 16, false),
+            entry(ip("::ffff:127.0.0.1"), &[], cap(16, false)),
             Entry::Uncounted
         );
     }
@@ -158,14 +225,52 @@ mod tests {
     #[test]
     fn loopback_is_exempt_unless_capped_and_zero_turns_the_cap_off() {
         for lo in ["127.0.0.1", "127.0.0.2", "::1"] {
-            assert_eq!(entry(ip(lo), &[], 16, false), Entry::Uncounted);
-            assert_eq!(entry(ip(lo), &[], 16, true), Entry::Counted(ip(lo)));
+            assert_eq!(entry(ip(lo), &[], cap(16, false)), Entry::Uncounted);
+            assert_eq!(
+                entry(ip(lo), &[], cap(16, true)),
+                Entry::Counted(Host::from(ip(lo)))
+            );
         }
-        assert_eq!(entry(ip("192.0.2.7"), &[], 0, true), Entry::Uncounted);
+        assert_eq!(entry(ip("192.0.2.7"), &[], cap(0, true)), Entry::Uncounted);
         // The allow list applies to loopback like to any address.
         let allow = nets(&["127.0.0.2"]);
-        assert_eq!(entry(ip("127.0.0.3"), &allow, 16, false), Entry::NotAllowed);
-        assert_eq!(entry(ip("127.0.0.2"), &allow, 16, false), Entry::Uncounted);
+        assert_eq!(
+            entry(ip("127.0.0.3"), &allow, cap(16, false)),
+            Entry::NotAllowed
+        );
+        assert_eq!(
+            entry(ip("127.0.0.2"), &allow, cap(16, false)),
+            Entry::Uncounted
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts_are_counted_by_their_prefix() {
+        let by_64 = Cap {
+            ipv6_prefix: 64,
+            ..cap(16, false)
+        };
+        let a = entry(ip("2001:db8:1:2:aaaa::1"), &[], by_64);
+        let b = entry(ip("2001:db8:1:2:bbbb::7"), &[], by_64);
+        let other = entry(ip("2001:db8:1:3::1"), &[], by_64);
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        let Entry::Counted(host) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(host.to_string(), "2001:db8:1:2::/64");
+        // 128 is the old rule: each address is a host.
+        assert_ne!(
+            entry(ip("2001:db8:1:2:aaaa::1"), &[], cap(16, false)),
+            entry(ip("2001:db8:1:2:bbbb::7"), &[], cap(16, false))
+        );
+        assert_eq!(Host::of(ip("2001:db8::1"), 128).to_string(), "2001:db8::1");
+        // IPv4, mapped or not, is one address whatever the prefix.
+        assert_eq!(
+            entry(ip("::ffff:192.0.2.7"), &[], by_64),
+            counted("192.0.2.7")
+        );
+        assert_eq!(Host::of(ip("192.0.2.7"), 48).to_string(), "192.0.2.7");
     }
 
     #[test]

@@ -37,7 +37,9 @@ mod accept;
 mod context;
 mod gate;
 
-// A new connection: its mode from its first bytes, or a refusal.
+// A new connection: the PROXY header of a front's, its mode from its first bytes,
+// or a refusal.
+mod proxy;
 mod sniff;
 
 mod refuse;
@@ -45,9 +47,11 @@ mod refuse;
 // A client's life: join, read, leave; its connection.
 mod session;
 
-mod conn;
-
 mod departure;
+
+// Its connection (plain or TLS) and TLS handshake.
+mod conn;
+mod tls;
 
 // A browser: the chat page, and the WebSocket it joins through.
 mod web;
@@ -77,7 +81,7 @@ mod control;
 mod error;
 mod sys;
 
-pub use accept::{bind, run};
+pub use accept::{bind, bind_fronts, check, run, run_with_fronts};
 pub use backplane::{probe as probe_backplane, valid_room_name, BackplaneConfig, BackplaneError};
 pub use bind_addr::{BindAddr, BindAddrError, DEFAULT_PORT};
 pub use cli::Cli;
@@ -86,4 +90,5 @@ pub use console::{console, stdin_console};
 pub use control::{Control, Stop};
 pub use error::ServerError;
 pub use sys::raise_fd_limit;
+pub use tls::TlsError;
 pub use web::parse_origin;

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::Parser;
-use host_server::{bind, console, probe_backplane, run, stdin_console, Cli, Control, Stop};
+use host_server::{
+    bind, bind_fronts, check, console, probe_backplane, run_with_fronts, stdin_console, Cli,
+    Control, Stop,
+};
 
 fn main() -> ExitCode {
     // Connection threads have small stacks; the default hook may walk and print a
@@ -29,8 +32,15 @@ fn main() -> ExitCode {
                 .exit()
         }
     };
+    if let Err(e) = check(&config) {
+        return fail(&e);
+    }
     let listener = match bind(&config) {
         Ok(listener) => listener,
+        Err(e) => return fail(&e),
+    };
+    let fronts = match bind_fronts(&config) {
+        Ok(fronts) => fronts,
         Err(e) => return fail(&e),
     };
     // Scripts wait for the `listening on` line: a backplane that cannot be reached
@@ -40,12 +50,8 @@ fn main() -> ExitCode {
             return fail(&e);
         }
     }
-    match listener.local_addr() {
-        Ok(addr) => {
-            let mut out = io::stdout().lock();
-            let _ = writeln!(out, "listening on {addr}").and_then(|()| out.flush());
-        }
-        Err(e) => return fail(&e),
+    if let Err(e) = announce(&listener, &fronts) {
+        return fail(&e);
     }
     let control = Control::new();
     let on_signal = control.clone();
@@ -62,10 +68,21 @@ fn main() -> ExitCode {
                 tracing::error!("console: {e}");
             }
         });
-    match run(listener, &config, &control) {
+    match run_with_fronts(listener, fronts, &config, &control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Prints where the server listens: `listening on ADDR` first (scripts and tests
+/// wait for it), then `PROXY fronts on ADDR` for each `--proxy-listen`.
+fn announce(listener: &std::net::TcpListener, fronts: &[std::net::TcpListener]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening on {}", listener.local_addr()?)?;
+    for front in fronts {
+        writeln!(out, "PROXY fronts on {}", front.local_addr()?)?;
+    }
+    out.flush()
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {

@@ -10,7 +10,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::conn::Conn;
-use crate::sys::{is_transient, wait_readable};
+use crate::sys::wait_readable;
 
 /// A read buffer of a fixed size that exists only while there is something to read.
 pub(crate) struct ReadBuf {
@@ -43,14 +43,21 @@ impl ReadBuf {
     /// Reads what `conn` has into the buffer, waiting up to `timeout` (`None`: as
     /// long as it takes) for bytes. Returns the count, 0 at the end of the stream.
     ///
+    /// The buffer is released only when `conn` has no plaintext left (for TLS, none
+    /// decrypted and waiting either), so waiting for the socket is then right. A TLS
+    /// connection is always asked first: plaintext already inside its session does
+    /// not make the socket readable.
+    ///
     /// # Errors
     /// `TimedOut` when nothing arrived in time; the connection's errors.
     pub(crate) fn read(&mut self, conn: &Conn, timeout: Option<Duration>) -> io::Result<usize> {
+        if conn.is_tls() {
+            self.whole();
+        }
         if !self.buf.is_empty() {
-            match wait_readable(conn.tcp(), Some(Duration::ZERO)) {
-                Ok(()) => return conn.read(&mut self.buf[..]),
-                Err(e) if is_transient(&e) => self.buf = Vec::new(),
-                Err(e) => return Err(e),
+            match conn.read_now(&mut self.buf[..]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.buf = Vec::new(),
+                other => return other,
             }
         }
         wait_readable(conn.tcp(), timeout)?;

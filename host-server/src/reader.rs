@@ -108,7 +108,10 @@ impl<'a> Sender<'a> {
 
     /// Reads into `buf`, waiting at most `timeout` (`None`: for ever).
     fn read(&self, buf: &mut ReadBuf, timeout: Option<Duration>) -> Result<Got, Departure> {
-        match buf.read(self.client.outbox.conn(), timeout) {
+        let read = buf.read(self.client.outbox.conn(), timeout);
+        // Reading TLS may have made a reply the socket did not take.
+        self.client.outbox.kick();
+        match read {
             Ok(0) => Ok(Got::Eof),
             Ok(n) => Ok(Got::Bytes(n)),
             Err(e) if is_transient(&e) => Ok(Got::Timeout),

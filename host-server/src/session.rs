@@ -1,14 +1,14 @@
 //! One connection, from its first bytes to its last: telling binary from text,
 //! joining the room, reading messages (see `reader`), and leaving.
 
-use std::io::{self, Write};
-use std::net::TcpStream;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto_core::{looks_like_http, ErrorCode, LineDecoder, PeerAddr, PREAMBLE, VERSION};
 
-use crate::conn::Conn;
+use crate::conn::{send_all, Conn};
 use crate::context::Context;
 use crate::control::Stop;
 use crate::departure::Departure;
@@ -19,19 +19,31 @@ use crate::refuse::{drain, refuse};
 use crate::room::Client;
 use crate::sniff::{opening, Opening, Until};
 use crate::sys::{configure_client, wait_readable};
+use crate::tls::{handshake, starts_tls};
 use crate::web::{self, Served};
 use crate::wire::{self, Mode};
 
-/// Serves one accepted connection until it ends.
-pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
+/// Serves one accepted connection until it ends. `front` is the PROXY front it came
+/// through, if any (`peer` is then the client the front named).
+pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>, ctx: &Context) {
     let config = &ctx.config;
     if let Err(e) = configure_client(&stream, config) {
         tracing::warn!("{peer}: cannot set socket options: {e}");
     }
+    let started = Instant::now();
+    let Some(conn) = secure(stream, peer, ctx) else {
+        return;
+    };
+    // A plain client's wait for its first bytes (to see whether it starts TLS) is
+    // part of its sniff; a TLS client's sniff starts after its handshake.
+    let sniff_for = match conn.is_tls() {
+        true => config.sniff_timeout,
+        false => config.sniff_timeout.saturating_sub(started.elapsed()),
+    };
     let mut buf = ReadBuf::new(config.read_buffer);
-    let mut sniffed = sniff(&stream, &mut buf, config.sniff_timeout);
-    if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(&stream, ctx) {
-        sniffed = sniff(&stream, &mut buf, config.web_spare_wait);
+    let mut sniffed = sniff(&conn, &mut buf, sniff_for.max(MIN_SNIFF));
+    if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(peer, ctx) {
+        sniffed = sniff(&conn, &mut buf, config.web_spare_wait);
         if let Ok(Opening::Silent) = sniffed {
             tracing::debug!("{peer}: a silent spare connection of a browser, closed");
         }
@@ -46,11 +58,25 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
                 ErrorCode::UNSUPPORTED_VERSION
             );
             let bytes = wire::refusal(Mode::Binary, ErrorCode::UNSUPPORTED_VERSION, &text);
-            return refuse(&stream, &bytes);
+            return refuse(&conn, &bytes);
         }
         Err(e) => return tracing::info!("{peer}: connection failed at once: {e}"),
     };
-    let (mode, after_head) = match start(&stream, mode, &buf.bytes()[..have], peer, ctx) {
+    if config.tls_required && !conn.is_tls() {
+        tracing::warn!("{peer}: refused, not TLS (--tls-required)");
+        let first = &buf.bytes()[..have];
+        if config.web && mode == Mode::Text && web::is_request(first) {
+            // A browser that typed http:// is sent to https://, on the same port.
+            return web::insist_on_tls(&conn, first, peer, ctx);
+        }
+        let text = format!(
+            "{}: this server takes TLS connections only; connect with TLS \
+             (host-client --tls, openssl s_client, ncat --ssl)",
+            ErrorCode::REFUSED
+        );
+        return refuse(&conn, &wire::refusal(mode, ErrorCode::REFUSED, &text));
+    }
+    let (mode, after_head) = match start(&conn, mode, &buf.bytes()[..have], peer, ctx) {
         Ok(Started::Client(mode)) => (mode, Vec::new()),
         Ok(Started::WebSocket(after_head)) => (Mode::WebSocket, after_head),
         Ok(Started::Served) => return,
@@ -61,14 +87,14 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
         id: ctx.room.next_id(),
         peer,
         outbox: Outbox::new(
-            Conn::plain(stream),
+            conn,
             mode,
             Limits::of(config),
             ctx.room.pacer().clone(),
             ctx.pool.clone(),
         ),
     });
-    let Some(member) = Member::enter(client, ctx) else {
+    let Some(member) = Member::enter(client, front, ctx) else {
         return;
     };
     let departure = match mode {
@@ -82,21 +108,58 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, ctx: &Context) {
 /// Tells the client's mode within `timeout`. One silent all that time is a text
 /// client (a human at a terminal, an idle program), which is given a read buffer
 /// only when it speaks.
-fn sniff(stream: &TcpStream, buf: &mut ReadBuf, timeout: Duration) -> io::Result<Opening> {
-    match wait_readable(stream, Some(timeout)) {
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(Opening::Speaks(Mode::Text, 0)),
-        _ => opening(stream, buf.whole(), timeout, Until::FirstLine),
+fn sniff(conn: &Conn, buf: &mut ReadBuf, timeout: Duration) -> io::Result<Opening> {
+    // Plaintext that came in with the end of a TLS handshake is inside the session
+    // already and does not make the socket readable: a TLS client goes straight to
+    // the read, which looks there first.
+    if !conn.is_tls() {
+        let waited = wait_readable(conn.tcp(), Some(timeout));
+        if matches!(waited, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
+            return Ok(Opening::Speaks(Mode::Text, 0));
+        }
+    }
+    opening(conn, buf.whole(), timeout, Until::FirstLine)
+}
+
+/// The shortest sniff: a plain client that took the whole sniff timeout to show it
+/// is not TLS still gets a moment for its first bytes.
+const MIN_SNIFF: Duration = Duration::from_millis(10);
+
+/// How long the preamble may take to go out to a binary client.
+const PREAMBLE_WAIT: Duration = Duration::from_secs(1);
+
+/// The connection as the room will use it: with TLS configured, a client whose
+/// first bytes open a TLS handshake gets its handshake now (within
+/// `tls_handshake_timeout`); any other is plain. `None` when the handshake failed or
+/// the connection did (logged).
+pub(crate) fn secure(stream: TcpStream, peer: PeerAddr, ctx: &Context) -> Option<Conn> {
+    let Some(tls) = &ctx.tls else {
+        return Some(Conn::plain(stream));
+    };
+    match starts_tls(&stream, ctx.config.sniff_timeout) {
+        Ok(true) => match handshake(stream, tls, ctx.config.tls_handshake_timeout) {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                tracing::info!("{peer}: {e}");
+                None
+            }
+        },
+        Ok(false) => Some(Conn::plain(stream)),
+        Err(e) => {
+            tracing::info!("{peer}: connection failed at once: {e}");
+            None
+        }
     }
 }
 
 /// True when a connection that has said nothing may be a browser's spare: its
-/// address loaded the chat page lately (see `web::Visits`).
-fn spare_suspect(stream: &TcpStream, ctx: &Context) -> bool {
+/// address (the forwarded one behind a PROXY front) loaded the chat page lately (see
+/// `web::Visits`).
+fn spare_suspect(peer: PeerAddr, ctx: &Context) -> bool {
     let config = &ctx.config;
-    let ip = stream.peer_addr().map(|a| a.ip());
     config.web
         && config.web_spare_wait > config.sniff_timeout
-        && ip.is_ok_and(|ip| ctx.visits.lately(ip, Instant::now()))
+        && ctx.visits.lately(peer.socket_addr().ip(), Instant::now())
 }
 
 /// What stops a connection from joining before it is in the room.
@@ -132,7 +195,7 @@ enum Started {
 /// anyone is told of the connection); sets the read timeout for the rest of the
 /// connection.
 fn start(
-    stream: &TcpStream,
+    conn: &Conn,
     mode: Mode,
     first: &[u8],
     peer: PeerAddr,
@@ -141,24 +204,24 @@ fn start(
     let mut started = Started::Client(mode);
     match mode {
         Mode::Binary => {
-            let mut s = stream;
-            s.write_all(&PREAMBLE).map_err(StartError::Io)?;
+            let deadline = Instant::now() + PREAMBLE_WAIT;
+            send_all(conn, &PREAMBLE, deadline).map_err(StartError::Io)?;
         }
         Mode::Text | Mode::WebSocket => {
             let mut probe = LineDecoder::new();
             if let (_, Some(Ok(line))) = probe.feed(first) {
                 if looks_like_http(line) && !ctx.config.web {
-                    refuse(stream, &wire::http_refusal());
+                    refuse(conn, &wire::http_refusal());
                     return Err(StartError::Http);
                 }
                 if looks_like_http(line) {
-                    match web::serve(stream, first, peer, ctx) {
+                    match web::serve(conn, first, peer, ctx) {
                         Served::Done => return Ok(Started::Served),
                         Served::Upgraded(after) => started = Started::WebSocket(after),
                     }
                 }
             }
-            stream.set_read_timeout(None).map_err(StartError::Io)?;
+            conn.tcp().set_read_timeout(None).map_err(StartError::Io)?;
         }
     }
     Ok(started)
@@ -175,8 +238,9 @@ struct Member<'s> {
 }
 
 impl<'s> Member<'s> {
-    /// Joins the room; `None` if the server is shutting down.
-    fn enter(client: Arc<Client>, ctx: &'s Context) -> Option<Self> {
+    /// Joins the room; `None` if the server is shutting down. The join is logged
+    /// with the PROXY `front` the client came through, if any.
+    fn enter(client: Arc<Client>, front: Option<SocketAddr>, ctx: &'s Context) -> Option<Self> {
         let peer = client.peer;
         let mut member = Member {
             client,
@@ -188,7 +252,18 @@ impl<'s> Member<'s> {
             Some(count) => {
                 member.joined = true;
                 let mode = member.client.outbox.mode();
-                tracing::info!("{peer} joined ({mode}; {count} in the room)");
+                let tls = if member.client.outbox.conn().is_tls() {
+                    " over TLS"
+                } else {
+                    ""
+                };
+                match front {
+                    Some(front) => tracing::info!(
+                        "{peer} joined ({mode}{tls}; via PROXY front {}; {count} in the room)",
+                        PeerAddr::from(front)
+                    ),
+                    None => tracing::info!("{peer} joined ({mode}{tls}; {count} in the room)"),
+                }
                 Some(member)
             }
             None => {
@@ -271,7 +346,7 @@ mod tests {
             ),
         });
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let _member = Member::enter(client, &ctx).expect("joined");
+            let _member = Member::enter(client, None, &ctx).expect("joined");
             assert_eq!(ctx.control.peers().len(), 1);
             panic!("a bug in the reader");
         }));

@@ -2,12 +2,12 @@
 //! its preamble at once; anything else is a text client, which may also say nothing
 //! for a while.
 
-use std::io::{self, Read};
-use std::net::TcpStream;
+use std::io;
 use std::time::{Duration, Instant};
 
 use proto_core::{sniff, Sniff, VERSION};
 
+use crate::conn::Conn;
 use crate::sys::is_transient;
 use crate::wire::Mode;
 
@@ -36,14 +36,14 @@ pub(crate) enum Until {
 
 /// Reads into `buf` until the mode is known, waiting at most `timeout` for a silent
 /// client, which is then taken as text (a human at a terminal, or a stalled prefix
-/// of the magic).
+/// of the magic). For a TLS connection these are the decrypted bytes.
 pub(crate) fn opening(
-    stream: &TcpStream,
+    conn: &Conn,
     buf: &mut [u8],
     timeout: Duration,
     until: Until,
 ) -> io::Result<Opening> {
-    stream.set_read_timeout(Some(timeout))?;
+    conn.tcp().set_read_timeout(Some(timeout))?;
     let deadline = Instant::now() + timeout;
     let mut have = 0;
     loop {
@@ -62,7 +62,7 @@ pub(crate) fn opening(
         if Instant::now() >= deadline {
             return Ok(Opening::Speaks(Mode::Text, have));
         }
-        match (&*stream).read(&mut buf[have..]) {
+        match conn.read(&mut buf[have..]) {
             Ok(0) if have == 0 => return Ok(Opening::Silent),
             Ok(0) => return Ok(Opening::Speaks(Mode::Text, have)),
             Ok(n) => have += n,

@@ -167,6 +167,20 @@ pub(crate) fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Res
     }
 }
 
+/// Waits until `fd` can take more bytes (or has failed), at most `timeout`.
+///
+/// # Errors
+/// `TimedOut` when it cannot within `timeout`; the errors of `poll`.
+pub(crate) fn wait_writable(fd: impl AsFd, timeout: Duration) -> io::Result<()> {
+    let timeout = Timespec::try_from(timeout).ok();
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use rustls::ClientConnection;
+
 use embedded_io_adapters::std::FromStd;
 use proto_core::{
     read_preamble, write_frame, write_preamble, FeedResult, Frame, FrameDecoder, LineDecoder,
@@ -12,6 +14,7 @@ use proto_core::{
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::ws;
+use crate::tls::{Stream, TlsSetup};
 
 /// How the bench's connections speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,8 @@ enum Decoder {
 pub struct Conn {
     /// The socket, registered with the event loop.
     pub stream: mio::net::TcpStream,
+    /// The TLS session, with `--tls`: driven without blocking like the socket.
+    tls: Option<Box<ClientConnection>>,
     decoder: Decoder,
     out: Vec<u8>,
     out_at: usize,
@@ -71,36 +76,47 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects to `addr`; in binary mode also exchanges preambles, as a WebSocket
-    /// upgrades (waiting at most `timeout` for the server's answer), then switches
-    /// the socket to non-blocking.
+    /// Connects to `addr` (with `tls`, also the TLS handshake); in binary mode also
+    /// exchanges preambles, as a WebSocket upgrades (waiting at most `timeout` for
+    /// the server's answer), then switches the socket to non-blocking.
     ///
     /// # Errors
     /// The connect or handshake error; a server that answers with another preamble
     /// or refuses the upgrade gives `InvalidData`.
-    pub fn open(addr: &SocketAddr, wire: Wire, timeout: Duration) -> io::Result<Self> {
-        let mut stream = TcpStream::connect_timeout(addr, timeout)?;
-        stream.set_nodelay(true)?;
+    pub fn open(
+        addr: &SocketAddr,
+        wire: Wire,
+        tls: Option<&TlsSetup>,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let tcp = TcpStream::connect_timeout(addr, timeout)?;
+        tcp.set_nodelay(true)?;
+        let mut stream = match tls {
+            Some(setup) => Stream::handshake(tcp, setup, timeout)?,
+            None => Stream::from(tcp),
+        };
         let decoder = match wire {
             Wire::Text => Decoder::Text(Box::default()),
             Wire::Binary => {
-                stream.set_read_timeout(Some(timeout))?;
-                let mut io = FromStd::new(&stream);
+                stream.tcp().set_read_timeout(Some(timeout))?;
+                let mut io = FromStd::new(&mut stream);
                 write_preamble(&mut io)?;
                 read_preamble(&mut io)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                 Decoder::Binary(Box::default())
             }
             Wire::WebSocket => {
-                stream.set_read_timeout(Some(timeout))?;
+                stream.tcp().set_read_timeout(Some(timeout))?;
                 let mut frames = ws::Frames::default();
                 frames.push(&ws::upgrade(&mut stream, addr)?);
                 Decoder::WebSocket(frames)
             }
         };
-        stream.set_nonblocking(true)?;
+        let (tcp, session) = stream.into_parts()?;
+        tcp.set_nonblocking(true)?;
         Ok(Self {
-            stream: mio::net::TcpStream::from_std(stream),
+            stream: mio::net::TcpStream::from_std(tcp),
+            tls: session.map(Box::new),
             decoder,
             out: Vec::new(),
             out_at: 0,
@@ -143,6 +159,20 @@ impl Conn {
     /// # Errors
     /// The socket's error.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(session) = &mut self.tls {
+            // Queued plaintext is encrypted only once the session's records are all
+            // out, so `pending` still counts what the socket has not taken.
+            if !write_tls(session, &mut self.stream)? {
+                return Ok(());
+            }
+            if self.out_at < self.out.len() {
+                session.writer().write_all(&self.out[self.out_at..])?;
+                self.out.clear();
+                self.out_at = 0;
+                write_tls(session, &mut self.stream)?;
+            }
+            return Ok(());
+        }
         while self.out_at < self.out.len() {
             match self.stream.write(&self.out[self.out_at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -167,6 +197,9 @@ impl Conn {
         buf: &mut [u8],
         on: &mut dyn FnMut(Incoming<'_>),
     ) -> io::Result<bool> {
+        if self.tls.is_some() {
+            return self.receive_tls(buf, on);
+        }
         loop {
             let n = match self.stream.read(buf) {
                 Ok(0) => return Ok(false),
@@ -186,6 +219,64 @@ impl Conn {
         }
     }
 
+    /// [`Conn::receive`] through the TLS session: ciphertext in until the socket is
+    /// empty, plaintext out to the decoder. The socket is read in large pieces
+    /// (rustls alone would read 4 KiB a call), handed to the session from a slice.
+    fn receive_tls(
+        &mut self,
+        buf: &mut [u8],
+        on: &mut dyn FnMut(Incoming<'_>),
+    ) -> io::Result<bool> {
+        let Some(session) = self.tls.as_mut() else {
+            return Ok(true);
+        };
+        let (cipher, plain) = buf.split_at_mut(buf.len() / 2);
+        let mut open = true;
+        while open {
+            let n = match self.stream.read(cipher) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            open = n > 0;
+            let mut rest = &cipher[..n];
+            loop {
+                session.read_tls(&mut rest)?;
+                session
+                    .process_new_packets()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                loop {
+                    match session.reader().read(plain) {
+                        Ok(0) => {
+                            open = false;
+                            break;
+                        }
+                        Ok(m) => match &mut self.decoder {
+                            Decoder::Binary(d) => feed_frames(d, &mut self.out, &plain[..m], on),
+                            Decoder::Text(d) => feed_lines(d, &plain[..m], on),
+                            Decoder::WebSocket(frames) => {
+                                frames.push(&plain[..m]);
+                                feed_ws(frames, &mut self.out, self.mask.to_be_bytes(), on);
+                            }
+                        },
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                            open = false;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                if rest.is_empty() {
+                    break;
+                }
+            }
+        }
+        self.flush()?;
+        Ok(open)
+    }
+
     fn feed(&mut self, input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
         match &mut self.decoder {
             Decoder::Binary(d) => feed_frames(d, &mut self.out, input, on),
@@ -196,6 +287,19 @@ impl Conn {
             }
         }
     }
+}
+
+/// Writes the session's records until none is left (true) or the socket is full.
+fn write_tls(session: &mut ClientConnection, stream: &mut mio::net::TcpStream) -> io::Result<bool> {
+    while session.wants_write() {
+        match session.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Hands every text frame in `frames` to `on`, and queues a pong for every ping.

@@ -58,10 +58,12 @@ impl std::fmt::Display for BenchError {
 impl std::error::Error for BenchError {}
 
 /// Who connects, and how senders are paced.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// How the connections speak.
     pub wire: Wire,
+    /// Connect with TLS, as this says.
+    pub tls: Option<crate::tls::TlsSetup>,
     /// Receiving connections.
     pub receivers: usize,
     /// Sending connections.
@@ -149,7 +151,7 @@ impl Engine {
     fn connect_all(&mut self, addrs: &[SocketAddr], plan: &Plan) -> Result<(), BenchError> {
         let total = plan.receivers + plan.senders + plan.stalled;
         let next = AtomicUsize::new(0);
-        let (wire, timeout) = (plan.wire, plan.timeout);
+        let (wire, timeout, tls) = (plan.wire, plan.timeout, plan.tls.as_ref());
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<(usize, io::Result<Conn>)>();
             for _ in 0..plan.connectors.clamp(1, total.max(1)) {
@@ -160,7 +162,10 @@ impl Engine {
                         break;
                     }
                     let addr = addrs[index % addrs.len()];
-                    if tx.send((index, Conn::open(&addr, wire, timeout))).is_err() {
+                    if tx
+                        .send((index, Conn::open(&addr, wire, tls, timeout)))
+                        .is_err()
+                    {
                         break;
                     }
                 });

@@ -52,7 +52,18 @@ pub struct Common {
     /// Speak the text protocol (lines) instead of the binary one.
     #[arg(long)]
     pub text: bool,
-    /// Connect as WebSocket clients (a browser's way in: `GET /ws`, text frames).
+    /// Connect with TLS (a server started with --tls-cert); the certificate must
+    /// verify as for `host-client --tls`.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls, trust only the certificates in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls, the name the server's certificate must carry.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
+    /// Connect as WebSocket clients (a browser's way in: `GET /ws`, text frames);
+    /// with --tls, over TLS (`wss://`).
     #[arg(long, conflicts_with = "text")]
     pub ws: bool,
     /// Print one JSON line instead of the human-readable report.
@@ -250,8 +261,21 @@ fn start(common: &Common, load: Load, window: u64) -> Result<(Engine, Duration),
     for other in &common.spread {
         addrs.push(resolve(other)?);
     }
+    let tls = match common.tls {
+        true => {
+            let options = crate::tls::TlsOptions {
+                ca: common.ca.clone(),
+                server_name: common.server_name.clone(),
+            };
+            let setup = crate::tls::TlsSetup::new(&options, &common.addr)
+                .map_err(|e| BenchError::Address(crate::connect::ConnectError::Tls(e)))?;
+            Some(setup)
+        }
+        false => None,
+    };
     let plan = Plan {
         wire: common.wire(),
+        tls,
         receivers: load.receivers,
         senders: load.senders,
         stalled: load.stalled,

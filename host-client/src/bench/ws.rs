@@ -8,7 +8,7 @@
 //! per connection, whose buffers and blocking writes would be measured too.
 
 use std::io::{self, Cursor, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
@@ -22,7 +22,7 @@ const MAX_ANSWER: usize = 4096;
 ///
 /// # Errors
 /// The socket's error; `InvalidData` if the server did not switch protocols.
-pub fn upgrade(stream: &mut TcpStream, addr: &SocketAddr) -> io::Result<Vec<u8>> {
+pub fn upgrade(stream: &mut (impl Read + Write), addr: &SocketAddr) -> io::Result<Vec<u8>> {
     // Any 16 bytes in base64 will do: the bench is not a browser to be protected.
     let key = "YmVuY2ggY29ubmVjdGlvbg==";
     write!(

@@ -8,7 +8,9 @@
 //! Whatever the socket does not take is queued (a reference to the shared chunk, never
 //! a copy), and the outbox registers with the writer pool, whose threads send
 //! everything queued with one `writev` whenever the socket takes more. Every write
-//! goes through the client's [`Conn`].
+//! goes through the client's [`Conn`], and bytes the connection holds pending (TLS
+//! ciphertext the socket did not take, the `close_notify` that ends a TLS stream)
+//! are backlog like queued ones: the outbox stays in the pool until they are out.
 //!
 //! A client whose queue passes its pace mark makes senders wait for it (see `pacer`)
 //! while it keeps draining; one that has stopped or trickles (see `progress`) is
@@ -248,6 +250,19 @@ impl Outbox {
         self.settle(&mut st, false, &mut after);
     }
 
+    /// Hands the pool what the connection holds pending when no push would: a TLS
+    /// reply the reader made (an alert, a key update) that the socket did not take at
+    /// once. The reader calls it after each read.
+    pub(crate) fn kick(&self) {
+        // Checked first: for plain TCP it is false without taking any lock.
+        if !self.conn.has_pending() {
+            return;
+        }
+        let mut after = After::default();
+        let mut st = lock(&self.state);
+        self.settle(&mut st, false, &mut after);
+    }
+
     /// Sends `bytes` to this client alone (a notice, a pong).
     pub(crate) fn push_bytes(&self, bytes: &[u8]) {
         self.push(&mut Chunk::new(bytes));
@@ -339,6 +354,7 @@ impl Outbox {
                     self.evict(&mut st, why);
                 }
             }
+            // `settle` cuts it.
             Some(End::Evict(_)) if st.evict_by.is_some_and(|by| now >= by) => {
                 self.discard(&mut st);
             }
@@ -359,6 +375,9 @@ impl Outbox {
             match result {
                 // All that was offered went out: there may be more.
                 Ok((0, _)) => {}
+                // TLS takes one record's worth at a time, all of it encrypted and
+                // sent: the socket may well take more.
+                Ok((_, taken)) if taken > 0 && self.conn.is_tls() && !self.conn.has_pending() => {}
                 Ok(_) => return,
                 Err(e) if is_transient(&e) => return,
                 Err(e) => return self.fail(st, e.kind()),
@@ -417,16 +436,25 @@ impl Outbox {
         if st.closed {
             return;
         }
-        let backlog = !st.queue.is_empty() || self.conn.has_pending();
+        let mut backlog = !st.queue.is_empty() || self.conn.has_pending();
         let close = match st.end {
             None => false,
-            Some(End::Flush | End::Evict(_)) => !backlog,
+            // A dropped client's last bytes did not go out in time.
+            Some(End::Evict(_)) if st.evict_by.is_some_and(|by| Instant::now() >= by) => true,
+            Some(End::Flush | End::Evict(_)) if !backlog => {
+                // Everything is out: end the sending side. For TLS that makes a
+                // close_notify, which is backlog like any pending bytes until it is
+                // out; the connection shuts its sending side then.
+                self.conn.finish();
+                backlog = self.conn.has_pending();
+                !backlog
+            }
+            Some(End::Flush | End::Evict(_)) => false,
             Some(End::Cut | End::Failed(_)) => true,
         };
         if close {
-            match st.end {
-                Some(End::Flush) => self.conn.finish(),
-                _ => self.conn.cut(),
+            if st.end != Some(End::Flush) {
+                self.conn.cut();
             }
             st.closed = true;
             self.finished.notify_all();

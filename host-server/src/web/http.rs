@@ -2,12 +2,11 @@
 //! time, parsing it with `httparse`, and deciding the answer (a pure function of the
 //! head and the settings, tested alone).
 
-use std::io::Read;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use tungstenite::handshake::derive_accept_key;
 
+use crate::conn::Conn;
 use crate::sys::is_transient;
 
 /// Most header lines a request may have; a browser sends about 15.
@@ -27,10 +26,10 @@ pub(crate) enum HeadError {
 }
 
 /// Reads a request head that begins with `first` (the bytes the sniffer read) from
-/// `stream`, at most `limit` bytes within `timeout`. Returns the bytes read and the
+/// `conn` (plaintext, so over TLS too), at most `limit` bytes within `timeout`. Returns the bytes read and the
 /// length of the head within them (anything after it is the client's next bytes).
 pub(crate) fn read_head(
-    stream: &TcpStream,
+    conn: &Conn,
     first: &[u8],
     limit: usize,
     timeout: Duration,
@@ -53,11 +52,11 @@ pub(crate) fn read_head(
         if left.is_zero() {
             return Err(HeadError::TooSlow);
         }
-        stream
+        conn.tcp()
             .set_read_timeout(Some(left))
             .map_err(|_| HeadError::Gone)?;
         let room = (limit + 1).saturating_sub(bytes.len()).min(chunk.len());
-        match (&*stream).read(&mut chunk[..room]) {
+        match conn.read(&mut chunk[..room]) {
             Ok(0) => return Err(HeadError::Gone),
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
             Err(e) if is_transient(&e) => {}
@@ -133,9 +132,51 @@ pub(crate) fn answer(head: &[u8], rules: Rules<'_>) -> Answer {
     }
 }
 
+/// The answer to a plain request on a server that takes TLS only: for a GET or HEAD
+/// with a usable `Host`, 308 to the same host, port and path over https; 403
+/// otherwise. Both say why in their text.
+pub(crate) fn to_tls(head: &[u8]) -> Vec<u8> {
+    const NOTICE: &str = "this server takes TLS connections only";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = matches!(req.parse(head), Ok(httparse::Status::Complete(_)));
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(str::trim)
+        // A host name or address and a port: nothing that could end the URL's
+        // authority and send the browser elsewhere.
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    let path = req.path.filter(|p| p.starts_with('/'));
+    match (parsed, req.method, host, path) {
+        (true, Some("GET" | "HEAD"), Some(host), Some(path)) => {
+            let location = format!("https://{host}{path}");
+            let body = format!("{NOTICE}: {location}\n");
+            with_headers(
+                308,
+                "Permanent Redirect",
+                &body,
+                &format!("Location: {location}\r\n"),
+            )
+        }
+        _ => response(403, "Forbidden", &format!("{NOTICE}; connect with TLS\n")),
+    }
+}
+
 /// The bytes of an answer other than an upgrade: the head and `body`, the page
 /// (HTML) for a 200, plain text otherwise.
 pub(crate) fn response(status: u16, reason: &str, body: &str) -> Vec<u8> {
+    with_headers(status, reason, body, "")
+}
+
+/// [`response`] with `extra` header lines (each ending in CRLF).
+fn with_headers(status: u16, reason: &str, body: &str, extra: &str) -> Vec<u8> {
     let kind = match status {
         200 => "text/html; charset=utf-8",
         _ => "text/plain; charset=utf-8",
@@ -157,6 +198,7 @@ pub(crate) fn response(status: u16, reason: &str, body: &str) -> Vec<u8> {
         426 => head.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"),
         _ => {}
     }
+    head.push_str(extra);
     head.push_str("Connection: close\r\n\r\n");
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(body.as_bytes());
@@ -262,6 +304,30 @@ mod tests {
         assert_eq!(ask(&v8), Answer::Status(426, "Upgrade Required"));
         let no_key = upgrade("").replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), "");
         assert_eq!(ask(&no_key), Answer::Status(400, "Bad Request"));
+    }
+
+    #[test]
+    fn a_plain_get_on_a_tls_only_server_is_sent_to_https() {
+        let answer = |head: &str| String::from_utf8(to_tls(head.as_bytes())).unwrap();
+        let get = answer("GET /?x=1 HTTP/1.1\r\nHost: chat.lan:9000\r\n\r\n");
+        assert!(
+            get.starts_with("HTTP/1.1 308 Permanent Redirect\r\n"),
+            "{get}"
+        );
+        assert!(
+            get.contains("\r\nLocation: https://chat.lan:9000/?x=1\r\n"),
+            "{get}"
+        );
+        for head in [
+            "POST / HTTP/1.1\r\nHost: chat.lan\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: evil.example/x?\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a@evil.example\r\n\r\n",
+        ] {
+            let other = answer(head);
+            assert!(other.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{other}");
+            assert!(!other.contains("Location"), "{other}");
+        }
     }
 
     #[test]

@@ -15,10 +15,8 @@ mod http;
 mod origin;
 mod visits;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::sync::LazyLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use proto_core::PeerAddr;
 
@@ -26,9 +24,10 @@ pub(crate) use frames::{Discard, WsDecoder, WsError, WsEvent};
 pub use origin::parse_origin;
 pub(crate) use visits::Visits;
 
+use crate::conn::{send_all, Conn};
 use crate::context::Context;
 use crate::refuse::refuse;
-use http::{answer, head_error_status, read_head, response, switching, Answer, Rules};
+use http::{answer, head_error_status, read_head, response, switching, to_tls, Answer, Rules};
 
 /// The chat page: HTML, CSS and JavaScript built into the binary, so the room works
 /// on a network with no internet. The parts are kept in their own files to be
@@ -39,6 +38,9 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
         .replace("/* CHAT_JS */", include_str!("page/chat.js"))
 });
 
+/// How long the 101 answer may take to go out.
+const SWITCH_WAIT: Duration = Duration::from_secs(1);
+
 /// How an HTTP request ended.
 pub(crate) enum Served {
     /// Answered (the page or an error) and closed.
@@ -48,40 +50,30 @@ pub(crate) enum Served {
     Upgraded(Vec<u8>),
 }
 
-/// Answers the HTTP request that begins with `first` on `stream`.
-pub(crate) fn serve(stream: &TcpStream, first: &[u8], peer: PeerAddr, ctx: &Context) -> Served {
+/// Answers the HTTP request that begins with `first` on `conn`.
+pub(crate) fn serve(conn: &Conn, first: &[u8], peer: PeerAddr, ctx: &Context) -> Served {
     let config = &ctx.config;
-    let (bytes, head_len) =
-        match read_head(stream, first, config.http_head_limit, config.http_timeout) {
-            Ok(read) => read,
-            Err(e) => {
-                if let Some((status, reason)) = head_error_status(e) {
-                    tracing::info!("{peer}: HTTP {status} {reason}");
-                    refuse(
-                        stream,
-                        &response(status, reason, &format!("{status} {reason}\n")),
-                    );
-                }
-                return Served::Done;
-            }
-        };
+    let Some((bytes, head_len)) = head_or_answer(conn, first, peer, ctx) else {
+        return Served::Done;
+    };
     let head = &bytes[..head_len];
     let rules = Rules {
         origins: &config.web_origins,
-        secure: false,
+        // A page fetched over TLS has an https:// origin.
+        secure: conn.is_tls(),
     };
     match answer(head, rules) {
         Answer::Page => {
             tracing::info!("{peer}: served the chat page");
-            if let Ok(addr) = stream.peer_addr() {
-                ctx.visits.note(addr.ip(), Instant::now());
-            }
-            refuse(stream, &response(200, "OK", &PAGE));
+            // The client's address, which a PROXY front forwards: the front's own
+            // is every visitor's.
+            ctx.visits.note(peer.socket_addr().ip(), Instant::now());
+            refuse(conn, &response(200, "OK", &PAGE));
             Served::Done
         }
         Answer::Upgrade(accept) => {
-            let mut s = stream;
-            if let Err(e) = s.write_all(&switching(&accept)) {
+            let deadline = Instant::now() + SWITCH_WAIT;
+            if let Err(e) = send_all(conn, &switching(&accept), deadline) {
                 tracing::info!("{peer}: WebSocket upgrade failed: {e}");
                 return Served::Done;
             }
@@ -96,10 +88,45 @@ pub(crate) fn serve(stream: &TcpStream, first: &[u8], peer: PeerAddr, ctx: &Cont
                 tracing::info!("{peer}: HTTP {status} {reason} for {line:?}");
             }
             refuse(
-                stream,
+                conn,
                 &response(status, reason, &format!("{status} {reason}\n")),
             );
             Served::Done
+        }
+    }
+}
+
+/// Answers a plain HTTP request that begins with `first` on a server that takes TLS
+/// only (`--tls-required`): a GET is sent to the same address over https, on the same
+/// port (308), so a browser that typed `http://` comes back over TLS; anything else
+/// gets 403 with the notice.
+pub(crate) fn insist_on_tls(conn: &Conn, first: &[u8], peer: PeerAddr, ctx: &Context) {
+    if let Some((bytes, head_len)) = head_or_answer(conn, first, peer, ctx) {
+        refuse(conn, &to_tls(&bytes[..head_len]));
+    }
+}
+
+/// Reads the request head that begins with `first`: the bytes read and the head's
+/// length, or `None` when it could not be read (answered with 431, 400 or 408 if
+/// the peer is still there).
+fn head_or_answer(
+    conn: &Conn,
+    first: &[u8],
+    peer: PeerAddr,
+    ctx: &Context,
+) -> Option<(Vec<u8>, usize)> {
+    let config = &ctx.config;
+    match read_head(conn, first, config.http_head_limit, config.http_timeout) {
+        Ok(read) => Some(read),
+        Err(e) => {
+            if let Some((status, reason)) = head_error_status(e) {
+                tracing::info!("{peer}: HTTP {status} {reason}");
+                refuse(
+                    conn,
+                    &response(status, reason, &format!("{status} {reason}\n")),
+                );
+            }
+            None
         }
     }
 }
