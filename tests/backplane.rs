@@ -768,7 +768,12 @@ fn a_server_behind_what_the_stream_keeps_disconnects_its_clients_with_a_notice()
         .unwrap();
     let mut a_log = Log::default();
     read_until(&a1, &mut a_log, WAIT, |l| l.acks == 1000);
-    assert!(a_log.notices.is_empty(), "{:?}", a_log.notices);
+    // (b1's join may be among them: the roster is room-wide.)
+    assert!(
+        a_log.codes.iter().all(Option::is_none),
+        "{:?}",
+        a_log.notices
+    );
     let kept: usize = redis.cli(&["XLEN", "{room:lobby}:stream"]).parse().unwrap();
     assert!(kept < 1000, "the stream kept {kept}");
     b.proc.signal("CONT");

@@ -18,6 +18,7 @@ mod proxy;
 mod real_clients;
 mod relay;
 mod reliability;
+mod roster;
 mod shutdown;
 mod soak;
 mod text_mode;

@@ -282,6 +282,13 @@ its addresses that binds, IPv4 first")]
     #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().io_timeout),
           value_parser = whole::<u64>(300, 60_000), requires = "backplane")]
     pub backplane_timeout_ms: u64,
+
+    /// Milliseconds a server may stay silent (it beats every fifth of this) before
+    /// the other servers take its clients out of the room, each with a leave notice
+    /// saying why.
+    #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().server_timeout),
+          value_parser = whole::<u64>(500, 3_600_000), requires = "backplane")]
+    pub backplane_server_timeout_ms: u64,
 }
 
 /// A parser of a whole number from `min` to `max` whose error says so (clap's own
@@ -434,6 +441,7 @@ impl Cli {
                 io_timeout: Duration::from_millis(self.backplane_timeout_ms),
                 batch: size(self.backplane_batch),
                 dedupe: Duration::from_secs(self.backplane_dedupe_secs),
+                server_timeout: Duration::from_millis(self.backplane_server_timeout_ms),
             }),
         })
     }
@@ -608,6 +616,8 @@ mod tests {
             "100",
             "--backplane-dedupe-secs",
             "5",
+            "--backplane-server-timeout-ms",
+            "2500",
         ])
         .unwrap();
         let want = BackplaneConfig {
@@ -618,6 +628,7 @@ mod tests {
             io_timeout: Duration::from_millis(900),
             batch: 100,
             dedupe: Duration::from_secs(5),
+            server_timeout: Duration::from_millis(2500),
         };
         assert_eq!(cli.config().unwrap().backplane, Some(want));
         // Debug output (and so any log of the config) hides the password.

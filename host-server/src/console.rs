@@ -10,7 +10,7 @@ use crate::control::{Control, Stop};
 const BACKGROUND_POLL: Duration = Duration::from_millis(250);
 
 const HELP: &str = "commands:
-  list   show the connected peers
+  list   show the connected peers (the whole room, across servers)
   close  drop every client at once and stop the server
   help   show this help";
 
@@ -142,13 +142,18 @@ impl Read for Foreground {
     }
 }
 
+/// Everyone in the room; in a room across servers, those on another server with its
+/// id (the id each server logs at start).
 fn list(output: &mut impl Write, control: &Control) -> io::Result<()> {
-    let peers = control.peers();
+    let peers = control.listing();
     match peers.len() {
         0 => writeln!(output, "no clients connected"),
         n => {
             writeln!(output, "{n} connected:")?;
-            peers.iter().try_for_each(|p| writeln!(output, "  {p}"))
+            peers.iter().try_for_each(|p| match &p.server {
+                None => writeln!(output, "  {}", p.peer),
+                Some(server) => writeln!(output, "  {}  on server {server}", p.peer),
+            })
         }
     }
 }

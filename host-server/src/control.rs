@@ -59,6 +59,15 @@ impl Control {
             .unwrap_or_default()
     }
 
+    /// Everyone in the room, with the server each is on when the room spans several
+    /// (none while no server runs).
+    pub(crate) fn listing(&self) -> Vec<crate::room::Listed> {
+        lock(&self.inner.room)
+            .upgrade()
+            .map(|room| room.listing())
+            .unwrap_or_default()
+    }
+
     /// Lets [`Control::peers`] see `room`, the room of the server this handle runs.
     pub(crate) fn watch(&self, room: &Arc<Room>) {
         *lock(&self.inner.room) = Arc::downgrade(room);

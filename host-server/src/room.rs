@@ -6,6 +6,10 @@
 //! mode (the text form only if some recipient speaks text) and shared by all
 //! recipients; pushing never blocks (see `outbox`), so a stalled client cannot hold the
 //! lock.
+//!
+//! With a backplane the room spans servers: messages and joins and leaves come back
+//! from it in the room's one order ([`Room::deliver`], [`Room::roster`]), and the
+//! welcome and the console's `list` name the members it reported, on every server.
 
 use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -102,6 +106,9 @@ struct Pending {
     /// Clients that joined while notices were pending, and the index of the first
     /// notice they are to get (the ones before are about peers their welcome named).
     fresh: Vec<(u64, usize)>,
+    /// Clients of this server whose own join, read back from the backplane, is
+    /// pending: the index of that notice, which they do not get.
+    own: Vec<(u64, usize)>,
 }
 
 impl Pending {
@@ -120,6 +127,7 @@ impl Pending {
         self.forms.clear();
         self.starts.clear();
         self.fresh.clear();
+        self.own.clear();
     }
 
     /// Sends every pending notice to the clients meant to get it.
@@ -129,24 +137,84 @@ impl Pending {
         }
         let mut chunks = Mode::ALL.map(|mode| Chunk::new(self.forms.of(mode)));
         for client in clients {
-            let first = self.fresh.iter().find(|(id, _)| *id == client.id);
-            let mode = client.mode();
-            match first.map(|f| f.1) {
-                None => client.outbox.push(&mut chunks[mode.index()]),
-                Some(i) if i < self.starts.len() => {
-                    let tail = &self.forms.of(mode)[self.starts[i][mode.index()]..];
-                    client.outbox.push(&mut Chunk::new(tail));
-                }
-                Some(_) => {}
+            if !self.send_special(client) {
+                client.outbox.push(&mut chunks[client.mode().index()]);
             }
         }
         self.clear();
     }
+
+    /// True for a client that is not to get every pending notice (it joined while
+    /// they were pending, or its own join is among them): sends it those it is to
+    /// get. False for any other client, sending nothing.
+    fn send_special(&self, client: &Client) -> bool {
+        let mode = client.mode();
+        let form = self.forms.of(mode);
+        if let Some(&(_, i)) = self.own.iter().find(|(id, _)| *id == client.id) {
+            // Everything but the notice of its own join.
+            let start = self.starts[i][mode.index()];
+            let end = self
+                .starts
+                .get(i + 1)
+                .map_or(form.len(), |s| s[mode.index()]);
+            for part in [&form[..start], &form[end..]] {
+                if !part.is_empty() {
+                    client.outbox.push(&mut Chunk::new(part));
+                }
+            }
+            return true;
+        }
+        match self.fresh.iter().find(|(id, _)| *id == client.id) {
+            None => false,
+            Some(&(_, i)) => {
+                if let Some(start) = self.starts.get(i) {
+                    client
+                        .outbox
+                        .push(&mut Chunk::new(&form[start[mode.index()]..]));
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Someone in the room as the backplane's roster knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    /// The id of the server the client is on.
+    pub(crate) server: Arc<str>,
+    /// Its id there.
+    pub(crate) client: u64,
+    pub(crate) peer: PeerAddr,
+}
+
+/// A join or leave read from the backplane's roster, in the room's order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RosterEvent<'a> {
+    pub(crate) join: bool,
+    pub(crate) server: &'a str,
+    pub(crate) client: u64,
+    pub(crate) peer: PeerAddr,
+    /// Why it left (empty if not said).
+    pub(crate) why: &'a str,
+}
+
+/// One line of the console's `list`: an address, and the server it is on when the
+/// room spans several (`None` for this one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    /// The client's address.
+    pub(crate) peer: PeerAddr,
+    /// The id of the other server it is on; `None` for this server.
+    pub(crate) server: Option<String>,
 }
 
 #[derive(Default)]
 struct State {
     clients: Vec<Arc<Client>>,
+    /// Everyone in the room across servers, as far as the backplane's roster has
+    /// been delivered here (unused without a backplane).
+    members: Vec<Member>,
     /// How many clients speak each mode (by [`Mode::index`]).
     counts: [usize; 3],
     /// The sequence number of the next broadcast.
@@ -226,6 +294,31 @@ impl Room {
         if st.closing {
             return None;
         }
+        if let Some(backplane) = self.backplane.get() {
+            // The welcome names the room as delivered here so far; every join and
+            // leave after that reaches the newcomer as a notice, its own excepted.
+            let named: Vec<PeerAddr> = st
+                .members
+                .iter()
+                .take(WELCOME_LISTS)
+                .map(|m| m.peer)
+                .collect();
+            let welcome = welcome_text(client.peer, st.members.len(), &named);
+            client.outbox.push_bytes(&wire::notice(
+                client.mode(),
+                NoticeKind::Welcome,
+                Some(client.peer),
+                &welcome,
+            ));
+            st.counts[client.mode().index()] += 1;
+            let (id, peer) = (client.id, client.peer);
+            st.clients.push(client);
+            let n = st.clients.len();
+            drop(st);
+            // Queued before anything the client sends, so its join comes first.
+            backplane.roster(id, peer, None);
+            return Some(n);
+        }
         let text = format!("{} joined", client.peer);
         self.announce(&mut st, NoticeKind::Join, client.peer, &text);
         let first = st.pending.starts.len();
@@ -257,6 +350,16 @@ impl Room {
         };
         let gone = st.clients.swap_remove(at);
         st.counts[gone.mode().index()] -= 1;
+        if let Some(backplane) = self.backplane.get() {
+            let n = st.clients.len();
+            let closing = st.closing;
+            drop(st);
+            // At shutdown the heartbeat takes all of this server's clients out.
+            if !closing {
+                backplane.roster(gone.id, gone.peer, Some(why.unwrap_or("")));
+            }
+            return n;
+        }
         if !st.closing {
             let text = match why {
                 Some(why) => format!("{} left ({why})", gone.peer),
@@ -363,9 +466,22 @@ impl Room {
         if st.closing || batch.is_empty() {
             return;
         }
-        st.pending.flush(&st.clients);
-        let wanted = st.counts.map(|n| n > 0);
         st.forms.clear();
+        // Pending notices go out in the same push as the messages (a join or leave
+        // then costs no push of its own); clients with a view of their own of them
+        // get theirs apart.
+        let mut special = Vec::new();
+        if !st.pending.starts.is_empty() {
+            for client in &st.clients {
+                if st.pending.send_special(client) {
+                    special.push(client.id);
+                }
+            }
+            st.forms.append(&st.pending.forms);
+            st.pending.clear();
+        }
+        let notices = st.forms.lens();
+        let wanted = st.counts.map(|n| n > 0);
         // Where each message starts in each encoding, and where the last one ends.
         let mut starts = Vec::with_capacity(batch.len() + 1);
         for m in batch {
@@ -381,13 +497,18 @@ impl Room {
         let mut chunks = Mode::ALL.map(|mode| Chunk::new(st.forms.of(mode)));
         for client in &st.clients {
             let mode = client.mode();
-            if !batch.iter().any(|m| m.origin == Some(client.id)) {
+            let apart = special.contains(&client.id);
+            if !apart && !batch.iter().any(|m| m.origin == Some(client.id)) {
                 client.outbox.push(&mut chunks[mode.index()]);
                 continue;
             }
             // A sender in this batch: everything but its own messages, which a
             // binary client learns the place of by an Ack where they stand.
             st.acks.clear();
+            if !apart {
+                let form = st.forms.of(mode);
+                st.acks.extend_from_slice(&form[..notices[mode.index()]]);
+            }
             for (i, m) in batch.iter().enumerate() {
                 let range = starts[i][mode.index()]..starts[i + 1][mode.index()];
                 match (m.origin == Some(client.id), mode) {
@@ -399,6 +520,83 @@ impl Room {
                 }
             }
             client.outbox.push(&mut Chunk::new(&st.acks));
+        }
+    }
+
+    /// Sets who is in the room across servers (at start, and after a reset).
+    pub(crate) fn set_roster(&self, members: Vec<Member>) {
+        lock(&self.state).members = members;
+    }
+
+    /// Applies a join or leave read from the backplane, in the room's order: the
+    /// roster changes and everyone here hears of it, but a client of this server
+    /// does not hear its own join, and one taken out of the room by another server
+    /// (this server was taken for dead) is disconnected with the reason.
+    pub(crate) fn roster(&self, ev: RosterEvent<'_>) {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        if st.closing {
+            return;
+        }
+        let me = self.backplane.get().map(Appender::server_id);
+        let here = if me == Some(ev.server) {
+            st.clients.iter().find(|c| c.id == ev.client).cloned()
+        } else {
+            None
+        };
+        let same = |m: &Member| m.client == ev.client && &*m.server == ev.server;
+        if ev.join {
+            if !st.members.iter().any(same) {
+                st.members.push(Member {
+                    server: ev.server.into(),
+                    client: ev.client,
+                    peer: ev.peer,
+                });
+            }
+            let text = format!("{} joined", ev.peer);
+            self.announce(st, NoticeKind::Join, ev.peer, &text);
+            if let Some(client) = here {
+                let own = st.pending.starts.len() - 1;
+                st.pending.own.push((client.id, own));
+            }
+            return;
+        }
+        st.members.retain(|m| !same(m));
+        let text = match ev.why {
+            "" => format!("{} left", ev.peer),
+            why => format!("{} left ({why})", ev.peer),
+        };
+        self.announce(st, NoticeKind::Leave, ev.peer, &text);
+        if let Some(client) = here {
+            let text = format!("you were taken out of the room: {text}; reconnect");
+            client
+                .outbox
+                .push_last(&wire::error(client.mode(), ErrorCode::ROOM_RESET, &text));
+            let _ = client.outbox.conn().tcp().shutdown(Shutdown::Read);
+        }
+    }
+
+    /// Everyone in the room for the console's `list`: across servers with a
+    /// backplane (with the server each is on), else this server's clients.
+    pub(crate) fn listing(&self) -> Vec<Listed> {
+        let st = lock(&self.state);
+        match self.backplane.get() {
+            Some(backplane) => st
+                .members
+                .iter()
+                .map(|m| Listed {
+                    peer: m.peer,
+                    server: (&*m.server != backplane.server_id()).then(|| m.server.to_string()),
+                })
+                .collect(),
+            None => st
+                .clients
+                .iter()
+                .map(|c| Listed {
+                    peer: c.peer,
+                    server: None,
+                })
+                .collect(),
         }
     }
 

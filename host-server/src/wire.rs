@@ -147,6 +147,13 @@ impl Encodings {
         &self.bytes[mode.index()]
     }
 
+    /// Appends the bytes of `other`, mode by mode.
+    pub(crate) fn append(&mut self, other: &Encodings) {
+        for (mine, theirs) in self.bytes.iter_mut().zip(&other.bytes) {
+            mine.extend_from_slice(theirs);
+        }
+    }
+
     /// Where the next frame will start in each mode.
     pub(crate) fn lens(&self) -> [usize; 3] {
         self.bytes.each_ref().map(Vec::len)

@@ -97,29 +97,52 @@ fn bytes(v: &Value) -> Option<&[u8]> {
 /// The entries of an `XREAD` reply for one stream (`Nil` when the block timed out).
 /// An entry whose own shape is wrong is returned as its error, in place, so the
 /// reader can still move past it.
+#[cfg(test)]
 pub(crate) fn parse_reply(reply: &Value) -> Result<Vec<RawResult>, EntryError> {
-    let streams = match reply {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Array(streams) => streams,
-        Value::Map(pairs) => {
-            // RESP3 shape: {stream: entries}.
-            return match pairs.first() {
-                Some((_, Value::Array(entries))) => Ok(entries.iter().map(parse_entry).collect()),
-                Some(_) => Err(EntryError::Reply("stream without entries")),
-                None => Ok(Vec::new()),
-            };
-        }
-        _ => return Err(EntryError::Reply("not an array")),
-    };
-    let Some(stream) = streams.first() else {
-        return Ok(Vec::new());
-    };
-    let Value::Array(pair) = stream else {
-        return Err(EntryError::Reply("stream is not an array"));
-    };
-    match pair.get(1) {
-        Some(Value::Array(entries)) => Ok(entries.iter().map(parse_entry).collect()),
+    Ok(parse_streams(reply)?
+        .into_iter()
+        .next()
+        .map(|(_, entries)| entries)
+        .unwrap_or_default())
+}
+
+/// One stream's part of an `XREAD` reply: its key and its entries.
+pub(crate) type StreamEntries = (Vec<u8>, Vec<RawResult>);
+
+/// The entries of an `XREAD` reply, per stream read.
+pub(crate) fn parse_streams(reply: &Value) -> Result<Vec<StreamEntries>, EntryError> {
+    let entries_of = |v: &Value| match v {
+        Value::Array(entries) => Ok(entries.iter().map(parse_entry).collect()),
         _ => Err(EntryError::Reply("stream without entries")),
+    };
+    let key_of = |v: &Value| {
+        bytes(v)
+            .map(<[u8]>::to_vec)
+            .ok_or(EntryError::Reply("stream name is not a string"))
+    };
+    match reply {
+        Value::Nil => Ok(Vec::new()),
+        // RESP3 shape: {stream: entries}.
+        Value::Map(pairs) => pairs
+            .iter()
+            .map(|(k, v)| Ok((key_of(k)?, entries_of(v)?)))
+            .collect(),
+        Value::Array(streams) => streams
+            .iter()
+            .map(|stream| {
+                let Value::Array(pair) = stream else {
+                    return Err(EntryError::Reply("stream is not an array"));
+                };
+                let key = pair
+                    .first()
+                    .ok_or(EntryError::Reply("stream without a name"))?;
+                let entries = pair
+                    .get(1)
+                    .ok_or(EntryError::Reply("stream without entries"))?;
+                Ok((key_of(key)?, entries_of(entries)?))
+            })
+            .collect(),
+        _ => Err(EntryError::Reply("not an array")),
     }
 }
 
@@ -220,6 +243,65 @@ impl Raw {
             peer,
             body,
             call,
+        })
+    }
+}
+
+/// A checked entry of the roster stream: a client joined or left the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RosterEntry {
+    /// Its number in the roster stream.
+    pub(crate) seq: u64,
+    pub(crate) epoch: String,
+    /// The room's last message number when it was written: it comes after that
+    /// message and before the next, on every server.
+    pub(crate) after: u64,
+    /// True for a join, false for a leave.
+    pub(crate) join: bool,
+    /// The server the client is (was) on, and its id there.
+    pub(crate) server: String,
+    pub(crate) client: u64,
+    pub(crate) peer: PeerAddr,
+    /// Why it left, if said (empty for a join).
+    pub(crate) why: String,
+}
+
+/// Longest leave reason taken from an entry.
+const MAX_WHY: usize = 256;
+
+impl Raw {
+    /// Checks the entry against what the roster scripts write.
+    pub(crate) fn check_roster(&self) -> Result<RosterEntry, EntryError> {
+        let seq = match self.id {
+            (0, seq) => seq,
+            id => return Err(EntryError::ForeignId(id)),
+        };
+        let text = |name| {
+            std::str::from_utf8(self.field(name)?)
+                .map(str::to_string)
+                .map_err(|_| EntryError::Field(name))
+        };
+        let join = match self.field("k")? {
+            b"j" => true,
+            b"l" => false,
+            _ => return Err(EntryError::Field("k")),
+        };
+        let why = text("w")?;
+        if why.len() > MAX_WHY {
+            return Err(EntryError::TooLong(why.len()));
+        }
+        Ok(RosterEntry {
+            seq,
+            epoch: text("e")?,
+            after: text("a")?.parse().map_err(|_| EntryError::Field("a"))?,
+            join,
+            server: text("o")?,
+            client: text("c")?.parse().map_err(|_| EntryError::Client)?,
+            peer: text("p")?
+                .parse::<SocketAddr>()
+                .map(PeerAddr::from)
+                .map_err(|_| EntryError::Peer)?,
+            why,
         })
     }
 }
@@ -391,6 +473,58 @@ mod tests {
             ],
         )]);
         assert_eq!(checked(&v), [Err(EntryError::Field("p"))]);
+    }
+
+    #[test]
+    fn roster_entries_check_out_and_bad_ones_are_named() {
+        let join = entry(
+            "0-4",
+            &[
+                ("e", b"ep"),
+                ("a", b"17"),
+                ("k", b"j"),
+                ("o", b"srv"),
+                ("c", b"3"),
+                ("p", b"127.0.0.1:4000"),
+                ("w", b""),
+            ],
+        );
+        let raw = parse_reply(&reply(vec![join])).unwrap().remove(0).unwrap();
+        let got = raw.check_roster().unwrap();
+        assert_eq!((got.seq, got.after, got.join, got.client), (4, 17, true, 3));
+        assert_eq!(got.server, "srv");
+        let bad = entry(
+            "0-5",
+            &[
+                ("e", b"ep"),
+                ("a", b"x"),
+                ("k", b"l"),
+                ("o", b"srv"),
+                ("c", b"3"),
+                ("p", b"127.0.0.1:4000"),
+                ("w", b"gone"),
+            ],
+        );
+        let raw = parse_reply(&reply(vec![bad])).unwrap().remove(0).unwrap();
+        assert_eq!(raw.check_roster(), Err(EntryError::Field("a")));
+        let kind = entry("0-6", &[("k", b"q")]);
+        let raw = parse_reply(&reply(vec![kind])).unwrap().remove(0).unwrap();
+        assert_eq!(raw.check_roster(), Err(EntryError::Field("k")));
+    }
+
+    #[test]
+    fn a_reply_of_two_streams_keeps_both_by_name() {
+        let two = Value::Array(vec![
+            Value::Array(vec![bulk(b"a"), Value::Array(vec![good("0-1")])]),
+            Value::Array(vec![
+                bulk(b"b"),
+                Value::Array(vec![good("0-2"), good("0-3")]),
+            ]),
+        ]);
+        let got = parse_streams(&two).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0.as_slice(), got[0].1.len()), (&b"a"[..], 1));
+        assert_eq!((got[1].0.as_slice(), got[1].1.len()), (&b"b"[..], 2));
     }
 
     #[test]

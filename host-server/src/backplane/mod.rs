@@ -23,6 +23,9 @@
 //!   lost the room: either way the server's clients are disconnected with a notice
 //!   saying so. It hands the entries to the room at the pace of the server's
 //!   readers, so a flood waits in the stream, not in memory.
+//! - The roster ([`roster`]): joins and leaves go through the writer, in order with
+//!   the messages, into a stream of their own that every reader merges into the
+//!   room's order; the heartbeat thread beats and takes dead servers' clients out.
 //!
 //! Redis is trusted: entries are checked so that a stray writer cannot crash or stall
 //! a server, but whoever can write to the Redis can write into the room. Protect it
@@ -31,6 +34,7 @@
 mod entry;
 mod link;
 mod reader;
+mod roster;
 mod script;
 mod tracker;
 mod writer;
@@ -76,6 +80,9 @@ pub struct BackplaneConfig {
     /// at once. Once it is gone, an append whose answer was lost is looked for in the
     /// stream instead. Default 60 s.
     pub dedupe: Duration,
+    /// How long a server may stay silent (no heartbeat) before the others take its
+    /// clients out of the room, each with a leave naming the reason. Default 10 s.
+    pub server_timeout: Duration,
 }
 
 impl Default for BackplaneConfig {
@@ -88,6 +95,7 @@ impl Default for BackplaneConfig {
             io_timeout: Duration::from_secs(3),
             batch: 1024,
             dedupe: Duration::from_secs(60),
+            server_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -103,6 +111,7 @@ impl fmt::Debug for BackplaneConfig {
             .field("io_timeout", &self.io_timeout)
             .field("batch", &self.batch)
             .field("dedupe", &self.dedupe)
+            .field("server_timeout", &self.server_timeout)
             .finish()
     }
 }
@@ -168,10 +177,20 @@ impl Outgoing {
     }
 }
 
+/// What the writer is handed, in the order the sessions hand it over.
+pub(crate) enum Item {
+    /// A session's messages.
+    Batch(Outgoing),
+    /// A join or a leave of a client of this server.
+    Roster(roster::Op),
+}
+
 /// The room's way into the backplane: hands batches to the writer thread.
 pub(crate) struct Appender {
-    to_writer: SyncSender<Outgoing>,
+    to_writer: SyncSender<Item>,
     tracker: Arc<Tracker>,
+    /// This server's id in the room.
+    server_id: String,
 }
 
 impl Appender {
@@ -197,7 +216,26 @@ impl Appender {
         }
         out.ticket = self.tracker.register(client, out.ends.len(), out.since);
         // Fails only once the writer has stopped: the server is shutting down.
-        let _ = self.to_writer.send(out);
+        let _ = self.to_writer.send(Item::Batch(out));
+    }
+
+    /// Queues the join of client `client` (at `peer`), after everything it queued
+    /// before; `why` `None` for a join, the leave's reason (maybe empty) for a leave.
+    pub(crate) fn roster(&self, client: u64, peer: PeerAddr, why: Option<&str>) {
+        let op = match why {
+            None => roster::Op::Join { client, peer },
+            Some(why) => roster::Op::Leave {
+                client,
+                peer,
+                why: why.to_string(),
+            },
+        };
+        let _ = self.to_writer.send(Item::Roster(op));
+    }
+
+    /// This server's id in the room.
+    pub(crate) fn server_id(&self) -> &str {
+        &self.server_id
     }
 
     /// The Pong `bytes` for client `client`, if it may go now; if not, it goes once
@@ -264,11 +302,34 @@ pub(crate) fn start(
         tracker: Arc::default(),
         room: room.clone(),
     });
+    // Beat once before any client can join, so that this server's clients are
+    // always those of a server the others watch; then learn who is in the room.
+    let scripts = roster::Scripts::new();
+    let open_err = |e| BackplaneError::Open(link::redact(&config.url), e);
+    scripts.beat(&mut first, &common, false).map_err(open_err)?;
+    let snap = scripts
+        .snapshot(&mut first, &common.keys, &opened.epoch)
+        .map_err(open_err)?;
+    // A reset between the two calls is found by the reader's first check.
+    let opened = script::Opened {
+        epoch: opened.epoch,
+        tail: snap.tail.max(opened.tail),
+    };
+    common
+        .delivered
+        .fetch_max(opened.tail, std::sync::atomic::Ordering::AcqRel);
+    room.set_roster(snap.members);
     let (to_writer, from_rooms) = mpsc::sync_channel(WRITER_QUEUE);
     let tracker = common.tracker.clone();
-    if !room.set_backplane(Appender { to_writer, tracker }) {
+    let server_id = common.server_id.clone();
+    if !room.set_backplane(Appender {
+        to_writer,
+        tracker,
+        server_id,
+    }) {
         return Err(BackplaneError::AlreadySet);
     }
+    let roster_at = snap.roster;
     let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
         thread::Builder::new()
             .name(name.into())
@@ -279,7 +340,12 @@ pub(crate) fn start(
     let reader_common = common.clone();
     let reader = spawn(
         "backplane reader",
-        Box::new(move || reader::run(&reader_common, first, opened)),
+        Box::new(move || reader::run(&reader_common, first, opened, roster_at)),
+    )?;
+    let beat_common = common.clone();
+    let heartbeat = spawn(
+        "backplane heartbeat",
+        Box::new(move || roster::heartbeat(&beat_common)),
     )?;
     let watch_common = common.clone();
     let watch = spawn(
@@ -291,7 +357,7 @@ pub(crate) fn start(
         Box::new(move || writer::run(&common, &from_rooms)),
     )?;
     Ok(Running {
-        threads: vec![reader, watch, writer],
+        threads: vec![reader, watch, writer, heartbeat],
     })
 }
 

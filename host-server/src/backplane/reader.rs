@@ -11,7 +11,7 @@
 //! back with an older copy of the stream in the same epoch, and the check starts the
 //! room over above what was delivered (see `script`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use proto_core::ErrorCode;
 use redis::{Connection, Value};
 
-use super::entry::{parse_reply, EntryError, Message, StreamId};
+use super::entry::{parse_streams, EntryError, Message, RawResult, RosterEntry, StreamId};
 use super::link::{self, random_token};
+use super::roster::Scripts;
 use super::script::{self, Opened};
 use super::Common;
-use crate::room::Sequenced;
+use crate::room::{RosterEvent, Sequenced};
 
 /// How often the reader checks the room's epoch and last ID even while entries flow.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -63,12 +64,22 @@ struct Reader<'c> {
     checked: Instant,
     /// Logged once per outage.
     down: bool,
+    /// The roster stream of the epoch followed, and its last entry read.
+    roster_key: String,
+    roster_at: u64,
+    /// Roster entries read but not yet due: each comes after message `after`.
+    held: VecDeque<RosterEntry>,
+    roster: Scripts,
 }
 
 /// The reader thread's body: runs until the room closes. `con` is the connection
 /// the room was opened on, `opened` what it found.
-pub(crate) fn run(common: &Common, con: Connection, opened: Opened) {
+pub(crate) fn run(common: &Common, con: Connection, opened: Opened, roster_at: u64) {
     let mut reader = Reader {
+        roster_key: common.keys.roster(&opened.epoch),
+        roster_at,
+        held: VecDeque::new(),
+        roster: Scripts::new(),
         common,
         con: Some(con),
         epoch: opened.epoch,
@@ -112,7 +123,9 @@ impl Reader<'_> {
                 .arg(block.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&self.common.keys.stream)
+                .arg(&self.roster_key)
                 .arg(format!("{}-{}", self.cursor.0, self.cursor.1))
+                .arg(format!("0-{}", self.roster_at))
                 .query::<Value>(con);
             match reply {
                 Ok(reply) => self.take(&reply),
@@ -178,13 +191,17 @@ impl Reader<'_> {
     /// Redis lost the room: every client here is told and disconnected, and the
     /// reader starts over at the end of the new stream.
     fn reset(&mut self, opened: &Opened) {
+        let old = std::mem::replace(&mut self.epoch, opened.epoch.clone());
+        // Who is in the new room, before anyone here is told: a client that
+        // reconnects at once is welcomed into the new room, not the old one.
+        self.resync_roster();
+        self.forget_roster(&old);
         let text = "room was reset: the room's backplane lost its history; reconnect";
         let n = self.common.room.disconnect_all(ErrorCode::ROOM_RESET, text);
         tracing::warn!(
-            "backplane: the room was reset (epoch {} -> {}, last {} -> {}); {n} clients disconnected",
-            self.epoch, opened.epoch, self.last, opened.tail
+            "backplane: the room was reset (epoch {old} -> {}, last {} -> {}); {n} clients disconnected",
+            opened.epoch, self.last, opened.tail
         );
-        self.epoch = opened.epoch.clone();
         self.common.set_epoch(&opened.epoch);
         self.last = opened.tail;
         self.cursor = (0, opened.tail);
@@ -196,18 +213,135 @@ impl Reader<'_> {
         super::writer::send_owed(self.common, owed);
     }
 
+    /// Lets the roster keys of epoch `epoch`, which nobody reads any more, expire
+    /// (servers that have not seen the reset yet may still write to them briefly).
+    fn forget_roster(&mut self, epoch: &str) {
+        let Some(con) = self.con.as_mut() else {
+            return;
+        };
+        let keys = &self.common.keys;
+        for key in [keys.roster(epoch), keys.who(epoch)] {
+            if let Err(e) = redis::cmd("EXPIRE").arg(key).arg(60).query::<()>(con) {
+                tracing::warn!("backplane: cannot let the old roster expire: {e}");
+            }
+        }
+    }
+
+    /// Learns who is in the room afresh and reads the roster on from there (after a
+    /// reset, or a hole in the roster stream). Messages after the snapshot's are
+    /// still read and delivered: the clients here were disconnected.
+    fn resync_roster(&mut self) {
+        self.held.clear();
+        self.roster_key = self.common.keys.roster(&self.epoch);
+        let Some(con) = self.con.as_mut() else {
+            return;
+        };
+        match self.roster.snapshot(con, &self.common.keys, &self.epoch) {
+            Ok(snap) => {
+                self.roster_at = snap.roster;
+                self.common.room.set_roster(snap.members);
+            }
+            Err(e) => {
+                tracing::warn!("backplane: cannot read who is in the room: {e}; reconnecting");
+                self.roster_at = 0;
+                self.common.room.set_roster(Vec::new());
+                self.con = None;
+            }
+        }
+    }
+
+    /// Takes the roster entries of a read: checks they follow on and holds them
+    /// until their place in the order. Returns the highest message number that may
+    /// be delivered before more of the roster is read (`u64::MAX` if the read got
+    /// all of it).
+    fn take_roster(&mut self, entries: Vec<RawResult>) -> u64 {
+        let full = entries.len() >= self.common.config.batch;
+        for entry in entries {
+            let (id, checked) = match entry {
+                Ok(raw) => (raw.id, raw.check_roster()),
+                Err((Some(id), e)) => (id, Err(e)),
+                Err((None, e)) => {
+                    tracing::warn!("backplane: roster: {e}");
+                    continue;
+                }
+            };
+            let seq = match id {
+                (0, seq) if seq > self.roster_at => seq,
+                _ => {
+                    self.skip(id, &EntryError::ForeignId(id));
+                    continue;
+                }
+            };
+            if seq != self.roster_at + 1 {
+                // Joins and leaves are gone: who is here is no longer known.
+                let text = "room history lost: this server missed joins and leaves; reconnect";
+                let n = self.common.room.disconnect_all(ErrorCode::ROOM_RESET, text);
+                tracing::warn!(
+                    "backplane: roster entries after {} are gone; {n} clients disconnected",
+                    self.roster_at
+                );
+                self.resync_roster();
+                return u64::MAX;
+            }
+            self.roster_at = seq;
+            match checked {
+                Ok(e) if e.epoch == self.epoch => self.held.push_back(e),
+                Ok(_) => self.skip(id, &EntryError::Field("e")),
+                Err(e) => self.skip(id, &e),
+            }
+        }
+        match (full, self.held.back()) {
+            (true, Some(last)) => last.after,
+            (true, None) => self.last,
+            (false, _) => u64::MAX,
+        }
+    }
+
+    /// Delivers `ready`, then every held roster entry that comes before message
+    /// `next` (after message `next - 1` or earlier).
+    fn roster_before(&mut self, next: u64, ready: &mut Vec<Message>) {
+        while self.held.front().is_some_and(|e| e.after < next) {
+            self.deliver(ready);
+            if let Some(e) = self.held.pop_front() {
+                self.common.room.roster(RosterEvent {
+                    join: e.join,
+                    server: &e.server,
+                    client: e.client,
+                    peer: e.peer,
+                    why: &e.why,
+                });
+            }
+        }
+    }
+
     /// Takes the entries of one `XREAD` reply.
     fn take(&mut self, reply: &Value) {
-        let entries = match parse_reply(reply) {
-            Ok(entries) => entries,
+        let streams = match parse_streams(reply) {
+            Ok(streams) => streams,
             Err(e) => {
                 tracing::warn!("backplane: {e}; reconnecting");
                 self.con = None;
                 return;
             }
         };
+        let mut entries = Vec::new();
+        let mut limit = u64::MAX;
+        for (key, got) in streams {
+            if key == self.common.keys.stream.as_bytes() {
+                entries = got;
+            } else if key == self.roster_key.as_bytes() {
+                limit = self.take_roster(got);
+            }
+        }
         let mut ready: Vec<Message> = Vec::with_capacity(entries.len());
         for entry in entries {
+            if entry
+                .as_ref()
+                .is_ok_and(|raw| raw.id.0 == 0 && raw.id.1 > limit)
+            {
+                // Joins and leaves before it may not all be read yet.
+                break;
+            }
             let (id, checked) = match entry {
                 Ok(raw) => (raw.id, raw.check()),
                 Err((Some(id), e)) => (id, Err(e)),
@@ -226,6 +360,7 @@ impl Reader<'_> {
                     continue;
                 }
             };
+            self.roster_before(seq, &mut ready);
             if seq != self.last + 1 {
                 self.deliver(&mut ready);
                 self.behind(seq - self.last - 1);
@@ -262,6 +397,8 @@ impl Reader<'_> {
                 }
             }
         }
+        let last = self.last;
+        self.roster_before(last + 1, &mut ready);
         self.deliver(&mut ready);
     }
 

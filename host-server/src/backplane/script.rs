@@ -11,7 +11,12 @@
 //!   `--backplane-dedupe-secs` (a minute);
 //! - `{room:NAME}:voided`: per server, the last append call it gave up on for good
 //!   (so a try of it still on its way cannot append it any more); a few bytes per
-//!   server start, like `servers`.
+//!   server start, like `servers`;
+//! - `{room:NAME}:roster:EPOCH` and `{room:NAME}:who:EPOCH`: the roster's stream of
+//!   joins and leaves and the hash of who is in the room (see `roster`); named by
+//!   epoch, so a room started over starts with nobody in it;
+//! - `{room:NAME}:alive`: per server, when it last beat (Redis's clock, ms), and
+//!   `{room:NAME}:dead`: the servers taken out of the room for their silence.
 
 use redis::{Connection, RedisResult, Script};
 
@@ -24,6 +29,8 @@ pub(crate) struct Keys {
     pub(crate) epoch: String,
     pub(crate) servers: String,
     pub(crate) voided: String,
+    pub(crate) alive: String,
+    pub(crate) dead: String,
     prefix: String,
 }
 
@@ -35,8 +42,20 @@ impl Keys {
             epoch: format!("{prefix}:epoch"),
             servers: format!("{prefix}:servers"),
             voided: format!("{prefix}:voided"),
+            alive: format!("{prefix}:alive"),
+            dead: format!("{prefix}:dead"),
             prefix,
         }
+    }
+
+    /// The roster stream of the room in epoch `epoch`.
+    pub(crate) fn roster(&self, epoch: &str) -> String {
+        format!("{}:roster:{epoch}", self.prefix)
+    }
+
+    /// The hash of who is in the room in epoch `epoch`: `SERVER:CLIENT` to address.
+    pub(crate) fn who(&self, epoch: &str) -> String {
+        format!("{}:who:{epoch}", self.prefix)
     }
 
     /// The dedupe key of append number `n` of server `server`.
@@ -50,7 +69,7 @@ impl Keys {
 /// highest sequence number the caller has delivered, so a recreated stream numbers on
 /// from there and no client sees a number go backwards. `restart` starts the room
 /// over in a new epoch above `floor` (Redis holds less than was delivered from it).
-const ENSURE: &str = r#"
+pub(crate) const ENSURE: &str = r#"
 local function ensure(cand, floor)
   local e = redis.call('GET', KEYS[2])
   local have = redis.call('EXISTS', KEYS[1]) == 1

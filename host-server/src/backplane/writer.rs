@@ -26,9 +26,10 @@ use proto_core::ErrorCode;
 use redis::{Connection, RedisError, RetryMethod};
 
 use super::link::{self, random_token};
+use super::roster::{self, Op, Wrote};
 use super::script::{Append, AppendArgs, Appended, Fate, Message, Settle};
 use super::tracker::Owed;
-use super::{Common, Outgoing};
+use super::{Common, Item, Outgoing};
 use crate::wire::{self, Mode};
 
 /// Pause between attempts to reach Redis again.
@@ -55,6 +56,9 @@ struct Writer<'c> {
     con: Option<Connection>,
     script: Append,
     settle: Settle,
+    roster: roster::Scripts,
+    /// An item taken from the queue that goes in the next call.
+    peeked: Option<Item>,
     calls: u64,
     /// Calls sent but not answered, past their time: voided on the next connection.
     doubtful: Vec<Call>,
@@ -64,12 +68,14 @@ struct Writer<'c> {
 }
 
 /// The writer thread's body: runs until the room closes.
-pub(crate) fn run(common: &Common, from_rooms: &Receiver<Outgoing>) {
+pub(crate) fn run(common: &Common, from_rooms: &Receiver<Item>) {
     let mut writer = Writer {
         common,
         con: None,
         script: Append::new(),
         settle: Settle::new(),
+        roster: roster::Scripts::new(),
+        peeked: None,
         calls: 0,
         doubtful: Vec::new(),
         last_attempt: None,
@@ -79,25 +85,53 @@ pub(crate) fn run(common: &Common, from_rooms: &Receiver<Outgoing>) {
 }
 
 impl Writer<'_> {
-    fn serve(&mut self, from_rooms: &Receiver<Outgoing>) {
+    fn serve(&mut self, from_rooms: &Receiver<Item>) {
         while !self.common.room.is_closing() {
-            let first = match from_rooms.recv_timeout(IDLE_TICK) {
-                Ok(first) => first,
-                Err(RecvTimeoutError::Timeout) => {
-                    if !self.doubtful.is_empty() {
-                        self.connected();
+            let first = match self.peeked.take() {
+                Some(first) => first,
+                None => match from_rooms.recv_timeout(IDLE_TICK) {
+                    Ok(first) => first,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if !self.doubtful.is_empty() {
+                            self.connected();
+                        }
+                        continue;
                     }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            let first = match first {
+                Item::Batch(first) => first,
+                Item::Roster(op) => {
+                    // Joins and leaves that waited together go in one call; a
+                    // batch behind them waits for the next (so a client's join
+                    // comes before its messages, its leave after them).
+                    let mut ops = vec![op];
+                    while ops.len() < self.common.config.batch {
+                        match from_rooms.try_recv() {
+                            Ok(Item::Roster(op)) => ops.push(op),
+                            Ok(other) => {
+                                self.peeked = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_roster(&ops);
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
             };
             let mut count = first.ends.len();
             let mut batches = vec![first];
             while count < self.common.config.batch {
                 match from_rooms.try_recv() {
-                    Ok(next) => {
+                    Ok(Item::Batch(next)) => {
                         count += next.ends.len();
                         batches.push(next);
+                    }
+                    Ok(other) => {
+                        self.peeked = Some(other);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -174,6 +208,58 @@ impl Writer<'_> {
             }
             thread::sleep(RETRY_PAUSE);
         }
+    }
+
+    /// Writes joins and leaves, retrying until Redis answers (they are idempotent:
+    /// a retry of one already written writes nothing) or the room closes. Found
+    /// in an old epoch, they are written in the new one once the reader has taken
+    /// it up: a client that joined as the room was reset is then in the new room
+    /// (and one that was disconnected by the reset joins and leaves it).
+    fn write_roster(&mut self, ops: &[Op]) {
+        let mut resets = 0;
+        while !self.common.room.is_closing() {
+            if self.connected() {
+                let Some(con) = self.con.as_mut() else {
+                    continue;
+                };
+                let floor = self.common.delivered.load(Ordering::Acquire);
+                match self.roster.write(con, self.common, floor, ops) {
+                    Ok(Wrote::Done) => return,
+                    Ok(Wrote::Reset(epoch)) => {
+                        tracing::warn!("backplane: the room was reset (epoch {epoch})");
+                        self.common.reset_seen.store(true, Ordering::Release);
+                        resets += 1;
+                        if resets > 3 || !self.await_epoch(&epoch) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(e) if transient(&e) => {
+                        tracing::warn!("backplane: writing joins and leaves failed, retrying: {e}");
+                        self.con = None;
+                        self.down = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!("backplane: joins and leaves refused by Redis: {e}");
+                        return;
+                    }
+                }
+            }
+            thread::sleep(RETRY_PAUSE);
+        }
+    }
+
+    /// Waits, at most `io_timeout`, for the reader to take up epoch `epoch`.
+    fn await_epoch(&self, epoch: &str) -> bool {
+        let since = Instant::now();
+        while self.common.epoch() != epoch {
+            if since.elapsed() >= self.common.config.io_timeout || self.common.room.is_closing() {
+                tracing::warn!("backplane: joins and leaves of the old room dropped");
+                return false;
+            }
+            thread::sleep(RETRY_PAUSE);
+        }
+        true
     }
 
     fn append(&mut self, call: &Call) -> Result<Appended, RedisError> {
