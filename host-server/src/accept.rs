@@ -153,7 +153,8 @@ pub fn run_with_fronts(
         config.thread_stack = tls::MIN_STACK;
     }
     let config = &config;
-    let mut ctx = Context::new(config.clone(), control.clone());
+    // The writer pool's threads encrypt too: they start with the raised stack.
+    let mut ctx = Context::new(config.clone(), control.clone())?;
     ctx.tls = tls;
     let ctx = Arc::new(ctx);
     let backplane = match &config.backplane {
@@ -192,6 +193,7 @@ pub fn run_with_fronts(
         Ok(how) => how,
         Err(e) => {
             ctx.room.close();
+            ctx.stop_writers();
             let _ = notices.join();
             if let Some(running) = backplane {
                 running.join();
@@ -200,6 +202,7 @@ pub fn run_with_fronts(
         }
     };
     shut_down(&ctx, how);
+    ctx.stop_writers();
     let _ = notices.join();
     if let Some(running) = backplane {
         running.join();

@@ -46,7 +46,7 @@ its addresses that binds, IPv4 first")]
     pub backlog: u32,
 
     /// Most clients at once; one more is told "server full" and closed. Each client
-    /// costs two threads and one open file.
+    /// costs one thread and one open file.
     #[arg(long, value_name = "N", default_value_t = defaults().max_clients as u64,
           value_parser = whole::<u64>(1, 1_000_000))]
     pub max_clients: u64,
@@ -96,7 +96,7 @@ its addresses that binds, IPv4 first")]
     pub min_drain_rate: u32,
 
     /// How far behind --min-drain-rate a client may fall before it stops holding
-    /// senders back: the longest a reader that stops can delay the room.
+    /// senders back: the longest a reader that stops can delay a flooding sender.
     #[arg(long, value_name = "MS", default_value_t = millis(defaults().pace_grace),
           value_parser = whole::<u64>(10, 60_000))]
     pub pace_grace_ms: u64,
@@ -142,6 +142,11 @@ its addresses that binds, IPv4 first")]
     #[arg(long, value_name = "BYTES", default_value_t = defaults().thread_stack as u64,
           value_parser = whole::<u64>(32 * 1024, 8 << 20))]
     pub thread_stack: u64,
+
+    /// Threads that send what a client's socket did not take at once; 0: one per core.
+    #[arg(long, value_name = "N", default_value_t = defaults().writer_threads as u64,
+          value_parser = whole::<u64>(0, 64))]
+    pub writer_threads: u64,
 
     /// Bytes read from a client at a time; also bounds one batch of its messages.
     #[arg(long, value_name = "BYTES", default_value_t = defaults().read_buffer as u64,
@@ -406,6 +411,7 @@ impl Cli {
             text_pause: Duration::from_millis(self.text_pause_ms),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             thread_stack: size(self.thread_stack),
+            writer_threads: size(self.writer_threads),
             read_buffer: size(self.read_buffer),
             recv_buffer: size(self.recv_buffer),
             send_buffer: self.send_buffer.map(size),
@@ -548,6 +554,7 @@ mod tests {
             text_pause: Duration::from_millis(14),
             shutdown_grace: Duration::from_millis(12),
             thread_stack: 40_000,
+            writer_threads: 0,
             read_buffer: 600,
             recv_buffer: 9000,
             send_buffer: Some(8192),

@@ -22,7 +22,7 @@ pub struct Config {
     /// Default 128.
     pub backlog: u32,
     /// Most connections served at once; one more is told the server is full and
-    /// closed. Default 8000: each client costs two threads and one file, and the
+    /// closed. Default 16,000: each client costs one thread and one file, and the
     /// machines this runs on allow 20,000 of each.
     pub max_clients: usize,
     /// Most connections one address may hold at once; one more is told "too many
@@ -60,8 +60,11 @@ pub struct Config {
     /// that trickles a few bytes a second does not.
     pub min_drain_rate: u32,
     /// How far behind its drain rate a client may fall (no bytes taken for this long,
-    /// or too few) before it stops holding senders back. Default 250 ms: the longest a
-    /// reader that has just stopped can delay the room, once.
+    /// or too few) before it stops holding senders back. Default 250 ms: a reader
+    /// that takes a big bite every 100 ms keeps pacing the room even when its thread
+    /// runs late, and one that has just stopped holds back, once and for at most this
+    /// long, only senders that have relayed a read buffer since they last waited
+    /// (flooders), not a quiet client.
     pub pace_grace: Duration,
     /// How far behind its drain rate a client with bytes waiting may fall before it is
     /// dropped as too slow. Default 10 s, as long as a busy reader might pause; under
@@ -88,9 +91,14 @@ pub struct Config {
     /// After Ctrl-C or SIGTERM, how long clients get to receive the shutdown notice
     /// before their connections are cut. Default 500 ms.
     pub shutdown_grace: Duration,
-    /// Stack size of each connection's threads. Default 64 KiB, so thousands of
-    /// clients fit in memory; with TLS at least 256 KiB, for the cryptography.
+    /// Stack size of each connection's thread (and the writer pool's). Default 64 KiB,
+    /// so thousands of clients fit in memory; with TLS at least 256 KiB, for the
+    /// cryptography.
     pub thread_stack: usize,
+    /// Threads of the writer pool, which sends what a client's socket did not take at
+    /// once (write-through from the broadcasting thread sends the rest). Default 0:
+    /// one per core.
+    pub writer_threads: usize,
     /// Bytes read from a client at a time; also bounds one batch of its messages.
     /// Default 4 KiB.
     pub read_buffer: usize,
@@ -160,12 +168,22 @@ pub struct Config {
     pub backplane: Option<BackplaneConfig>,
 }
 
+impl Config {
+    /// Threads the writer pool runs: `writer_threads`, or one per core.
+    pub(crate) fn writers(&self) -> usize {
+        match self.writer_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             bind: BindAddr::Ip(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
             backlog: 128,
-            max_clients: 8000,
+            max_clients: 16_000,
             max_per_address: 16,
             cap_loopback: false,
             ipv6_prefix: crate::gate::DEFAULT_IPV6_PREFIX,
@@ -181,6 +199,7 @@ impl Default for Config {
             text_pause: Duration::from_millis(200),
             shutdown_grace: Duration::from_millis(500),
             thread_stack: 64 * 1024,
+            writer_threads: 0,
             read_buffer: 4096,
             recv_buffer: 128 * 1024,
             send_buffer: None,

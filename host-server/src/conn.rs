@@ -10,11 +10,17 @@
 //! ciphertext, unlocks, and sends that buffer. The pending buffer has its own lock,
 //! held across non-blocking sends only, so ciphertext leaves in the order it was
 //! made whichever thread made it (lock order: pending, then session).
+//!
+//! Nothing here waits for the socket except [`send_all`]: what the socket does not
+//! take stays pending, and the outbox keeps the socket registered with its writer
+//! pool until [`Conn::has_pending`] is false. That holds for bytes the reader side
+//! made too (alerts, key updates, the answer to a client's `close_notify`): the
+//! reader asks the outbox to take them on after each read.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustix::net::{recv, send, sendmsg, RecvFlags, SendAncillaryBuffer, SendFlags};
 use rustls::ServerConnection;
@@ -31,10 +37,6 @@ const READ_CHUNK: usize = 4096;
 /// Capacity of the pending buffer kept once it is empty; a larger one is freed, so an
 /// idle client does not hold a record's worth of memory.
 const KEEP_PENDING: usize = 4096;
-
-/// How long [`Conn::finish`] waits for the socket to take what is pending and the
-/// `close_notify`, before it closes the sending side anyway.
-const FINISH_WAIT: Duration = Duration::from_millis(500);
 
 /// A client's connection as the room sees it: plain TCP, or TLS over TCP.
 pub(crate) struct Conn {
@@ -55,6 +57,9 @@ struct Tls {
 struct Pending {
     buf: Vec<u8>,
     at: usize,
+    /// `close_notify` is queued: the sending side is shut once everything is out,
+    /// by whichever thread sends the last of it.
+    finishing: bool,
 }
 
 impl Pending {
@@ -83,6 +88,10 @@ impl Pending {
         self.at = 0;
         if self.buf.capacity() > KEEP_PENDING {
             self.buf = Vec::new();
+        }
+        if self.finishing {
+            // Errors are ignored: the peer may be gone already.
+            let _ = tcp.shutdown(Shutdown::Write);
         }
         Ok(())
     }
@@ -246,24 +255,25 @@ impl Conn {
     }
 
     /// Ends the sending side cleanly once everything is out (TLS: close_notify, then
-    /// shutdown(Write)). Waits at most [`FINISH_WAIT`] for the socket to take it.
+    /// shutdown(Write)). Never blocks: for TLS, the `close_notify` joins the pending
+    /// ciphertext, and the sending side is shut when the last of it goes out, by this
+    /// call or by the [`Conn::flush_pending`] or [`Conn::send_now`] that empties it
+    /// (so the caller keeps flushing while [`Conn::has_pending`]). Calling it again
+    /// changes nothing.
     pub(crate) fn finish(&self) {
-        if let Some(tls) = &self.tls {
-            {
-                let mut pending = lock(&tls.pending);
-                let mut session = lock(&tls.session);
-                session.send_close_notify();
-                let _ = drain_tls(&mut session, &mut pending.buf);
-            }
-            let deadline = Instant::now() + FINISH_WAIT;
-            while let Ok(false) = self.flush_pending() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || wait_writable(&self.tcp, left).is_err() {
-                    break;
-                }
-            }
+        let Some(tls) = &self.tls else {
+            let _ = self.tcp.shutdown(Shutdown::Write);
+            return;
+        };
+        let mut pending = lock(&tls.pending);
+        if !pending.finishing {
+            pending.finishing = true;
+            let mut session = lock(&tls.session);
+            session.send_close_notify();
+            let _ = drain_tls(&mut session, &mut pending.buf);
         }
-        let _ = self.tcp.shutdown(Shutdown::Write);
+        // A failed socket is cut by the caller; nothing more is owed to it.
+        let _ = pending.push(&self.tcp);
     }
 
     /// Cuts the connection now, both directions, sending nothing more.

@@ -1,6 +1,6 @@
 //! What every thread of a running server shares: its settings, its stop handle, its
-//! room, the counts of connection threads that bound how many may run at once, and
-//! the connections each capped address holds.
+//! room, the writer pool, the counts of connection threads that bound how many may
+//! run at once, and the connections each capped address holds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::control::Control;
+use crate::error::ServerError;
 use crate::gate::Host;
+use crate::outbox::{Pool, Workers};
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
 use crate::visits::Visits;
@@ -19,6 +21,10 @@ pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) control: Control,
     pub(crate) room: Arc<Room>,
+    /// Sends what clients' sockets did not take at once.
+    pub(crate) pool: Arc<Pool>,
+    /// The pool's threads, until [`Context::stop_writers`].
+    workers: Mutex<Option<Workers>>,
     /// The TLS configuration, when the server has a certificate (see `tls`).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections being served (in the room or about to be).
@@ -45,15 +51,24 @@ pub(crate) enum Counter {
 }
 
 impl Context {
-    /// The context of a server with `config`, stopped through `control`; `control`
-    /// is given a view of the new room.
-    pub(crate) fn new(config: Config, control: Control) -> Self {
+    /// The context of a server with `config`, stopped through `control`, with its
+    /// writer pool running; `control` is given a view of the new room.
+    ///
+    /// # Errors
+    /// [`ServerError::Pool`] when the pool's `epoll` cannot be made,
+    /// [`ServerError::Thread`] when its threads cannot be started.
+    pub(crate) fn new(config: Config, control: Control) -> Result<Self, ServerError> {
+        let pool = Pool::new().map_err(ServerError::Pool)?;
+        let workers = Workers::start(&pool, config.writers(), config.thread_stack)
+            .map_err(ServerError::Thread)?;
         let room = Arc::new(Room::new());
         control.watch(&room);
-        Self {
+        Ok(Self {
             config,
             control,
             room,
+            pool,
+            workers: Mutex::new(Some(workers)),
             tls: None,
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
@@ -61,7 +76,13 @@ impl Context {
             visits: Visits::default(),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
-        }
+        })
+    }
+
+    /// Stops the writer pool's threads (every connection is closed by then) and cuts
+    /// any client it still owed bytes.
+    pub(crate) fn stop_writers(&self) {
+        drop(lock(&self.workers).take());
     }
 
     fn counter(&self, which: Counter) -> &AtomicUsize {
@@ -154,7 +175,7 @@ mod tests {
     use super::*;
 
     fn context() -> Arc<Context> {
-        Arc::new(Context::new(Config::default(), Control::new()))
+        Arc::new(Context::new(Config::default(), Control::new()).unwrap())
     }
 
     fn host(s: &str) -> Host {

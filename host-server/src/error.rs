@@ -30,6 +30,8 @@ pub enum ServerError {
     Listener(io::Error),
     /// A thread the server needs could not be started.
     Thread(io::Error),
+    /// The writer pool's `epoll` could not be made (out of file descriptors).
+    Pool(io::Error),
     /// The room's backplane could not be joined.
     Backplane(BackplaneError),
     /// The TLS certificate or key cannot be used.
@@ -45,6 +47,7 @@ impl fmt::Display for ServerError {
             }
             ServerError::Listener(e) => write!(f, "cannot use the listening socket: {e}"),
             ServerError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            ServerError::Pool(e) => write!(f, "cannot set up the writer pool: {e}"),
             ServerError::Backplane(e) => write!(f, "{e}"),
             ServerError::Tls(e) => write!(f, "{e}"),
         }
@@ -55,7 +58,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. } | ServerError::Resolve { source, .. } => Some(source),
-            ServerError::Listener(e) | ServerError::Thread(e) => Some(e),
+            ServerError::Listener(e) | ServerError::Thread(e) | ServerError::Pool(e) => Some(e),
             ServerError::Backplane(e) => Some(e),
             ServerError::Tls(e) => Some(e),
         }

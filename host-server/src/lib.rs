@@ -8,13 +8,14 @@
 //! written through `proto-core`.
 //!
 //! Design, for many clients and fast fan-out:
-//! - each connection has a reader thread (its session) and a writer thread, both with
-//!   small stacks; the read buffer is held only while the client is sending;
+//! - each connection has one thread, its reader (its session), with a small stack;
+//!   the read buffer is held only while the client is sending;
 //! - the room's one lock assigns every broadcast a sequence number and hands it to
 //!   every recipient's bounded outbox in that order, so all clients see one order;
 //! - a broadcast is encoded once per wire form and shared; an outbox sends straight
 //!   into the socket when nothing is queued (write-through) and otherwise leaves the
-//!   rest to its writer, which coalesces everything queued into one `writev`;
+//!   rest to a small writer pool around one `epoll`, which coalesces everything
+//!   queued for a client into one `writev` when its socket takes more;
 //! - a sender waits while some client it sends to is behind but still reading, so a
 //!   flood moves at its readers' pace; a client that has stopped reading is dropped
 //!   with a notice (see `outbox`), so it costs nobody else time or unbounded memory.
@@ -43,7 +44,7 @@ mod sniff;
 
 mod refuse;
 
-// A client's life: join, read, leave.
+// A client's life: join, read, leave; its connection.
 mod session;
 
 mod departure;

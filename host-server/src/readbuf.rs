@@ -19,13 +19,11 @@ pub(crate) struct ReadBuf {
 }
 
 impl ReadBuf {
-    /// A buffer of `size` bytes (at least one), allocated now: a new connection's
-    /// first bytes are read at once.
+    /// A buffer of `size` bytes (at least one), taken when bytes first arrive.
     pub(crate) fn new(size: usize) -> Self {
-        let size = size.max(1);
         Self {
-            buf: vec![0; size],
-            size,
+            buf: Vec::new(),
+            size: size.max(1),
         }
     }
 
@@ -46,11 +44,16 @@ impl ReadBuf {
     /// long as it takes) for bytes. Returns the count, 0 at the end of the stream.
     ///
     /// The buffer is released only when `conn` has no plaintext left (for TLS, none
-    /// decrypted and waiting either), so waiting for the socket is then right.
+    /// decrypted and waiting either), so waiting for the socket is then right. A TLS
+    /// connection is always asked first: plaintext already inside its session does
+    /// not make the socket readable.
     ///
     /// # Errors
     /// `TimedOut` when nothing arrived in time; the connection's errors.
     pub(crate) fn read(&mut self, conn: &Conn, timeout: Option<Duration>) -> io::Result<usize> {
+        if conn.is_tls() {
+            self.whole();
+        }
         if !self.buf.is_empty() {
             match conn.read_now(&mut self.buf[..]) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.buf = Vec::new(),

@@ -35,13 +35,15 @@ enum Got {
     Timeout,
 }
 
-/// What a read loop needs: the client, the server, the batch being filled and the
-/// count of messages relayed since the rate limit last took them.
+/// What a read loop needs: the client, the server, the batch being filled, the
+/// count of messages relayed since the rate limit last took them, and the bytes
+/// relayed since the sender last waited for the room's readers.
 struct Sender<'a> {
     client: &'a Client,
     ctx: &'a Context,
     batch: Batch,
     relayed: usize,
+    unpaced: usize,
     throttle: Option<Throttle>,
 }
 
@@ -52,6 +54,7 @@ impl<'a> Sender<'a> {
             ctx,
             batch: Batch::default(),
             relayed: 0,
+            unpaced: 0,
             throttle: ctx.config.rate_limit.map(Throttle::new),
         }
     }
@@ -69,20 +72,29 @@ impl<'a> Sender<'a> {
         let n = self.batch.len();
         if n > 0 {
             self.ctx.room.broadcast(self.client, &self.batch);
+            self.unpaced += self.batch.bytes();
             self.batch.clear();
             self.relayed += n;
         }
         n
     }
 
-    /// Relays what is batched, then holds the reader back while some other client
-    /// is behind and still draining (see `outbox::pacer`), and as the rate limit says.
+    /// Relays what is batched, then, once the sender has relayed a read buffer's
+    /// worth since it last waited (it floods), holds it back while some other client
+    /// is behind and still draining (see `outbox::pacer`); and as the rate limit says.
+    /// A quiet sender's lines are not held: what it adds while a reader catches up is
+    /// small, and its messages stay prompt even while a reader that has just stopped
+    /// holds the flooders back.
     fn relay_and_pause(&mut self) {
         self.relay();
         let relayed = std::mem::take(&mut self.relayed);
-        if relayed > 0 {
+        if self.unpaced >= self.ctx.config.read_buffer {
+            self.unpaced = 0;
             let stopping = || self.cut_off() || self.ctx.control.stopping().is_some();
-            self.ctx.room.pacer().wait(self.client.id, stopping);
+            self.ctx
+                .room
+                .pacer()
+                .wait(self.client.outbox.key(), stopping);
         }
         if let Some(throttle) = &mut self.throttle {
             throttle.pause(relayed, &self.client.outbox);

@@ -19,8 +19,11 @@ const DRAIN_FOR: Duration = Duration::from_millis(250);
 /// still sends for a moment, so the close does not reset the connection before the
 /// peer reads `bytes`.
 pub(crate) fn refuse(conn: &Conn, bytes: &[u8]) {
-    let _ = send_all(conn, bytes, Instant::now() + SEND_FOR);
+    let deadline = Instant::now() + SEND_FOR;
+    let _ = send_all(conn, bytes, deadline);
     conn.finish();
+    // A TLS close_notify the socket did not take at once.
+    let _ = send_all(conn, &[], deadline);
     drain(conn.tcp());
 }
 

@@ -55,15 +55,8 @@ pub(crate) struct Client {
     pub(crate) id: u64,
     /// The address the others see.
     pub(crate) peer: PeerAddr,
-    /// Where its bytes go (shared with the pacer while it is behind).
+    /// Where its bytes go (shared with the writer pool while it has a backlog).
     pub(crate) outbox: Arc<Outbox>,
-}
-
-/// Pushes `chunk` to `client`, telling `pacer` if that put the client behind.
-fn deliver(pacer: &Pacer, client: &Client, chunk: &mut Chunk<'_>) {
-    if client.outbox.push(chunk) {
-        pacer.watch(client.id, &client.outbox);
-    }
 }
 
 impl Client {
@@ -94,6 +87,11 @@ impl Batch {
     /// Number of messages waiting.
     pub(crate) fn len(&self) -> usize {
         self.ends.len()
+    }
+
+    /// Bytes of text waiting, all messages together.
+    pub(crate) fn bytes(&self) -> usize {
+        self.text.len()
     }
 
     /// Forgets the messages (once relayed), keeping the memory for the next batch.
@@ -149,14 +147,14 @@ impl Pending {
     }
 
     /// Sends every pending notice to the clients meant to get it.
-    fn flush(&mut self, clients: &[Arc<Client>], pacer: &Pacer) {
+    fn flush(&mut self, clients: &[Arc<Client>]) {
         if self.starts.is_empty() {
             return;
         }
         let mut chunks = Mode::ALL.map(|mode| Chunk::new(self.forms.of(mode)));
         for client in clients {
-            if !self.send_special(client, pacer) {
-                deliver(pacer, client, &mut chunks[client.mode().index()]);
+            if !self.send_special(client) {
+                client.outbox.push(&mut chunks[client.mode().index()]);
             }
         }
         self.clear();
@@ -165,7 +163,7 @@ impl Pending {
     /// True for a client that is not to get every pending notice (it joined while
     /// they were pending, or its own join is among them): sends it those it is to
     /// get. False for any other client, sending nothing.
-    fn send_special(&self, client: &Client, pacer: &Pacer) -> bool {
+    fn send_special(&self, client: &Client) -> bool {
         let mode = client.mode();
         let form = self.forms.of(mode);
         if let Some(&(_, i)) = self.own.iter().find(|(id, _)| *id == client.id) {
@@ -177,7 +175,7 @@ impl Pending {
                 .map_or(form.len(), |s| s[mode.index()]);
             for part in [&form[..start], &form[end..]] {
                 if !part.is_empty() {
-                    deliver(pacer, client, &mut Chunk::new(part));
+                    client.outbox.push(&mut Chunk::new(part));
                 }
             }
             return true;
@@ -186,7 +184,9 @@ impl Pending {
             None => false,
             Some(&(_, i)) => {
                 if let Some(start) = self.starts.get(i) {
-                    deliver(pacer, client, &mut Chunk::new(&form[start[mode.index()]..]));
+                    client
+                        .outbox
+                        .push(&mut Chunk::new(&form[start[mode.index()]..]));
                 }
                 true
             }
@@ -399,7 +399,7 @@ impl Room {
     pub(crate) fn flush_notices(&self) {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
-        st.pending.flush(&st.clients, &self.pacer);
+        st.pending.flush(&st.clients);
     }
 
     /// Sends pending notices in bursts until the room closes: the notice thread's body.
@@ -420,7 +420,7 @@ impl Room {
             thread::sleep(delay);
             st = lock(&self.state);
             let st = &mut *st;
-            st.pending.flush(&st.clients, &self.pacer);
+            st.pending.flush(&st.clients);
         }
     }
 
@@ -436,7 +436,7 @@ impl Room {
         if st.closing || batch.is_empty() {
             return;
         }
-        st.pending.flush(&st.clients, &self.pacer);
+        st.pending.flush(&st.clients);
         let first = st.next_seq;
         st.next_seq += batch.len() as u64;
         // Only the forms some recipient speaks (the sender hears its own as acks).
@@ -452,7 +452,7 @@ impl Room {
         }
         let mut chunks = Mode::ALL.map(|mode| Chunk::new(st.forms.of(mode)));
         for client in st.clients.iter().filter(|c| c.id != from.id) {
-            deliver(&self.pacer, client, &mut chunks[client.mode().index()]);
+            client.outbox.push(&mut chunks[client.mode().index()]);
         }
         if from.mode() == Mode::Binary {
             // The sender learns each message's place in the order, in that order.
@@ -460,7 +460,7 @@ impl Room {
             for seq in first..st.next_seq {
                 encode_into(Mode::Binary, &Frame::Ack { seq }, &mut st.acks);
             }
-            deliver(&self.pacer, from, &mut Chunk::new(&st.acks));
+            from.outbox.push(&mut Chunk::new(&st.acks));
         }
     }
 
@@ -489,7 +489,7 @@ impl Room {
         let mut special = Vec::new();
         if !st.pending.starts.is_empty() {
             for client in &st.clients {
-                if st.pending.send_special(client, &self.pacer) {
+                if st.pending.send_special(client) {
                     special.push(client.id);
                 }
             }
@@ -515,7 +515,7 @@ impl Room {
             let mode = client.mode();
             let apart = special.contains(&client.id);
             if !apart && !batch.iter().any(|m| m.origin == Some(client.id)) {
-                deliver(&self.pacer, client, &mut chunks[mode.index()]);
+                client.outbox.push(&mut chunks[mode.index()]);
                 continue;
             }
             // A sender in this batch: everything but its own messages, which a
@@ -535,7 +535,7 @@ impl Room {
                     (false, _) => st.acks.extend_from_slice(&st.forms.of(mode)[range]),
                 }
             }
-            deliver(&self.pacer, client, &mut Chunk::new(&st.acks));
+            client.outbox.push(&mut Chunk::new(&st.acks));
         }
     }
 

@@ -4,7 +4,6 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use proto_core::{looks_like_http, ErrorCode, LineDecoder, PeerAddr, PREAMBLE, VERSION};
@@ -19,7 +18,7 @@ use crate::reader::{read_binary, read_text, read_websocket};
 use crate::refuse::{drain, refuse};
 use crate::room::Client;
 use crate::sniff::{opening, Opening, Until};
-use crate::sys::configure_client;
+use crate::sys::{configure_client, wait_readable};
 use crate::tls::{handshake, starts_tls};
 use crate::web::{self, Served};
 use crate::wire::{self, Mode};
@@ -42,10 +41,9 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
         false => config.sniff_timeout.saturating_sub(started.elapsed()),
     };
     let mut buf = ReadBuf::new(config.read_buffer);
-    let sniff_for = sniff_for.max(MIN_SNIFF);
-    let mut sniffed = opening(&conn, buf.whole(), sniff_for, Until::FirstLine);
+    let mut sniffed = sniff(&conn, &mut buf, sniff_for.max(MIN_SNIFF));
     if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(peer, ctx) {
-        sniffed = opening(&conn, buf.whole(), config.web_spare_wait, Until::FirstLine);
+        sniffed = sniff(&conn, &mut buf, config.web_spare_wait);
         if let Ok(Opening::Silent) = sniffed {
             tracing::debug!("{peer}: a silent spare connection of a browser, closed");
         }
@@ -88,12 +86,13 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
     let client = Arc::new(Client {
         id: ctx.room.next_id(),
         peer,
-        outbox: Arc::new(Outbox::new(
-            Arc::new(conn),
+        outbox: Outbox::new(
+            conn,
             mode,
             Limits::of(config),
             ctx.room.pacer().clone(),
-        )),
+            ctx.pool.clone(),
+        ),
     });
     let Some(member) = Member::enter(client, front, ctx) else {
         return;
@@ -104,6 +103,22 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
         Mode::WebSocket => read_websocket(&member.client, &mut buf, &after_head, ctx),
     };
     member.depart(departure);
+}
+
+/// Tells the client's mode within `timeout`. One silent all that time is a text
+/// client (a human at a terminal, an idle program), which is given a read buffer
+/// only when it speaks.
+fn sniff(conn: &Conn, buf: &mut ReadBuf, timeout: Duration) -> io::Result<Opening> {
+    // Plaintext that came in with the end of a TLS handshake is inside the session
+    // already and does not make the socket readable: a TLS client goes straight to
+    // the read, which looks there first.
+    if !conn.is_tls() {
+        let waited = wait_readable(conn.tcp(), Some(timeout));
+        if matches!(waited, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
+            return Ok(Opening::Speaks(Mode::Text, 0));
+        }
+    }
+    opening(conn, buf.whole(), timeout, Until::FirstLine)
 }
 
 /// The shortest sniff: a plain client that took the whole sniff timeout to show it
@@ -212,29 +227,24 @@ fn start(
     Ok(started)
 }
 
-/// A client in the room, with its writer thread. Dropping it (also when the reader
-/// panics) takes the client out of the room and ends the writer.
+/// A client in the room. Dropping it (also when the reader panics) takes the client
+/// out of the room and ends its outbox.
 struct Member<'s> {
     client: Arc<Client>,
     ctx: &'s Context,
-    writer: Option<JoinHandle<()>>,
     departure: Option<Departure>,
     /// In the room (the join succeeded), so leaving is announced and logged.
     joined: bool,
 }
 
 impl<'s> Member<'s> {
-    /// Starts the writer and joins the room; `None` if either is impossible. The
-    /// join is logged with the PROXY `front` the client came through, if any.
+    /// Joins the room; `None` if the server is shutting down. The join is logged
+    /// with the PROXY `front` the client came through, if any.
     fn enter(client: Arc<Client>, front: Option<SocketAddr>, ctx: &'s Context) -> Option<Self> {
         let peer = client.peer;
-        let writer = spawn_writer(&client, ctx.config.thread_stack)
-            .map_err(|e| tracing::error!("{peer}: cannot start its writer thread: {e}"))
-            .ok()?;
         let mut member = Member {
             client,
             ctx,
-            writer: Some(writer),
             departure: None,
             joined: false,
         };
@@ -302,28 +312,10 @@ impl Drop for Member<'_> {
         if !outbox.wait_done(deadline) {
             outbox.end(End::Cut);
         }
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
         if departure.end() == End::Flush {
             drain(outbox.conn().tcp());
         }
     }
-}
-
-fn spawn_writer(client: &Arc<Client>, stack: usize) -> io::Result<JoinHandle<()>> {
-    let client = client.clone();
-    thread::Builder::new()
-        .name(format!("writer {}", client.peer))
-        .stack_size(stack)
-        .spawn(move || {
-            let run = std::panic::AssertUnwindSafe(|| client.outbox.run_writer());
-            if std::panic::catch_unwind(run).is_err() {
-                client.outbox.end(End::Cut);
-                tracing::error!("{}: writer thread panicked", client.peer);
-            }
-            client.outbox.writer_exited();
-        })
 }
 
 #[cfg(test)]
@@ -341,16 +333,17 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut outside = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (inside, addr) = listener.accept().unwrap();
-        let ctx = Context::new(Config::default(), Control::new());
+        let ctx = Context::new(Config::default(), Control::new()).unwrap();
         let client = Arc::new(Client {
             id: 1,
             peer: PeerAddr::from(addr),
-            outbox: Arc::new(Outbox::new(
-                Arc::new(Conn::plain(inside)),
+            outbox: Outbox::new(
+                Conn::plain(inside),
                 Mode::Text,
                 Limits::of(&ctx.config),
                 ctx.room.pacer().clone(),
-            )),
+                ctx.pool.clone(),
+            ),
         });
         let result = catch_unwind(AssertUnwindSafe(|| {
             let _member = Member::enter(client, None, &ctx).expect("joined");

@@ -60,11 +60,12 @@ pub fn raise_fd_limit() -> io::Result<Option<u64>> {
 
 /// Sets the options every client socket gets: no Nagle delay (chat lines are small
 /// and latency matters), keepalive and a user timeout that find a dead peer within
-/// `dead_peer_timeout`, a bounded blocking write so the writer thread can notice
-/// an eviction, and the configured send buffer.
+/// `dead_peer_timeout`, a bounded blocking write (only the preamble and refusals
+/// are written blocking, before the client is in the room), and the configured
+/// send buffer.
 pub(crate) fn configure_client(stream: &TcpStream, config: &Config) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(WRITER_TICK))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let sock = SockRef::from(stream);
     let total = config.dead_peer_timeout.max(Duration::from_secs(2));
     // Half the budget idle, then four probes spread over the other half.
@@ -130,9 +131,8 @@ fn set_notsent_lowat(stream: &TcpStream, bytes: u32) -> io::Result<()> {
     }
 }
 
-/// How long the writer thread blocks in one write before looking at its queue's
-/// state again (an eviction or a shutdown).
-pub(crate) const WRITER_TICK: Duration = Duration::from_millis(200);
+/// The longest a blocking write to a client waits (the preamble, a refusal).
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Sends as much of `bytes` as the socket takes right now, without blocking.
 ///

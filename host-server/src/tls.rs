@@ -17,7 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::conn::Conn;
-use crate::sys::{is_transient, wait_readable, WRITER_TICK};
+use crate::sys::{is_transient, wait_readable, WRITE_TIMEOUT};
 
 /// The first bytes of a TLS connection: a handshake record (content type 22) of
 /// protocol major version 3 (SSL 3.0 to TLS 1.3 all say 3 there).
@@ -217,7 +217,7 @@ pub(crate) fn handshake(
             Err(e) => return Err(HandshakeError::Failed(e)),
         }
     }
-    tcp.set_write_timeout(Some(WRITER_TICK))
+    tcp.set_write_timeout(Some(WRITE_TIMEOUT))
         .map_err(HandshakeError::Failed)?;
     Ok(Conn::tls(tcp, session))
 }

@@ -383,6 +383,7 @@ fn bad_values_are_refused_with_what_is_expected() {
         ),
         (&["--backlog", "-1"], "invalid value '-1' for '--backlog <N>': expected a whole number from 1 to 65535"),
         (&["--max-clients", "many"], "expected a whole number from 1 to 1000000"),
+        (&["--writer-threads", "65"], "expected a whole number from 0 to 64"),
         (&["--ipv6-prefix", "129"], "expected a whole number from 1 to 128"),
         (
             &["--proxy-listen", "127.0.0.1:0", "--proxy-timeout-ms", "5s"],

@@ -40,7 +40,8 @@ const DELIVER_BYTES: usize = 16 * 1024;
 /// What an entry costs in a client's outbox besides its body (header, peer).
 const ENTRY_OVERHEAD: usize = 32;
 
-/// No client has this id: the reader waits for every client that is behind.
+/// No outbox has this key (the writer pool hands them out counting up from 0): the
+/// reader waits for every client that is behind.
 const NOBODY: u64 = u64::MAX;
 
 struct Reader<'c> {

@@ -5,6 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use rustls::crypto::ring;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -146,6 +147,9 @@ fn ciphertext_the_socket_does_not_take_stays_pending_and_leaves_in_order() {
     });
     send_everything(&conn, &data[at..]);
     conn.finish();
+    // finish never blocks: the close_notify may be pending, and is flushed like
+    // any pending bytes; the sending side is shut once it is out.
+    send_everything(&conn, &[]);
     let (got, end) = reader.join().unwrap();
     // read_to_end succeeds only on a close_notify: without one rustls reports an
     // unexpected end.
@@ -196,46 +200,97 @@ fn a_plain_conn_never_holds_bytes_back() {
     assert_eq!(got, b"abc");
 }
 
-#[test]
-fn the_outbox_sends_on_what_a_tls_write_through_left_pending() {
-    use crate::outbox::{Limits, Outbox, Pacer};
-    use crate::wire::Mode;
-    let (conn, mut client) = tls_pair(true);
-    let limits = Limits {
+fn outbox_limits() -> crate::outbox::Limits {
+    crate::outbox::Limits {
         hard: 1 << 20,
         pace_at: 64 * 1024,
         min_rate: 1,
         grace: Duration::from_millis(250),
         stall: Duration::from_secs(10),
-    };
-    let outbox = Arc::new(Outbox::new(
-        Arc::new(conn),
-        Mode::Text,
-        limits,
-        Arc::new(Pacer::default()),
-    ));
-    let writer = {
-        let outbox = outbox.clone();
-        thread::spawn(move || {
-            outbox.run_writer();
-            outbox.writer_exited();
-        })
-    };
-    // Let the writer fall asleep with nothing queued.
-    thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_outbox_sends_on_what_a_tls_write_through_left_pending_then_close_notify() {
+    use crate::outbox::{End, Outbox, Pacer, Pool, Workers};
+    use crate::wire::Mode;
+    let (conn, mut client) = tls_pair(true);
+    let pool = Pool::new().unwrap();
+    let _workers = Workers::start(&pool, 1, crate::tls::MIN_STACK).unwrap();
+    let pacer = Arc::new(Pacer::default());
+    let outbox = Outbox::new(conn, Mode::Text, outbox_limits(), pacer, pool.clone());
     // One chunk the connection takes whole (under one record) but the small socket
-    // does not: the rest is ciphertext pending inside the Conn, and nothing more is
-    // pushed after it.
+    // does not: the rest is ciphertext pending inside the Conn, nothing is queued,
+    // and nothing more is pushed after it. Only the pool can send it on.
     let chunk = numbered(500);
     assert!(chunk.len() < MAX_TAKE);
     outbox.push_bytes(&chunk);
+    assert!(
+        outbox.conn().has_pending(),
+        "the socket took it all at once"
+    );
+    assert_eq!(pool.registered(), 1, "pending ciphertext is not backlog");
     let mut got = vec![0u8; chunk.len()];
     client
         .read_exact(&mut got)
         .expect("all of the chunk arrives");
     assert!(got == chunk);
-    outbox.end(crate::outbox::End::Flush);
-    writer.join().unwrap();
+    // The end of a flushed TLS stream is a close_notify: read_to_end succeeds only
+    // on one.
+    outbox.end(End::Flush);
+    let mut rest = Vec::new();
+    client
+        .read_to_end(&mut rest)
+        .expect("ended with close_notify");
+    assert!(rest.is_empty());
+    assert!(outbox.wait_done(Instant::now() + WAIT));
+    assert_eq!(pool.registered(), 0);
+}
+
+#[test]
+fn ciphertext_pending_while_the_outbox_is_idle_goes_out_once_the_reader_kicks() {
+    use crate::outbox::{Outbox, Pacer, Pool, Workers};
+    use crate::wire::Mode;
+    let (conn, mut client) = tls_pair(true);
+    // What the reader side can leave in the connection with the socket full (an
+    // alert, a key update): bytes pending while no push is under way and the
+    // outbox is not in the pool. Made here by a send_now nobody flushes.
+    let data = numbered(2_000);
+    let mut at = 0;
+    while !conn.has_pending() {
+        match conn.send_now(&[IoSlice::new(&data[at..])]) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(conn.has_pending());
+    let pool = Pool::new().unwrap();
+    let _workers = Workers::start(&pool, 1, crate::tls::MIN_STACK).unwrap();
+    let pacer = Arc::new(Pacer::default());
+    let outbox = Outbox::new(conn, Mode::Text, outbox_limits(), pacer, pool.clone());
+    assert_eq!(pool.registered(), 0);
+    // After each read, the reader kicks the outbox.
+    outbox.kick();
+    assert_eq!(pool.registered(), 1, "pending bytes left to nobody");
+    client
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut got = vec![0u8; at];
+    client
+        .read_exact(&mut got)
+        .expect("everything taken reaches the client");
+    assert!(got == data[..at]);
+    let deadline = Instant::now() + WAIT;
+    while pool.registered() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "still in the pool with nothing owed"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!outbox.conn().has_pending());
 }
 
 #[test]

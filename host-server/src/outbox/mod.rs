@@ -1,13 +1,16 @@
 //! One client's outbound path: a bounded queue of shared chunks, write-through into
-//! the socket when nothing is queued, and a writer thread for what the socket does
-//! not take at once.
+//! the connection when nothing is queued, and a small writer pool (see `pool`) for
+//! what the socket does not take at once.
 //!
 //! Broadcasters call [`Outbox::push`] while holding the room's lock, so chunks enter
-//! every queue in the room's one order. When the queue is empty and the writer is idle,
-//! `push` sends straight into the socket with a non-blocking send: at ordinary load no
-//! thread is woken at all. Whatever the socket does not take is queued (a reference to
-//! the shared chunk, never a copy) and the writer thread sends everything queued with
-//! one `writev`.
+//! every queue in the room's one order. When nothing is waiting, `push` sends straight
+//! into the connection without blocking: at ordinary load no thread is woken at all.
+//! Whatever the socket does not take is queued (a reference to the shared chunk, never
+//! a copy), and the outbox registers with the writer pool, whose threads send
+//! everything queued with one `writev` whenever the socket takes more. Every write
+//! goes through the client's [`Conn`], and bytes the connection holds pending (TLS
+//! ciphertext the socket did not take, the `close_notify` that ends a TLS stream)
+//! are backlog like queued ones: the outbox stays in the pool until they are out.
 //!
 //! A client whose queue passes its pace mark makes senders wait for it (see `pacer`)
 //! while it keeps draining; one that has stopped or trickles (see `progress`) is
@@ -16,23 +19,23 @@
 //! flight, then sends the notice, then closes; the queue's memory is freed at once.
 
 mod pacer;
+mod pool;
 mod progress;
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use proto_core::ErrorCode;
 
 pub(crate) use pacer::Pacer;
+pub(crate) use pool::{Pool, Workers};
 use progress::Progress;
 
 use crate::config::Config;
 use crate::conn::Conn;
-use crate::sys::{
-    is_transient, lock, relax_send_limits, wait, wait_until, wait_writable, WRITER_TICK,
-};
+use crate::sys::{is_transient, lock, relax_send_limits, wait_until};
 use crate::wire::{self, Mode};
 
 /// Most chunks handed to one `writev`.
@@ -116,56 +119,77 @@ struct State {
     /// Over the pace mark (counted in the pacer).
     behind: bool,
     progress: Progress,
-    /// The writer is sending outside the lock; broadcasters must queue, not send.
-    busy: bool,
-    /// The writer is asleep on the condition variable.
-    idle: bool,
-    /// The writer thread has returned.
-    done: bool,
-    /// Bytes handed to the socket so far.
+    /// In the writer pool: the backlog is the pool's to send, so broadcasters queue
+    /// behind it instead of writing through.
+    registered: bool,
+    /// Nothing more will be sent: the connection is finished or cut.
+    closed: bool,
+    /// Bytes handed to the connection so far.
     sent_total: u64,
     end: Option<End>,
     /// What a drop was for, with its figures, for the log.
     dropped: Option<String>,
+    /// A dropped client's end of frame and notice are sent by then, or not at all.
+    evict_by: Option<Instant>,
 }
 
-/// A client's outbound queue and the socket it drains into.
+/// What is done after an outbox's lock is released: dropping the pool's reference
+/// to an outbox it no longer sends to (perhaps the last one, which must not be
+/// dropped under its own lock).
+#[derive(Default)]
+struct After {
+    gone: Option<Arc<Outbox>>,
+}
+
+/// A client's outbound queue and the connection it drains into.
 pub(crate) struct Outbox {
-    conn: Arc<Conn>,
+    conn: Conn,
     mode: Mode,
     limits: Limits,
+    /// Its key in the writer pool.
+    key: u64,
+    /// Itself, to hand to the pool when a backlog starts.
+    me: Weak<Outbox>,
     pacer: Arc<Pacer>,
+    pool: Arc<Pool>,
     state: Mutex<State>,
-    /// Wakes the writer.
-    wake: Condvar,
-    /// Signalled when the writer thread has returned.
+    /// Signalled when the outbox has closed.
     finished: Condvar,
 }
 
 impl Outbox {
-    /// An empty outbox for a client of `mode`, within `limits`, paced by `pacer`.
-    pub(crate) fn new(conn: Arc<Conn>, mode: Mode, limits: Limits, pacer: Arc<Pacer>) -> Self {
-        Self {
+    /// An empty outbox for a client of `mode` on `conn`, within `limits`, paced by
+    /// `pacer`, its backlog sent by `pool`.
+    pub(crate) fn new(
+        conn: Conn,
+        mode: Mode,
+        limits: Limits,
+        pacer: Arc<Pacer>,
+        pool: Arc<Pool>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             conn,
             mode,
             limits,
+            key: pool.key(),
+            me: me.clone(),
             pacer,
+            pool,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 head_sent: 0,
                 queued: 0,
                 behind: false,
                 progress: Progress::new(limits.min_rate, Instant::now()),
-                busy: false,
-                idle: false,
-                done: false,
+                registered: false,
+                closed: false,
                 sent_total: 0,
                 end: None,
                 dropped: None,
+                evict_by: None,
             }),
-            wake: Condvar::new(),
             finished: Condvar::new(),
-        }
+        })
     }
 
     /// The client's mode.
@@ -179,67 +203,64 @@ impl Outbox {
     }
 
     /// Sends `chunk` after everything pushed before it. Never blocks on the network.
-    /// Returns true when this push put the client behind (over its pace mark), so
-    /// the caller can tell the pacer who it is.
-    pub(crate) fn push(&self, chunk: &mut Chunk<'_>) -> bool {
+    /// Whatever the chunk is (a broadcast, a pong, a notice), a push that puts the
+    /// client over its pace mark tells the pacer.
+    pub(crate) fn push(&self, chunk: &mut Chunk<'_>) {
+        let mut after = After::default();
         let mut st = lock(&self.state);
         if st.end.is_some() || chunk.bytes.is_empty() {
-            return false;
+            return;
         }
         let mut sent = 0;
-        if st.queue.is_empty() && !st.busy {
+        if st.queue.is_empty() && !st.registered {
+            // Write-through: nothing is ahead of these bytes.
             match self.conn.send_now(&[IoSlice::new(chunk.bytes)]) {
-                Ok(n) if n == chunk.bytes.len() => {
+                Ok(n) => {
+                    sent = n;
                     st.sent_total += n as u64;
-                    // All taken, but a TLS connection may hold some of it as
-                    // ciphertext the socket did not take: the writer sends that on.
-                    if st.idle && self.conn.has_pending() {
-                        self.wake.notify_one();
-                    }
-                    return false;
                 }
-                Ok(n) => sent = n,
                 Err(e) if is_transient(&e) => {}
                 Err(e) => {
-                    self.stop(st, End::Failed(e.kind()));
-                    return false;
+                    self.fail(&mut st, e.kind());
+                    return self.settle(&mut st, false, &mut after);
                 }
             }
-            st.head_sent = sent;
-            st.sent_total += sent as u64;
         }
-        if st.queued == 0 {
-            st.progress.restart(Instant::now());
+        if sent < chunk.bytes.len() {
+            if st.queue.is_empty() {
+                st.head_sent = sent;
+            }
+            if st.queued == 0 {
+                st.progress.restart(Instant::now());
+            }
+            st.queued += chunk.bytes.len() - sent;
+            st.queue.push_back(chunk.shared());
+            if st.queued > self.limits.hard {
+                let why = format!(
+                    "{} bytes waiting, over the limit of {}",
+                    st.queued, self.limits.hard
+                );
+                self.evict(&mut st, why);
+            } else if !st.behind && st.queued > self.limits.pace_at {
+                st.behind = true;
+                let until = st.progress.lagging_by(self.limits.grace);
+                self.pacer.hold(self.key, until);
+            }
         }
-        st.queued += chunk.bytes.len() - sent;
-        st.queue.push_back(chunk.shared());
-        if st.queued > self.limits.hard {
-            let why = format!(
-                "{} bytes waiting, over the limit of {}",
-                st.queued, self.limits.hard
-            );
-            self.evict(st, why);
-            return false;
-        }
-        let went_behind = !st.behind && st.queued > self.limits.pace_at;
-        if went_behind {
-            st.behind = true;
-            self.pacer.went_behind();
-        }
-        if st.idle {
-            self.wake.notify_one();
-        }
-        went_behind
+        self.settle(&mut st, false, &mut after);
     }
 
-    /// Has the writer send what the connection holds pending when nothing else
-    /// would: a TLS reply the reader made (an alert, a key update) that the socket
-    /// did not take at once.
+    /// Hands the pool what the connection holds pending when no push would: a TLS
+    /// reply the reader made (an alert, a key update) that the socket did not take at
+    /// once. The reader calls it after each read.
     pub(crate) fn kick(&self) {
         // Checked first: for plain TCP it is false without taking any lock.
-        if self.conn.has_pending() && lock(&self.state).idle {
-            self.wake.notify_one();
+        if !self.conn.has_pending() {
+            return;
         }
+        let mut after = After::default();
+        let mut st = lock(&self.state);
+        self.settle(&mut st, false, &mut after);
     }
 
     /// Sends `bytes` to this client alone (a notice, a pong).
@@ -248,12 +269,22 @@ impl Outbox {
     }
 
     /// Stops taking chunks, for the reason `end`. The first reason given stays, except
-    /// that a pending [`End::Flush`] may be hardened into a cut.
+    /// that a pending [`End::Flush`] may be hardened into a drop or a cut.
     pub(crate) fn end(&self, end: End) {
-        let st = lock(&self.state);
-        if st.end.is_none() || (st.end == Some(End::Flush) && end != End::Flush) {
-            self.stop(st, end);
+        let mut after = After::default();
+        let mut st = lock(&self.state);
+        if !(st.end.is_none() || (st.end == Some(End::Flush) && end != End::Flush)) {
+            return;
         }
+        match end {
+            End::Flush => st.end = Some(End::Flush),
+            End::Evict(code) => self.begin_eviction(&mut st, code),
+            End::Cut | End::Failed(_) => {
+                st.end = Some(end);
+                self.discard(&mut st);
+            }
+        }
+        self.settle(&mut st, false, &mut after);
     }
 
     /// Queues `bytes` as the last thing sent (a WebSocket client then gets a close
@@ -264,7 +295,7 @@ impl Outbox {
         self.end(End::Flush);
     }
 
-    /// Bytes handed to the socket so far: a peer that keeps taking them is alive
+    /// Bytes handed to the connection so far: a peer that keeps taking them is alive
     /// (data it does not acknowledge is caught by the socket's user timeout).
     pub(crate) fn sent_total(&self) -> u64 {
         lock(&self.state).sent_total
@@ -281,112 +312,98 @@ impl Outbox {
         lock(&self.state).dropped.clone()
     }
 
-    /// Over the pace mark and not ended.
-    pub(crate) fn is_behind(&self) -> bool {
+    /// Its key in the writer pool and the pacer: a sender passes it to
+    /// [`Pacer::wait`] so it does not wait for itself.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// Waits, up to `deadline`, for the outbox to close (everything sent and the
+    /// connection finished, or cut); true if it has.
+    pub(crate) fn wait_done(&self, deadline: Instant) -> bool {
         let st = lock(&self.state);
-        st.behind && st.end.is_none()
+        wait_until(&self.finished, st, deadline, |st| !st.closed).closed
     }
 
-    /// If the client holds senders back at `now` (it is behind and still draining),
-    /// the instant at which it stops doing so unless it takes more bytes.
-    pub(crate) fn holds_until(&self, now: Instant) -> Option<Instant> {
-        let st = lock(&self.state);
-        let until = st.progress.lagging_by(self.limits.grace);
-        (st.behind && st.end.is_none() && until > now).then_some(until)
-    }
-
-    /// Drops the client as too slow: records why (for the log), and lets the writer
-    /// finish the frame in flight and send the notice.
-    fn evict(&self, mut st: MutexGuard<'_, State>, why: String) {
-        st.dropped = Some(why);
-        self.stop(st, End::Evict(ErrorCode::SLOW_CONSUMER));
-    }
-
-    fn stop(&self, mut st: MutexGuard<'_, State>, end: End) {
-        st.end = Some(end);
-        let caught_up = std::mem::take(&mut st.behind);
-        if let End::Cut | End::Failed(_) = end {
-            // Nothing more is sent: free the backlog now. An eviction leaves it to the
-            // writer, which first finishes the frame in flight.
-            st.queue.clear();
-            st.queued = 0;
-            st.head_sent = 0;
+    /// The pool's call when the socket takes more: sends what it takes, then re-arms
+    /// the socket or leaves the pool.
+    pub(super) fn writable(&self) {
+        let mut after = After::default();
+        let mut st = lock(&self.state);
+        if !st.registered {
+            return;
         }
-        self.wake.notify_one();
-        drop(st);
-        if caught_up {
-            self.pacer.caught_up();
-        }
-        if let End::Cut | End::Failed(_) = end {
-            self.conn.cut();
-        }
+        self.pump(&mut st);
+        self.settle(&mut st, true, &mut after);
     }
 
-    /// The writer thread's body: sends what is queued until the outbox ends.
-    pub(crate) fn run_writer(&self) {
-        let mut batch: Vec<Arc<[u8]>> = Vec::with_capacity(MAX_IOV);
+    /// The pool's sweep: drops a client that has taken nothing for the stall timeout,
+    /// and cuts a dropped one whose notice did not go out in time.
+    pub(super) fn check_deadlines(&self, now: Instant) {
+        let mut after = After::default();
+        let mut st = lock(&self.state);
+        match st.end {
+            None if st.queued > 0 => {
+                let lag = st.progress.lag(now);
+                if lag > self.limits.stall {
+                    let why = format!(
+                        "{} bytes waiting, nothing taken for {:.1} s",
+                        st.queued,
+                        lag.as_secs_f64()
+                    );
+                    self.evict(&mut st, why);
+                }
+            }
+            // `settle` cuts it.
+            Some(End::Evict(_)) if st.evict_by.is_some_and(|by| now >= by) => {
+                self.discard(&mut st);
+            }
+            _ => {}
+        }
+        self.settle(&mut st, false, &mut after);
+    }
+
+    /// Sends what the connection takes now: its pending bytes, then the queue, in
+    /// `writev`s of up to [`MAX_IOV`] chunks.
+    fn pump(&self, st: &mut State) {
         loop {
-            let mut st = lock(&self.state);
-            // Ciphertext still inside a TLS connection is backlog too.
-            while st.queue.is_empty() && st.end.is_none() && !self.conn.has_pending() {
-                st.idle = true;
-                st = wait(&self.wake, st);
-                st.idle = false;
-            }
-            match st.end {
-                Some(End::Flush) if st.queue.is_empty() => {
-                    drop(st);
-                    self.conn.finish();
-                    return;
-                }
-                Some(End::Evict(code)) => return self.send_eviction(st, code),
-                Some(End::Cut | End::Failed(_)) => return self.conn.cut(),
-                Some(End::Flush) | None => {}
-            }
-            let lag = st.progress.lag(Instant::now());
-            if lag > self.limits.stall {
-                let why = format!(
-                    "{} bytes waiting, nothing taken for {:.1} s",
-                    st.queued,
-                    lag.as_secs_f64()
-                );
-                self.evict(st, why);
-                continue;
-            }
-            batch.extend(st.queue.iter().take(MAX_IOV).cloned());
-            let head_sent = st.head_sent;
-            st.busy = true;
-            drop(st);
-            let result = write_batch(&self.conn, &batch, head_sent);
-            batch.clear();
-            let mut st = lock(&self.state);
-            st.busy = false;
-            let cleared = matches!(st.end, Some(End::Cut | End::Failed(_)));
+            let result = match self.conn.has_pending() {
+                true => self.conn.flush_pending().map(|all| (usize::from(!all), 0)),
+                false if st.queue.is_empty() => return,
+                false => self.send_queued(st),
+            };
             match result {
-                Ok(_) if cleared => {}
-                Ok(n) => {
-                    if self.consume(&mut st, n) {
-                        drop(st);
-                        self.pacer.caught_up();
-                    }
-                }
-                Err(e) if is_transient(&e) => {}
-                Err(_) if cleared => {}
-                Err(e) => {
-                    st.end = Some(End::Failed(e.kind()));
-                    let caught_up = std::mem::take(&mut st.behind);
-                    drop(st);
-                    if caught_up {
-                        self.pacer.caught_up();
-                    }
-                }
+                // All that was offered went out: there may be more.
+                Ok((0, _)) => {}
+                // TLS takes one record's worth at a time, all of it encrypted and
+                // sent: the socket may well take more.
+                Ok((_, taken)) if taken > 0 && self.conn.is_tls() && !self.conn.has_pending() => {}
+                Ok(_) => return,
+                Err(e) if is_transient(&e) => return,
+                Err(e) => return self.fail(st, e.kind()),
             }
         }
     }
 
-    /// Drops `n` sent bytes from the front of the queue; returns true when that
-    /// brought the client back under its pace mark.
-    fn consume(&self, st: &mut State, mut n: usize) -> bool {
+    /// One `writev` of the front of the queue; returns (bytes offered but not taken,
+    /// bytes taken).
+    fn send_queued(&self, st: &mut State) -> io::Result<(usize, usize)> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut offered = 0;
+        for (i, chunk) in st.queue.iter().take(MAX_IOV).enumerate() {
+            let from = if i == 0 { st.head_sent } else { 0 };
+            let bytes = chunk.get(from..).unwrap_or_default();
+            offered += bytes.len();
+            slices[i] = IoSlice::new(bytes);
+        }
+        let n = self.conn.send_now(&slices[..st.queue.len().min(MAX_IOV)])?;
+        self.consume(st, n);
+        Ok((offered - n, n))
+    }
+
+    /// Drops `n` sent bytes from the front of the queue, noting when that brought
+    /// the client back under its pace mark.
+    fn consume(&self, st: &mut State, mut n: usize) {
         st.queued = st.queued.saturating_sub(n);
         st.sent_total += n as u64;
         st.progress.drained(n, Instant::now());
@@ -403,16 +420,94 @@ impl Outbox {
             st.head_sent = 0;
             st.queue.pop_front();
         }
-        let caught_up = st.behind && st.queued <= self.limits.pace_at;
-        if caught_up {
+        if st.behind && st.queued <= self.limits.pace_at {
             st.behind = false;
+            self.pacer.release(self.key);
+        } else if st.behind {
+            let until = st.progress.lagging_by(self.limits.grace);
+            self.pacer.hold(self.key, until);
         }
-        caught_up
     }
 
-    /// Finishes the frame in flight, frees the queue, sends the notice with the code,
-    /// and closes: all within [`EVICT_GRACE`].
-    fn send_eviction(&self, mut st: MutexGuard<'_, State>, code: ErrorCode) {
+    /// Decides what follows a change: close when nothing more is to be sent, keep the
+    /// outbox in the pool while it has a backlog (re-arming its socket after an event
+    /// when `rearm`), and take it out when it has none.
+    fn settle(&self, st: &mut State, rearm: bool, after: &mut After) {
+        if st.closed {
+            return;
+        }
+        let mut backlog = !st.queue.is_empty() || self.conn.has_pending();
+        let close = match st.end {
+            None => false,
+            // A dropped client's last bytes did not go out in time.
+            Some(End::Evict(_)) if st.evict_by.is_some_and(|by| Instant::now() >= by) => true,
+            Some(End::Flush | End::Evict(_)) if !backlog => {
+                // Everything is out: end the sending side. For TLS that makes a
+                // close_notify, which is backlog like any pending bytes until it is
+                // out; the connection shuts its sending side then.
+                self.conn.finish();
+                backlog = self.conn.has_pending();
+                !backlog
+            }
+            Some(End::Flush | End::Evict(_)) => false,
+            Some(End::Cut | End::Failed(_)) => true,
+        };
+        if close {
+            if st.end != Some(End::Flush) {
+                self.conn.cut();
+            }
+            st.closed = true;
+            self.finished.notify_all();
+        }
+        if backlog && !close {
+            let armed = match (st.registered, self.me.upgrade()) {
+                (false, Some(me)) => self.pool.register(me),
+                (true, _) if rearm => self.pool.rearm(self),
+                _ => Ok(()),
+            };
+            match armed {
+                Ok(()) => st.registered = true,
+                Err(e) => {
+                    tracing::error!("cannot hand a backlog to the writer pool: {e}");
+                    st.end = Some(End::Failed(e.kind()));
+                    self.discard(st);
+                    self.settle(st, rearm, after);
+                }
+            }
+        } else if st.registered {
+            st.registered = false;
+            after.gone = self.pool.deregister(self);
+        }
+    }
+
+    /// Writing failed: the connection is gone.
+    fn fail(&self, st: &mut State, kind: io::ErrorKind) {
+        if !matches!(st.end, Some(End::Evict(_))) {
+            st.end = Some(End::Failed(kind));
+        }
+        self.discard(st);
+    }
+
+    /// Frees the backlog: nothing more is sent.
+    fn discard(&self, st: &mut State) {
+        st.queue = VecDeque::new();
+        st.queued = 0;
+        st.head_sent = 0;
+        if std::mem::take(&mut st.behind) {
+            self.pacer.release(self.key);
+        }
+    }
+
+    /// Drops the client as too slow, recording why for the log.
+    fn evict(&self, st: &mut State, why: String) {
+        st.dropped = Some(why);
+        self.begin_eviction(st, ErrorCode::SLOW_CONSUMER);
+    }
+
+    /// Ends with a drop: the frame in flight is finished, the rest of the queue freed,
+    /// and the notice with `code` queued, all to go out within [`EVICT_GRACE`].
+    fn begin_eviction(&self, st: &mut State, code: ErrorCode) {
+        st.end = Some(End::Evict(code));
         let mut bytes = match st.queue.front() {
             Some(head) if st.head_sent > 0 => {
                 let end = frame_end(self.mode, head, st.head_sent);
@@ -420,35 +515,22 @@ impl Outbox {
             }
             _ => Vec::new(),
         };
-        st.queue = VecDeque::new();
-        st.queued = 0;
-        st.head_sent = 0;
-        drop(st);
-        let text = evict_text(code, &self.limits);
-        bytes.extend(wire::error(self.mode, code, &text));
+        self.discard(st);
+        bytes.extend(wire::error(
+            self.mode,
+            code,
+            &evict_text(code, &self.limits),
+        ));
+        // A WebSocket client then gets a close frame, so a browser shows the notice
+        // and a close, not a failure.
         bytes.extend(wire::farewell(self.mode));
         // The socket is full (that is why the client is dropped): let it take these
         // few bytes beyond its usual limit.
         let _ = relax_send_limits(self.conn.tcp());
-        let deadline = Instant::now() + EVICT_GRACE;
-        // For TLS the notice is a record after the last whole frame, then
-        // close_notify (`finish`); then the connection is cut.
-        if crate::conn::send_all(&self.conn, &bytes, deadline).is_ok() {
-            self.conn.finish();
-        }
-        self.conn.cut();
-    }
-
-    /// Records that the writer thread has returned (normally or by a panic).
-    pub(crate) fn writer_exited(&self) {
-        lock(&self.state).done = true;
-        self.finished.notify_all();
-    }
-
-    /// Waits, up to `deadline`, for the writer to finish sending; true if it has.
-    pub(crate) fn wait_done(&self, deadline: Instant) -> bool {
-        let st = lock(&self.state);
-        wait_until(&self.finished, st, deadline, |st| !st.done).done
+        st.queued = bytes.len();
+        st.queue.push_back(Arc::from(bytes));
+        st.evict_by = Some(Instant::now() + EVICT_GRACE);
+        self.pump(st);
     }
 }
 
@@ -500,38 +582,6 @@ fn frame_end(mode: Mode, chunk: &[u8], at: usize) -> usize {
             }
             at
         }
-    }
-}
-
-/// One gathered send of the batch, the first chunk from `head_sent` on (an empty
-/// batch flushes what a TLS connection holds pending). Blocks for at most
-/// [`WRITER_TICK`], waiting for the socket to take something.
-fn write_batch(conn: &Conn, batch: &[Arc<[u8]>], head_sent: usize) -> io::Result<usize> {
-    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    for (i, chunk) in batch.iter().enumerate() {
-        let from = if i == 0 { head_sent } else { 0 };
-        slices[i] = IoSlice::new(chunk.get(from..).unwrap_or_default());
-    }
-    let deadline = Instant::now() + WRITER_TICK;
-    loop {
-        let sent = if batch.is_empty() {
-            match conn.flush_pending() {
-                Ok(true) => Ok(0),
-                Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
-                Err(e) => Err(e),
-            }
-        } else {
-            conn.send_now(&slices[..batch.len()])
-        };
-        match sent {
-            Err(e) if is_transient(&e) => {}
-            other => return other,
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        wait_writable(conn.tcp(), left)?;
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::thread::{self, JoinHandle};
+use std::thread;
 
 use proto_core::{FeedResult, Frame, FrameDecoder, Notice, NoticeKind, PeerAddr};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::*;
-use crate::sys::WRITER_TICK;
+use crate::sys::WRITE_TIMEOUT;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -25,7 +25,7 @@ fn limits() -> Limits {
 
 /// A connected pair: the server's side (small send buffer, bounded writes, as the
 /// server sets it) and the peer, whose receive buffer is small when `small_peer`.
-fn pair(small_peer: bool) -> (Arc<TcpStream>, TcpStream) {
+fn pair(small_peer: bool) -> (Conn, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let peer = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -34,14 +34,14 @@ fn pair(small_peer: bool) -> (Arc<TcpStream>, TcpStream) {
     }
     peer.connect(&addr.into()).unwrap();
     let (inside, _) = listener.accept().unwrap();
-    inside.set_write_timeout(Some(WRITER_TICK)).unwrap();
+    inside.set_write_timeout(Some(WRITE_TIMEOUT)).unwrap();
     if small_peer {
         SockRef::from(&inside).set_send_buffer_size(4096).unwrap();
         set_notsent_lowat_for_test(&inside);
     }
     let peer: TcpStream = peer.into();
     peer.set_read_timeout(Some(WAIT)).unwrap();
-    (Arc::new(inside), peer)
+    (Conn::plain(inside), peer)
 }
 
 fn set_notsent_lowat_for_test(stream: &TcpStream) {
@@ -50,19 +50,39 @@ fn set_notsent_lowat_for_test(stream: &TcpStream) {
     let _ = crate::sys::configure_notsent_for_tests(stream);
 }
 
-fn new_outbox(stream: &Arc<TcpStream>, mode: Mode, limits: Limits) -> (Arc<Outbox>, Arc<Pacer>) {
-    let pacer = Arc::new(Pacer::default());
-    let conn = Arc::new(Conn::plain(stream.try_clone().unwrap()));
-    let outbox = Arc::new(Outbox::new(conn, mode, limits, pacer.clone()));
-    (outbox, pacer)
+/// An outbox with its pacer and a writer pool of one thread (none: nothing sends
+/// its backlog).
+struct Fixture {
+    outbox: Arc<Outbox>,
+    pacer: Arc<Pacer>,
+    pool: Arc<Pool>,
+    _workers: Option<Workers>,
 }
 
-fn writer(outbox: &Arc<Outbox>) -> JoinHandle<()> {
-    let outbox = outbox.clone();
-    thread::spawn(move || {
-        outbox.run_writer();
-        outbox.writer_exited();
-    })
+fn new_outbox(conn: Conn, mode: Mode, limits: Limits) -> Fixture {
+    let fixture = unsent_outbox(conn, mode, limits);
+    let workers = Workers::start(&fixture.pool, 1, 64 * 1024).unwrap();
+    Fixture {
+        _workers: Some(workers),
+        ..fixture
+    }
+}
+
+fn unsent_outbox(conn: Conn, mode: Mode, limits: Limits) -> Fixture {
+    let pacer = Arc::new(Pacer::default());
+    let pool = Pool::new().unwrap();
+    let outbox = Outbox::new(conn, mode, limits, pacer.clone(), pool.clone());
+    Fixture {
+        outbox,
+        pacer,
+        pool,
+        _workers: None,
+    }
+}
+
+/// Waits until the outbox has closed (sent its last bytes, or cut).
+fn closed(outbox: &Outbox) {
+    assert!(outbox.wait_done(Instant::now() + WAIT), "still open");
 }
 
 fn queued(outbox: &Outbox) -> usize {
@@ -82,24 +102,39 @@ fn read_all(peer: &mut TcpStream) -> Vec<u8> {
 }
 
 fn broadcast(seq: u64, text: &str) -> Vec<u8> {
+    broadcast_in(Mode::Binary, seq, text)
+}
+
+fn broadcast_in(mode: Mode, seq: u64, text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let peer = PeerAddr::V4 {
         ip: [127, 0, 0, 1],
         port: 1,
     };
-    wire::encode_into(
-        Mode::Binary,
-        &Frame::Broadcast { seq, peer, text },
-        &mut out,
-    );
+    wire::encode_into(mode, &Frame::Broadcast { seq, peer, text }, &mut out);
     out
+}
+
+/// The WebSocket frames in `bytes`, which must all be whole.
+fn ws_frames(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let len = wire::ws_frame_len(bytes).expect("a whole frame header");
+        assert!(len <= bytes.len(), "the stream ended inside a frame");
+        let (frame, rest) = bytes.split_at(len);
+        frames.push(frame);
+        bytes = rest;
+    }
+    frames
 }
 
 #[test]
 fn an_idle_outbox_writes_through_without_queueing() {
     let (inside, mut peer) = pair(false);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
-    assert!(!outbox.push(&mut Chunk::new(b"hello\n")));
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
+    outbox.push(&mut Chunk::new(b"hello\n"));
     assert_eq!(queued(&outbox), 0);
     assert_eq!(outbox.sent_total(), 6);
     let mut got = [0u8; 6];
@@ -110,27 +145,34 @@ fn an_idle_outbox_writes_through_without_queueing() {
 #[test]
 fn what_the_socket_does_not_take_is_queued_and_sent_in_order_by_the_writer() {
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
     let line = |i: usize| format!("{i:05} {}\n", "x".repeat(994));
     for i in 0..200 {
         outbox.push(&mut Chunk::new(line(i).as_bytes()));
     }
     assert!(queued(&outbox) > 0, "a 4 KiB socket took 200 KB at once");
-    let w = writer(&outbox);
     outbox.end(End::Flush);
     let got = read_all(&mut peer);
     let want: String = (0..200).map(line).collect();
     assert_eq!(got.len(), want.len());
     assert!(got == want.as_bytes(), "bytes out of order");
-    w.join().unwrap();
+    closed(&outbox);
 }
 
 #[test]
 fn one_writev_sends_every_queued_chunk() {
     let (inside, mut peer) = pair(false);
-    let chunks: Vec<Arc<[u8]>> = [&b"abc"[..], b"defg", b"hi"].map(Arc::from).to_vec();
-    let conn = Conn::plain(inside.try_clone().unwrap());
-    assert_eq!(write_batch(&conn, &chunks, 1).unwrap(), 8);
+    let Fixture { outbox, .. } = unsent_outbox(inside, Mode::Text, limits());
+    let mut st = lock(&outbox.state);
+    st.queue
+        .extend([&b"abc"[..], b"defg", b"hi"].map(Arc::from));
+    st.head_sent = 1;
+    st.queued = 8;
+    assert_eq!(outbox.send_queued(&mut st).unwrap(), (0, 8));
+    assert!(st.queue.is_empty());
+    drop(st);
     let mut got = [0u8; 8];
     peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"bcdefghi");
@@ -140,8 +182,10 @@ fn one_writev_sends_every_queued_chunk() {
 fn the_hard_limit_drops_at_the_first_byte_past_it() {
     let (inside, _peer) = pair(true);
     let hard = 128 * 1024;
-    let (outbox, _) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(
+        inside,
         Mode::Binary,
         Limits {
             hard,
@@ -173,8 +217,13 @@ fn the_hard_limit_drops_at_the_first_byte_past_it() {
 #[test]
 fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
     let (inside, mut peer) = pair(true);
-    let (outbox, pacer) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox,
+        pacer,
+        _workers,
+        ..
+    } = new_outbox(
+        inside,
         Mode::Binary,
         Limits {
             hard: 64 * 1024,
@@ -182,13 +231,12 @@ fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
             ..limits()
         },
     );
-    let w = writer(&outbox);
     let mut seq = 0;
     while outbox.ended().is_none() {
         seq += 1;
         outbox.push(&mut Chunk::new(&broadcast(seq, &"q".repeat(1013))));
     }
-    w.join().unwrap();
+    closed(&outbox);
     assert_eq!(queued(&outbox), 0, "the backlog was freed");
     assert_eq!(pacer.behind(), 0);
     let got = read_all(&mut peer);
@@ -217,8 +265,10 @@ fn a_dropped_binary_client_gets_its_frame_finished_then_the_notice() {
 #[test]
 fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(
+        inside,
         Mode::Text,
         Limits {
             hard: 64 * 1024,
@@ -226,12 +276,11 @@ fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
             ..limits()
         },
     );
-    let w = writer(&outbox);
     let line = format!("[127.0.0.1:1] {}\n", "t".repeat(985));
     while outbox.ended().is_none() {
         outbox.push(&mut Chunk::new(line.as_bytes()));
     }
-    w.join().unwrap();
+    closed(&outbox);
     let got = String::from_utf8(read_all(&mut peer)).unwrap();
     let lines: Vec<&str> = got.lines().collect();
     let (notice, relayed) = lines.split_last().unwrap();
@@ -248,11 +297,65 @@ fn a_dropped_text_client_gets_its_line_finished_then_the_notice() {
 }
 
 #[test]
+fn a_dropped_websocket_client_gets_its_frame_finished_then_the_notice_then_a_close() {
+    let (inside, mut peer) = pair(true);
+    let limits = Limits {
+        hard: 64 * 1024,
+        pace_at: 16 * 1024,
+        ..limits()
+    };
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::WebSocket, limits);
+    let frame = broadcast_in(Mode::WebSocket, 1, &"w".repeat(1000));
+    // Chunks larger than the socket takes at once, so the drop comes inside one.
+    let chunk = frame.repeat(20);
+    while outbox.ended().is_none() {
+        outbox.push(&mut Chunk::new(&chunk));
+    }
+    closed(&outbox);
+    let got = read_all(&mut peer);
+    let frames = ws_frames(&got);
+    let [relayed @ .., notice, close] = &frames[..] else {
+        panic!("{} frames", frames.len());
+    };
+    let code = ErrorCode::SLOW_CONSUMER;
+    let want = wire::error(Mode::WebSocket, code, &evict_text(code, &limits));
+    assert_eq!(*notice, &want[..]);
+    assert_eq!(*close, &wire::farewell(Mode::WebSocket)[..]);
+    assert!(!relayed.is_empty());
+    assert!(relayed.iter().all(|f| *f == &frame[..]));
+}
+
+#[test]
+fn push_last_sends_the_backlog_then_the_last_bytes_then_a_websocket_close() {
+    let (inside, mut peer) = pair(true);
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::WebSocket, limits());
+    let frame = broadcast_in(Mode::WebSocket, 1, &"l".repeat(1000));
+    for _ in 0..50 {
+        outbox.push(&mut Chunk::new(&frame));
+    }
+    assert!(queued(&outbox) > 0, "nothing waited for the pool");
+    let last = wire::shutdown(Mode::WebSocket);
+    outbox.push_last(&last);
+    let got = read_all(&mut peer);
+    closed(&outbox);
+    let frames = ws_frames(&got);
+    assert_eq!(frames.len(), 52);
+    assert!(frames[..50].iter().all(|f| *f == &frame[..]));
+    assert_eq!(frames[50], &last[..]);
+    assert_eq!(frames[51], &wire::farewell(Mode::WebSocket)[..]);
+}
+
+#[test]
 fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
     let (inside, mut peer) = pair(true);
     let stall = Duration::from_millis(600);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, Limits { stall, ..limits() });
-    let w = writer(&outbox);
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, Limits { stall, ..limits() });
     let started = Instant::now();
     let line = format!("{}\n", "s".repeat(999));
     // A line every 10 ms, far below the hard limit: only the stall can end this.
@@ -260,7 +363,7 @@ fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
         outbox.push(&mut Chunk::new(line.as_bytes()));
         thread::sleep(Duration::from_millis(10));
     }
-    w.join().unwrap();
+    closed(&outbox);
     assert!(started.elapsed() >= stall, "{:?}", started.elapsed());
     let why = outbox.dropped().unwrap();
     assert!(why.contains("nothing taken for"), "{why}");
@@ -273,8 +376,13 @@ fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
 fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
     let (inside, mut peer) = pair(true);
     let pace_at = 16 * 1024;
-    let (outbox, pacer) = new_outbox(
-        &inside,
+    let Fixture {
+        outbox,
+        pacer,
+        pool,
+        _workers,
+    } = new_outbox(
+        inside,
         Mode::Text,
         Limits {
             pace_at,
@@ -282,15 +390,13 @@ fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
         },
     );
     let line = format!("{}\n", "p".repeat(999));
-    let mut reports = 0;
     while queued(&outbox) <= pace_at + 8 * 1024 {
-        reports += usize::from(outbox.push(&mut Chunk::new(line.as_bytes())));
+        outbox.push(&mut Chunk::new(line.as_bytes()));
     }
-    assert_eq!(reports, 1);
-    assert_eq!(pacer.behind(), 1);
-    assert!(outbox.is_behind());
-    assert!(outbox.holds_until(Instant::now()).is_some());
-    let w = writer(&outbox);
+    assert_eq!(pacer.behind(), 1, "counted once");
+    assert_eq!(pool.registered(), 1);
+    let other = outbox.key() + 1;
+    assert!(pacer.held_for(other, Instant::now()).is_some());
     let reader = thread::spawn(move || read_all(&mut peer).len());
     let deadline = Instant::now() + WAIT;
     while pacer.behind() > 0 && Instant::now() < deadline {
@@ -298,66 +404,109 @@ fn going_behind_is_reported_once_and_catching_up_releases_the_pacer() {
     }
     assert_eq!(pacer.behind(), 0, "caught up");
     outbox.end(End::Flush);
-    w.join().unwrap();
+    closed(&outbox);
     assert!(reader.join().unwrap() > pace_at);
+    assert_eq!(
+        pool.registered(),
+        0,
+        "the pool keeps an outbox only while it owes it bytes"
+    );
+}
+
+/// Fills an outbox that sends nothing of its backlog up to exactly `pace_at` queued.
+fn fill_to(outbox: &Outbox, pace_at: usize) {
+    let line = format!("{}\n", "g".repeat(999));
+    while queued(outbox) + line.len() <= pace_at {
+        outbox.push(&mut Chunk::new(line.as_bytes()));
+    }
+    let fill = vec![b'z'; pace_at - queued(outbox)];
+    outbox.push(&mut Chunk::new(&fill));
+    assert_eq!(queued(outbox), pace_at);
 }
 
 #[test]
-fn a_stopped_client_stops_holding_senders_after_the_grace() {
+fn a_client_that_never_read_holds_senders_for_the_grace_and_never_itself() {
     let (inside, _peer) = pair(true);
     let grace = Duration::from_millis(200);
-    let (outbox, pacer) = new_outbox(
-        &inside,
+    let pace_at = 8 * 1024;
+    let Fixture { outbox, pacer, .. } = unsent_outbox(
+        inside,
         Mode::Text,
         Limits {
-            pace_at: 8 * 1024,
+            pace_at,
             grace,
             ..limits()
         },
     );
-    let line = format!("{}\n", "g".repeat(999));
-    let mut went = false;
-    while !went {
-        went = outbox.push(&mut Chunk::new(line.as_bytes()));
-    }
-    pacer.watch(1, &outbox);
-    let started = Instant::now();
-    pacer.wait(2, || false);
-    let waited = started.elapsed();
-    assert!(waited >= grace / 2, "did not wait: {waited:?}");
-    assert!(waited < WAIT, "{waited:?}");
-    assert!(outbox.holds_until(Instant::now()).is_none());
-    // A sender never waits for itself.
-    let started = Instant::now();
-    outbox.push(&mut Chunk::new(line.as_bytes()));
-    pacer.wait(1, || false);
-    assert!(started.elapsed() < grace);
+    let before = Instant::now();
+    fill_to(&outbox, pace_at);
+    outbox.push(&mut Chunk::new(b"!"));
+    assert_eq!(pacer.behind(), 1);
+    let me = outbox.key();
+    let until = pacer
+        .held_for(me + 1, Instant::now())
+        .expect("holds the others");
+    // It never read, so it has nothing banked: one grace from when bytes first waited.
+    assert!(until <= Instant::now() + grace, "held past the grace");
+    assert!(until >= before + grace / 2, "held too briefly");
+    // A sender never waits for itself: `wait` would ask `give_up` before waiting.
+    assert_eq!(pacer.held_for(me, Instant::now()), None);
+    pacer.wait(me, || panic!("the sender waited for itself"));
+    // Another sender waits until the hold ends, then goes on.
+    pacer.wait(me + 1, || false);
+    assert!(Instant::now() >= until, "did not wait for the holder");
+    assert_eq!(pacer.held_for(me + 1, Instant::now()), None);
+    outbox.end(End::Cut);
+    assert_eq!(pacer.behind(), 0, "an ended client holds nobody");
+}
+
+#[test]
+fn a_pong_that_crosses_the_pace_mark_holds_senders_too() {
+    let (inside, _peer) = pair(true);
+    let pace_at = 8 * 1024;
+    let Fixture { outbox, pacer, .. } = unsent_outbox(
+        inside,
+        Mode::Binary,
+        Limits {
+            pace_at,
+            ..limits()
+        },
+    );
+    fill_to(&outbox, pace_at);
+    assert_eq!(pacer.behind(), 0, "at the mark, not past it");
+    let mut pong = Vec::new();
+    wire::encode_into(Mode::Binary, &Frame::Pong { nonce: 7 }, &mut pong);
+    outbox.push_bytes(&pong);
+    assert_eq!(pacer.behind(), 1);
+    assert!(pacer.held_for(outbox.key() + 1, Instant::now()).is_some());
 }
 
 #[test]
 fn flush_sends_everything_then_closes_and_cut_sends_nothing_more() {
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
     let line = format!("{}\n", "f".repeat(999));
     for _ in 0..50 {
         outbox.push(&mut Chunk::new(line.as_bytes()));
     }
-    let w = writer(&outbox);
     outbox.end(End::Flush);
     assert_eq!(read_all(&mut peer).len(), 50 * line.len());
-    w.join().unwrap();
+    closed(&outbox);
     assert!(outbox.wait_done(Instant::now() + WAIT));
 
     let (inside, mut peer) = pair(true);
-    let (outbox, _) = new_outbox(&inside, Mode::Text, limits());
+    let Fixture {
+        outbox, _workers, ..
+    } = new_outbox(inside, Mode::Text, limits());
     for _ in 0..50 {
         outbox.push(&mut Chunk::new(line.as_bytes()));
     }
     let sent = usize::try_from(outbox.sent_total()).unwrap();
-    let w = writer(&outbox);
     outbox.end(End::Cut);
     assert_eq!(queued(&outbox), 0, "the backlog was freed");
-    w.join().unwrap();
+    closed(&outbox);
     let got = read_all(&mut peer).len();
     assert!(got <= sent, "{got} > {sent}: the cut sent queued bytes");
     assert!(got < 50 * line.len());
