@@ -55,10 +55,10 @@ fn sigint_sends_the_shutdown_notice_then_closes() {
 fn sigint_reaches_a_connection_still_being_sniffed() {
     // A silent nc is not in the room until its sniff timeout ends (1 s here).
     let mut server = Server::start(&["--sniff-timeout-ms", "1000"]);
-    let before = server.open_files();
+    let before = server.open_sockets();
     let mut text = TextClient::connect(server.addr);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.open_files() <= before {
+    while server.open_sockets() <= before {
         assert!(Instant::now() < deadline, "the server never accepted");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -206,7 +206,18 @@ impl Server {
             .expect("read the server's /proc fd directory")
     }
 
-    /// How many threads the server has: two per client in the room.
+    /// How many sockets the server holds open: unlike [`Server::open_files`], a
+    /// file opened and closed for a moment elsewhere in the server cannot hide a
+    /// connection accepted meanwhile.
+    pub fn open_sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.child.id()))
+            .expect("read the server's /proc fd directory")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+
+    /// How many threads the server has: one per client in the room, plus its own.
     pub fn threads(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/task", self.proc.child.id()))
             .map(|d| d.count())
