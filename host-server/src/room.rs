@@ -49,6 +49,19 @@ pub(crate) trait Sequencer: Send + Sync {
     fn pong(&self, client: u64, bytes: Vec<u8>) -> Option<Vec<u8>>;
 }
 
+/// Sends `client` its welcome: the room holds `count` others, the first of them
+/// (up to [`WELCOME_LISTS`]) named from `named`.
+fn welcome(client: &Client, count: usize, named: impl Iterator<Item = PeerAddr>) {
+    let named: Vec<PeerAddr> = named.take(WELCOME_LISTS).collect();
+    let text = welcome_text(client.peer, count, &named);
+    client.outbox.push_bytes(&wire::notice(
+        client.mode(),
+        NoticeKind::Welcome,
+        Some(client.peer),
+        &text,
+    ));
+}
+
 /// A connected client as the room sees it.
 pub(crate) struct Client {
     /// Unique for the server's lifetime.
@@ -313,19 +326,8 @@ impl Room {
         if let Some(backplane) = self.backplane.get() {
             // The welcome names the room as delivered here so far; every join and
             // leave after that reaches the newcomer as a notice, its own excepted.
-            let named: Vec<PeerAddr> = st
-                .members
-                .iter()
-                .take(WELCOME_LISTS)
-                .map(|m| m.peer)
-                .collect();
-            let welcome = welcome_text(client.peer, st.members.len(), &named);
-            client.outbox.push_bytes(&wire::notice(
-                client.mode(),
-                NoticeKind::Welcome,
-                Some(client.peer),
-                &welcome,
-            ));
+            let named = st.members.iter().map(|m| m.peer);
+            welcome(&client, st.members.len(), named);
             st.counts[client.mode().index()] += 1;
             let (id, peer) = (client.id, client.peer);
             st.clients.push(client);
@@ -339,19 +341,7 @@ impl Room {
         self.announce(&mut st, NoticeKind::Join, client.peer, &text);
         let first = st.pending.starts.len();
         st.pending.fresh.push((client.id, first));
-        let named: Vec<PeerAddr> = st
-            .clients
-            .iter()
-            .take(WELCOME_LISTS)
-            .map(|c| c.peer)
-            .collect();
-        let welcome = welcome_text(client.peer, st.clients.len(), &named);
-        client.outbox.push_bytes(&wire::notice(
-            client.mode(),
-            NoticeKind::Welcome,
-            Some(client.peer),
-            &welcome,
-        ));
+        welcome(&client, st.clients.len(), st.clients.iter().map(|c| c.peer));
         st.counts[client.mode().index()] += 1;
         st.clients.push(client);
         Some(st.clients.len())
