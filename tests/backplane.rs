@@ -3,7 +3,7 @@
 //! installs it), and its servers with `--backplane`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::relay::{Mode, Relay};
-use crate::util::{BinClient, Got, Server, TextClient, WAIT};
+use crate::util::{free_port, BinClient, Got, Server, TextClient, WAIT};
 
 /// A `redis-server` of a test's own, on a free loopback port, with its files in a
 /// scratch directory removed when it is dropped.
@@ -120,13 +120,6 @@ impl Drop for Redis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A host-server in the room at `url`, with extra arguments.

@@ -6,14 +6,14 @@
 //! by the forwarded address too.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use tungstenite::client::IntoClientRequest;
 
-use crate::util::{connect_from, Proc, Server, TextClient, WAIT};
+use crate::util::{connect_from, free_port, Proc, Server, TextClient, WAIT};
 
 /// A server with one PROXY listener on a free loopback port; returns it and that
 /// listener's address.
@@ -212,16 +212,6 @@ fn a_proxy_line_on_the_public_port_is_a_chat_line() {
         plain.expect(|l| l.starts_with('[')),
         format!("[{me}] PROXY TCP4 192.0.2.7 198.51.100.1 40000 9000")
     );
-}
-
-/// A free loopback port (bound, read, released: another process could take it
-/// in between, which on a test machine's loopback does not happen in practice).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

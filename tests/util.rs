@@ -259,6 +259,15 @@ impl Client {
     }
 }
 
+/// A free loopback port: bound, read and released, so another process could take
+/// it in between, which on a test machine's loopback does not happen in practice.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The first `ip:port` or `[ip6]:port` in a line.
 pub fn first_peer(line: &str) -> Option<String> {
     line.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(' || c == ')')
