@@ -332,3 +332,36 @@ fn the_bench_as_websocket_clients_gets_every_delivery_in_order() {
     );
     assert_eq!((report.decode_errors, report.disconnects), (0, 0));
 }
+
+/// Sends `request` (maybe unfinished) and returns what the server answers before
+/// it closes.
+fn http_answer(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(request).unwrap();
+    String::from_utf8_lossy(&read_to_close(&mut stream)).into_owned()
+}
+
+#[test]
+fn an_oversized_or_slow_request_head_gets_431_or_408_and_no_web_refuses_http() {
+    let server = Server::start(&["--http-head-limit", "1024", "--http-timeout-ms", "300"]);
+    let page = http_answer(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    let answer = http_answer(server.addr, big.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let started = Instant::now();
+    let answer = http_answer(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < WAIT, "took {:?}", started.elapsed());
+
+    let server = Server::start(&["--no-web"]);
+    let answer = http_answer(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        answer.starts_with("*** ") && answer.contains("not a web server"),
+        "{answer}"
+    );
+}

@@ -40,6 +40,8 @@ pub(crate) fn read_head(
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match httparse::Request::new(&mut headers).parse(&bytes) {
+            // The sniff may have read a whole head longer than the limit at once.
+            Ok(httparse::Status::Complete(n)) if n > limit => return Err(HeadError::TooLarge),
             Ok(httparse::Status::Complete(n)) => return Ok((bytes, n)),
             Ok(httparse::Status::Partial) if bytes.len() >= limit => {
                 return Err(HeadError::TooLarge)
