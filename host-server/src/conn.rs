@@ -41,7 +41,9 @@ const KEEP_PENDING: usize = 4096;
 /// A client's connection as the room sees it: plain TCP, or TLS over TCP.
 pub(crate) struct Conn {
     tcp: TcpStream,
-    tls: Option<Tls>,
+    // Boxed: a TLS session is over a kilobyte, and most clients of a big room are
+    // plain; inline, every plain client would carry its room.
+    tls: Option<Box<Tls>>,
 }
 
 /// The TLS state of a connection.
@@ -107,10 +109,10 @@ impl Conn {
     pub(crate) fn tls(tcp: TcpStream, session: ServerConnection) -> Self {
         Self {
             tcp,
-            tls: Some(Tls {
+            tls: Some(Box::new(Tls {
                 session: Mutex::new(session),
                 pending: Mutex::new(Pending::default()),
-            }),
+            })),
         }
     }
 

@@ -80,6 +80,7 @@ mod config;
 mod console;
 mod control;
 mod error;
+mod stack;
 mod sys;
 
 pub use accept::{bind, bind_fronts, check, run, run_with_fronts};

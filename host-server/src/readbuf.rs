@@ -4,12 +4,14 @@
 //! would be most of an idle client's memory. So the buffer is released whenever the
 //! socket has been read dry, the reader then waits for readability without one, and a
 //! fresh buffer is taken (usually the one another reader just released) when bytes
-//! arrive. A busy sender keeps its buffer from one read to the next.
+//! arrive. A busy sender keeps its buffer from one read to the next. A reader idle for
+//! longer also gives back the stack it is not using (see `stack`).
 
 use std::io;
 use std::time::Duration;
 
 use crate::conn::Conn;
+use crate::stack::{self, IDLE_AFTER};
 use crate::sys::wait_readable;
 
 /// A read buffer of a fixed size that exists only while there is something to read.
@@ -60,8 +62,26 @@ impl ReadBuf {
                 other => return other,
             }
         }
-        wait_readable(conn.tcp(), timeout)?;
+        wait_idle(conn, timeout)?;
         conn.read(self.whole())
+    }
+}
+
+/// Waits until `conn` is readable, at most `timeout` (`None`: for ever); a wait
+/// that outlasts [`IDLE_AFTER`] gives the thread's unused stack back first.
+///
+/// # Errors
+/// `TimedOut` when nothing arrived in time; the errors of `poll`.
+fn wait_idle(conn: &Conn, timeout: Option<Duration>) -> io::Result<()> {
+    if timeout.is_some_and(|t| t <= IDLE_AFTER) {
+        return wait_readable(conn.tcp(), timeout);
+    }
+    match wait_readable(conn.tcp(), Some(IDLE_AFTER)) {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            stack::release();
+            wait_readable(conn.tcp(), timeout.map(|t| t.saturating_sub(IDLE_AFTER)))
+        }
+        done => done,
     }
 }
 

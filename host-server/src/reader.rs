@@ -135,7 +135,9 @@ pub(crate) fn read_binary(
     ctx: &Context,
 ) -> Departure {
     let timeout = Some(ctx.config.dead_peer_timeout / 2);
-    let mut decoder = FrameDecoder::new();
+    // On the heap: with its kilobyte buffer on the stack, an idle reader's wait
+    // would need a third stack page (see `stack`).
+    let mut decoder = Box::new(FrameDecoder::new());
     let mut sender = Sender::new(client, ctx);
     let (mut start, mut end) = (PREAMBLE_LEN.min(have), have);
     // The nonce of an unanswered ping, and the bytes sent to the client by then.
@@ -257,7 +259,9 @@ pub(crate) fn read_websocket(
     ctx: &Context,
 ) -> Departure {
     let timeout = Some(ctx.config.dead_peer_timeout / 2);
-    let mut decoder = WsDecoder::new();
+    // On the heap: with its kilobyte buffer on the stack, an idle reader's wait
+    // would need a third stack page (see `stack`).
+    let mut decoder = Box::new(WsDecoder::new());
     let mut sender = Sender::new(client, ctx);
     // The bytes sent to the client when it was pinged, while the ping is unanswered.
     let mut pinged: Option<u64> = None;
@@ -382,7 +386,9 @@ pub(crate) fn read_text(
     ctx: &Context,
 ) -> Departure {
     let pause = ctx.config.text_pause;
-    let mut decoder = TextDecoder::new();
+    // On the heap: with its kilobyte buffer on the stack, an idle reader's wait
+    // would need a third stack page (see `stack`).
+    let mut decoder = Box::new(TextDecoder::new());
     let mut sender = Sender::new(client, ctx);
     let mut state = TextState::default();
     let mut end = have;

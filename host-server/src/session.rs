@@ -26,31 +26,70 @@ use crate::wire::{self, Mode};
 /// Serves one accepted connection until it ends. `front` is the PROXY front it came
 /// through, if any (`peer` is then the client the front named).
 pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>, ctx: &Context) {
+    let mut buf = ReadBuf::new(ctx.config.read_buffer);
+    let Some(joined) = join(stream, peer, front, &mut buf, ctx) else {
+        return;
+    };
+    let Joined {
+        member,
+        mode,
+        have,
+        after_head,
+    } = joined;
+    let departure = match mode {
+        Mode::Binary => read_binary(&member.client, &mut buf, have, ctx),
+        Mode::Text => read_text(&member.client, &mut buf, have, ctx),
+        Mode::WebSocket => read_websocket(&member.client, &mut buf, &after_head, ctx),
+    };
+    member.depart(departure);
+}
+
+/// A client that has joined the room, and what its read loop starts from.
+struct Joined<'s> {
+    member: Member<'s>,
+    mode: Mode,
+    /// Bytes of the read buffer already read (the first ones, sniffed).
+    have: usize,
+    /// A WebSocket's bytes that came after its upgrade request.
+    after_head: Vec<u8>,
+}
+
+/// Secures, sniffs and starts a connection and joins it to the room; `None` when it
+/// ended on the way (answered, refused or failed, and logged).
+///
+/// Never inlined into [`serve`]: its frames (a TLS handshake, the sniff, the web's
+/// answers) are deep, and an idle reader's stack is [`serve`]'s frame and what it
+/// waits in, not the deepest path a connection took (see `stack`).
+#[inline(never)]
+fn join<'s>(
+    stream: TcpStream,
+    peer: PeerAddr,
+    front: Option<SocketAddr>,
+    buf: &mut ReadBuf,
+    ctx: &'s Context,
+) -> Option<Joined<'s>> {
     let config = &ctx.config;
     if let Err(e) = configure_client(&stream, config) {
         tracing::warn!("{peer}: cannot set socket options: {e}");
     }
     let started = Instant::now();
-    let Some(conn) = secure(stream, peer, ctx) else {
-        return;
-    };
+    let conn = secure(stream, peer, ctx)?;
     // A plain client's wait for its first bytes (to see whether it starts TLS) is
     // part of its sniff; a TLS client's sniff starts after its handshake.
     let sniff_for = match conn.is_tls() {
         true => config.sniff_timeout,
         false => config.sniff_timeout.saturating_sub(started.elapsed()),
     };
-    let mut buf = ReadBuf::new(config.read_buffer);
-    let mut sniffed = sniff(&conn, &mut buf, sniff_for.max(MIN_SNIFF));
+    let mut sniffed = sniff(&conn, buf, sniff_for.max(MIN_SNIFF));
     if matches!(sniffed, Ok(Opening::Speaks(Mode::Text, 0))) && spare_suspect(peer, ctx) {
-        sniffed = sniff(&conn, &mut buf, config.web_spare_wait);
+        sniffed = sniff(&conn, buf, config.web_spare_wait);
         if let Ok(Opening::Silent) = sniffed {
             tracing::debug!("{peer}: a silent spare connection of a browser, closed");
         }
     }
     let (mode, have) = match sniffed {
         Ok(Opening::Speaks(mode, have)) => (mode, have),
-        Ok(Opening::Silent) => return,
+        Ok(Opening::Silent) => return None,
         Ok(Opening::WrongVersion(version)) => {
             tracing::warn!("{peer}: refused, protocol version {version}");
             let text = format!(
@@ -58,30 +97,42 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
                 ErrorCode::UNSUPPORTED_VERSION
             );
             let bytes = wire::refusal(Mode::Binary, ErrorCode::UNSUPPORTED_VERSION, &text);
-            return refuse(&conn, &bytes);
+            refuse(&conn, &bytes);
+            return None;
         }
-        Err(e) => return tracing::info!("{peer}: connection failed at once: {e}"),
+        Err(e) => {
+            tracing::info!("{peer}: connection failed at once: {e}");
+            return None;
+        }
     };
     if config.tls_required && !conn.is_tls() {
         tracing::warn!("{peer}: refused, not TLS (--tls-required)");
         let first = &buf.bytes()[..have];
         if config.web && mode == Mode::Text && web::is_request(first) {
             // A browser that typed http:// is sent to https://, on the same port.
-            return web::insist_on_tls(&conn, first, peer, ctx);
+            web::insist_on_tls(&conn, first, peer, ctx);
+            return None;
         }
         let text = format!(
             "{}: this server takes TLS connections only; connect with TLS \
              (host-client --tls, openssl s_client, ncat --ssl)",
             ErrorCode::REFUSED
         );
-        return refuse(&conn, &wire::refusal(mode, ErrorCode::REFUSED, &text));
+        refuse(&conn, &wire::refusal(mode, ErrorCode::REFUSED, &text));
+        return None;
     }
     let (mode, after_head) = match start(&conn, mode, &buf.bytes()[..have], peer, ctx) {
         Ok(Started::Client(mode)) => (mode, Vec::new()),
         Ok(Started::WebSocket(after_head)) => (Mode::WebSocket, after_head),
-        Ok(Started::Served) => return,
-        Err(e @ StartError::Http) => return tracing::warn!("{peer}: {e}"),
-        Err(e) => return tracing::info!("{peer}: {e}"),
+        Ok(Started::Served) => return None,
+        Err(e @ StartError::Http) => {
+            tracing::warn!("{peer}: {e}");
+            return None;
+        }
+        Err(e) => {
+            tracing::info!("{peer}: {e}");
+            return None;
+        }
     };
     let client = Arc::new(Client {
         id: ctx.room.next_id(),
@@ -94,15 +145,13 @@ pub(crate) fn serve(stream: TcpStream, peer: PeerAddr, front: Option<SocketAddr>
             ctx.pool.clone(),
         ),
     });
-    let Some(member) = Member::enter(client, front, ctx) else {
-        return;
-    };
-    let departure = match mode {
-        Mode::Binary => read_binary(&member.client, &mut buf, have, ctx),
-        Mode::Text => read_text(&member.client, &mut buf, have, ctx),
-        Mode::WebSocket => read_websocket(&member.client, &mut buf, &after_head, ctx),
-    };
-    member.depart(departure);
+    let member = Member::enter(client, front, ctx)?;
+    Some(Joined {
+        member,
+        mode,
+        have,
+        after_head,
+    })
 }
 
 /// Tells the client's mode within `timeout`. One silent all that time is a text
