@@ -2,7 +2,8 @@
 # Threads and memory per idle client: starts the server binary SERVER on a free
 # loopback port, holds N idle text clients with `host-client bench idle` for HOLD
 # seconds (default 10), and prints the server's threads and RSS before and while they
-# are held, and per client. Extra arguments go to the server.
+# are held, and per client: the bench's own "server rss" line is the RSS at the end of
+# the hold, this script's last line the peak. Extra arguments go to the server.
 #
 #   bench/idle.sh target/release/host-server 2000
 #   bench/idle.sh target/release/host-server 10000 20 --max-clients 12000
@@ -31,4 +32,4 @@ while kill -0 $bench 2>/dev/null; do
 done
 wait $bench || true
 echo "server threads: $threads0 before, $threads with $count clients: $(echo "scale=3; ($threads - $threads0) / $count" | bc) per client"
-echo "server RSS: $rss0 KiB before, $rss KiB with $count clients: $(echo "scale=2; ($rss - $rss0) / $count" | bc) KiB per client"
+echo "server RSS at its peak (while connecting, before idle readers give their stack back): $rss0 KiB before, $rss KiB with $count clients: $(echo "scale=2; ($rss - $rss0) / $count" | bc) KiB per client"

@@ -441,7 +441,9 @@ enum Forwarded {
 }
 
 /// Reads the PROXY header of a connection from the front at `front`, and checks the
-/// client it names as [`admit`] checks a direct one.
+/// client it names as [`admit`] checks a direct one. Out of line, so that its header
+/// buffer is not part of an idle reader's stack (see `stack`).
+#[inline(never)]
 fn forwarded(stream: &TcpStream, front: SocketAddr, ctx: &Arc<Context>) -> Forwarded {
     let via = PeerAddr::from(front);
     let source = match proxy::read_header(stream, ctx.config.proxy_timeout) {

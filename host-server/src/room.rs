@@ -52,7 +52,8 @@ pub(crate) trait Sequencer: Send + Sync {
 /// Sends `client` its welcome: the room holds `count` others, the first of them
 /// (up to [`WELCOME_LISTS`]) named from `named`.
 fn welcome(client: &Client, count: usize, named: impl Iterator<Item = PeerAddr>) {
-    let named: Vec<PeerAddr> = named.take(WELCOME_LISTS).collect();
+    // On the stack, as the text: see `welcome_text`.
+    let named: heapless::Vec<PeerAddr, WELCOME_LISTS> = named.take(WELCOME_LISTS).collect();
     let text = welcome_text(client.peer, count, &named);
     client.outbox.push_bytes(&wire::notice(
         client.mode(),
@@ -652,20 +653,34 @@ impl Room {
 
 /// The welcome text: the newcomer's own address and who else is here (`count`
 /// others, the first of them `named`).
-fn welcome_text(me: PeerAddr, count: usize, named: &[PeerAddr]) -> String {
-    let mut text = format!("welcome, you are {me}; ");
-    match count {
-        0 => text.push_str("nobody else is here"),
-        1 => text.push_str("1 other is here: "),
-        n => text.push_str(&format!("{n} others are here: ")),
+fn welcome_text(me: PeerAddr, count: usize, named: &[PeerAddr]) -> WelcomeText {
+    use std::fmt::Write as _;
+    // Written on the stack: every client's reader thread runs this once, and each
+    // temporary it allocated and freed would stay cached in that thread's allocator
+    // for as long as the client stays idle (see `stack`). The text always fits.
+    let mut text = WelcomeText::new();
+    let _ = write!(text, "welcome, you are {me}; ");
+    let _ = match count {
+        0 => write!(text, "nobody else is here"),
+        1 => write!(text, "1 other is here: "),
+        n => write!(text, "{n} others are here: "),
+    };
+    for (i, peer) in named.iter().enumerate() {
+        let comma = if i == 0 { "" } else { ", " };
+        let _ = write!(text, "{comma}{peer}");
     }
-    let listed: Vec<String> = named.iter().map(|p| p.to_string()).collect();
-    text.push_str(&listed.join(", "));
     if count > named.len() {
-        text.push_str(&format!(" and {} more", count - named.len()));
+        let _ = write!(text, " and {} more", count - named.len());
     }
     text
 }
+
+/// The longest address as text, with the comma after it.
+const ADDRESS_MAX: usize = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535, ".len();
+
+/// A welcome text: room for the newcomer's address, the count and [`WELCOME_LISTS`]
+/// addresses.
+type WelcomeText = heapless::String<{ 80 + ADDRESS_MAX * (WELCOME_LISTS + 1) }>;
 
 #[cfg(test)]
 mod tests {

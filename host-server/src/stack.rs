@@ -63,6 +63,22 @@ pub(crate) fn release() {}
 /// allocated it (the guard page excluded); `None` for the main thread.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn bounds() -> Option<(usize, usize)> {
+    thread_local! {
+        // Asked of glibc once per thread: pthread_getattr_np allocates and frees, and
+        // what a thread frees stays in its allocator's cache.
+        static BOUNDS: std::cell::Cell<Option<Option<(usize, usize)>>> =
+            const { std::cell::Cell::new(None) };
+    }
+    BOUNDS.with(|known| {
+        let bounds = known.get().unwrap_or_else(ask_bounds);
+        known.set(Some(bounds));
+        bounds
+    })
+}
+
+/// [`bounds`], from glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn ask_bounds() -> Option<(usize, usize)> {
     // The main thread's stack is the kernel's and grows on demand; only threads that
     // the server spawned are trimmed.
     if rustix::thread::gettid() == rustix::process::getpid() {

@@ -160,10 +160,16 @@ impl Encodings {
     }
 }
 
+/// More than a notice's bytes besides its text take in any mode (header, marker,
+/// peer address, framing).
+const NOTICE_OVERHEAD: usize = 80;
+
 /// The encoding of a notice for a client of `mode`.
 pub(crate) fn notice(mode: Mode, kind: NoticeKind, peer: Option<PeerAddr>, text: &str) -> Vec<u8> {
     let text = clip(text);
-    let mut out = Vec::new();
+    // Sized once: grown step by step, it would leave a freed buffer of each size
+    // cached in the thread's allocator (see `stack`).
+    let mut out = Vec::with_capacity(text.len() + NOTICE_OVERHEAD);
     encode_into(mode, &Frame::Notice(Notice { kind, peer, text }), &mut out);
     out
 }
