@@ -120,7 +120,7 @@ fn firmware_reports_a_missing_server_and_fails() {
     // No guestfwd: nothing on the guest's network answers for 10.0.2.100.
     let mut qemu = Qemu::start(&firmware, network(None));
     let status = qemu.wait_exit();
-    let out = qemu.0.out.all();
+    let out = qemu.0.out.all_when_closed(Duration::from_secs(5));
     assert_eq!(
         status.code(),
         Some(1),
@@ -146,7 +146,7 @@ fn firmware_rejects_a_server_that_does_not_speak_the_protocol() {
     conn.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n")
         .expect("write to QEMU");
     let status = qemu.wait_exit();
-    let out = qemu.0.out.all();
+    let out = qemu.0.out.all_when_closed(Duration::from_secs(5));
     assert_eq!(
         status.code(),
         Some(1),

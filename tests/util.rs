@@ -78,6 +78,20 @@ impl Lines {
         self.expect(&format!("== {want:?}"), |l| l == want)
     }
 
+    /// Every line the stream carried, once it is closed (its process exited and its
+    /// output was read to the end), waiting at most `limit` for that. Right after a
+    /// process exits, [`Lines::all`] may still miss its last lines: the reading
+    /// thread can be behind.
+    pub fn all_when_closed(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        while self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+        {}
+        self.all()
+    }
+
     /// Every line seen so far.
     pub fn all(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
