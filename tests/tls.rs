@@ -1,7 +1,8 @@
 //! Built-in TLS on the room's own port: TLS clients of every kind (a rustls client,
 //! `openssl s_client`, `ncat --ssl`, `socat`) share the room with plain ones under
 //! their real addresses; the handshake is bounded and counted; `--tls-required`
-//! turns plain clients away in plain text; a bad certificate stops the start; a TLS
+//! turns plain clients away in plain text; RSA (PKCS#1), Ed25519 and chained
+//! certificates serve as well as ECDSA ones; a bad certificate stops the start; a TLS
 //! client dropped as too slow still reads its notice, then a close_notify; the chat
 //! page and its WebSocket work over TLS (`https://`, `wss://`).
 
@@ -82,9 +83,14 @@ impl TlsText {
     }
 
     fn over(tcp: TcpStream, dir: &Path) -> Self {
+        Self::trusting(tcp, &dir.join("chat.crt"))
+    }
+
+    /// Over `tcp`, trusting the certificates in `ca` alone.
+    fn trusting(tcp: TcpStream, ca: &Path) -> Self {
         tcp.set_read_timeout(Some(WAIT)).unwrap();
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(dir.join("chat.crt")).unwrap() {
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -346,11 +352,137 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
         assert!(err.contains(says), "{err}");
         let named = if says == "TLS key" { key } else { cert };
         assert!(err.contains(named.to_str().unwrap()), "{err}");
+        if key == wrong_key.as_path() {
+            // A pair that does not match names both files.
+            assert!(err.contains(key.to_str().unwrap()), "{err}");
+        }
         // It stopped before listening.
         assert!(out.stdout.is_empty());
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
+}
+
+/// The kinds of certificate a server is tried with besides the README's ECDSA P-256.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A self-signed RSA 2048 certificate; its key file is PKCS#1 (`RSA PRIVATE KEY`).
+    Rsa,
+    /// A self-signed Ed25519 certificate; its key file is PKCS#8.
+    Ed25519,
+    /// A leaf signed by an intermediate signed by a root (all ECDSA P-256): the
+    /// certificate file holds the leaf then the intermediate, and clients trust the
+    /// root alone.
+    Chain,
+}
+
+/// A directory with `chat.crt` and `chat.key` of `kind` for `chat.example` and
+/// 127.0.0.1, made with rcgen, and the file a client is to trust.
+fn certificate_of(kind: Kind) -> (PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("chat-tls-{kind:?}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = vec!["chat.example".to_string(), "127.0.0.1".to_string()];
+    let named = |cn: &str, names: Vec<String>| {
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+    };
+    let crt = dir.join("chat.crt");
+    let key = dir.join("chat.key");
+    match kind {
+        Kind::Rsa => {
+            // ring cannot make RSA keys, so openssl makes it and rcgen signs with it.
+            let pkcs8 = dir.join("rsa.pk8");
+            let openssl = |args: &[&str]| {
+                let status = Command::new("openssl")
+                    .args(args)
+                    .current_dir(&dir)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .expect("run openssl");
+                assert!(status.success(), "openssl {args:?}");
+            };
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "rsa.pk8",
+            ]);
+            openssl(&["pkey", "-in", "rsa.pk8", "-traditional", "-out", "chat.key"]);
+            let pem = std::fs::read_to_string(&pkcs8).unwrap();
+            let pair = KeyPair::from_pem(&pem).unwrap();
+            let cert = named("chat.example", names).self_signed(&pair).unwrap();
+            std::fs::write(&crt, cert.pem()).unwrap();
+            let written = std::fs::read_to_string(&key).unwrap();
+            assert!(written.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+            (dir, crt)
+        }
+        Kind::Ed25519 => {
+            let pair = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+            let cert = named("chat.example", names).self_signed(&pair).unwrap();
+            std::fs::write(&crt, cert.pem()).unwrap();
+            std::fs::write(&key, pair.serialize_pem()).unwrap();
+            (dir, crt)
+        }
+        Kind::Chain => {
+            let ca = |cn: &str| {
+                let mut params = named(cn, Vec::new());
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params
+            };
+            let root_key = KeyPair::generate().unwrap();
+            let root = ca("chat test root").self_signed(&root_key).unwrap();
+            let root_issuer = Issuer::new(ca("chat test root"), root_key);
+            let mid_key = KeyPair::generate().unwrap();
+            let mid = ca("chat test intermediate")
+                .signed_by(&mid_key, &root_issuer)
+                .unwrap();
+            let mid_issuer = Issuer::new(ca("chat test intermediate"), mid_key);
+            let leaf_key = KeyPair::generate().unwrap();
+            let leaf = named("chat.example", names)
+                .signed_by(&leaf_key, &mid_issuer)
+                .unwrap();
+            std::fs::write(&crt, format!("{}{}", leaf.pem(), mid.pem())).unwrap();
+            std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+            let root_file = dir.join("root.crt");
+            std::fs::write(&root_file, root.pem()).unwrap();
+            (dir, root_file)
+        }
+    }
+}
+
+#[test]
+fn rsa_ed25519_and_chained_certificates_serve_tls_clients() {
+    for kind in [Kind::Rsa, Kind::Ed25519, Kind::Chain] {
+        println!("certificate: {kind:?}");
+        let (dir, ca) = certificate_of(kind);
+        let server = tls_server(&dir, &[]);
+        let mut rustls = TlsText::trusting(TcpStream::connect(server.addr).unwrap(), &ca);
+        rustls.write(b"hello\n");
+        rustls.expect(|l| l.starts_with("*** welcome"));
+        // The server sent its whole chain: the client could not have built a path
+        // to the root it trusts without the intermediate.
+        let sent = rustls.stream.conn.peer_certificates().unwrap().len();
+        assert_eq!(sent, if let Kind::Chain = kind { 2 } else { 1 }, "{kind:?}");
+
+        let mut client = Client::join_with(server.addr, &["--tls", "--ca", ca.to_str().unwrap()]);
+        let peer = client.peer.clone();
+        client.say(&format!("{kind:?} from host-client"));
+        assert_eq!(
+            rustls.expect(|l| l.starts_with('[')),
+            format!("[{peer}] {kind:?} from host-client"),
+        );
+        rustls.write(format!("{kind:?} back\n").as_bytes());
+        client.expect_chat(&rustls.peer(), &format!("{kind:?} back"));
+        server.proc.err.expect("binary TLS join logged", |l| {
+            l.contains(&format!("{peer} joined (binary over TLS"))
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]
