@@ -288,6 +288,94 @@ fn a_handshake_that_never_finishes_is_closed_and_counted_meanwhile() {
 }
 
 #[test]
+fn handshakes_not_done_count_toward_the_per_address_cap() {
+    use crate::util::connect_from;
+    let dir = certificate("percap");
+    let server = tls_server(
+        &dir,
+        &[
+            "--tls-handshake-timeout-ms",
+            "3000",
+            "--max-per-address",
+            "2",
+            "--cap-loopback",
+        ],
+    );
+    let host = "127.0.0.2".parse().unwrap();
+    // Two connections from 127.0.0.2 that open a handshake and never finish it: one
+    // sends a ClientHello's first 4 bytes, the other the two bytes that mark TLS.
+    let mut stalled = Vec::new();
+    for first in [&[0x16, 0x03, 0x01, 0x00][..], &[0x16, 0x03][..]] {
+        let mut tcp = connect_from(server.addr, host);
+        tcp.write_all(first).unwrap();
+        stalled.push(tcp);
+    }
+    // While they are in their handshakes, 127.0.0.2 holds its two: a third is
+    // refused with the cap's notice, in plain text to a plain client and over TLS to
+    // a TLS one.
+    let mut plain = TextClient::connect_from(server.addr, host);
+    plain.write(b"hello?\n");
+    let line = plain.line();
+    assert!(
+        line.starts_with("*** too many connections from your address"),
+        "{line}"
+    );
+    assert!(line.contains("127.0.0.2 already holds 2"), "{line}");
+    let mut tls = TlsText::over(connect_from(server.addr, host), &dir);
+    tls.write(b"hello?\n");
+    let line = tls.line();
+    assert!(
+        line.contains("too many connections from your address"),
+        "{line}"
+    );
+    server.proc.err.expect("cap refusal logged", |l| {
+        l.contains("127.0.0.2 already holds 2 connections")
+    });
+    // Another address is not held back: the room itself is not full.
+    let mut other = TlsText::over(
+        connect_from(server.addr, "127.0.0.3".parse().unwrap()),
+        &dir,
+    );
+    other.write(b"hi\n");
+    other.expect(|l| l.starts_with("*** welcome"));
+    // At the timeout both are closed, and 127.0.0.2 gets its slots back.
+    for tcp in &mut stalled {
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink);
+    }
+    let mut logged: Vec<String> = (0..2)
+        .map(|_| {
+            let line = server.proc.err.expect("timeout logged", |l| {
+                l.contains("TLS handshake not done within 3.0 s")
+            });
+            first_peer(&line).unwrap()
+        })
+        .collect();
+    let mut peers: Vec<String> = stalled
+        .iter()
+        .map(|t| t.local_addr().unwrap().to_string())
+        .collect();
+    logged.sort();
+    peers.sort();
+    assert_eq!(logged, peers);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut c = TlsText::over(connect_from(server.addr, host), &dir);
+        c.write(b"back\n");
+        if c.line().starts_with("*** welcome") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.2 did not get its slots back"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn tls_required_refuses_plain_clients_in_plain_text() {
     let dir = certificate("required");
     let server = tls_server(&dir, &["--tls-required"]);
