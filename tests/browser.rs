@@ -163,10 +163,16 @@ impl Browser {
 
     /// A new tab, switched to; returns the handle of the one before.
     fn new_tab(&self) -> String {
-        let before = self.call("GET", &format!("{}/window", self.session), None);
+        let before = self.tab();
         let tab = self.post("/window/new", json!({"type": "tab"}));
         self.post("/window", json!({"handle": tab["handle"]}));
-        before.as_str().unwrap().to_string()
+        before
+    }
+
+    /// The handle of the current tab.
+    fn tab(&self) -> String {
+        let current = self.call("GET", &format!("{}/window", self.session), None);
+        current.as_str().unwrap().to_string()
     }
 
     fn switch_to(&self, handle: &str) {
@@ -272,6 +278,7 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
     hears(&mut nc, &format!("*** {a} joined"));
     let tab_a = browser.new_tab();
     let b = join(&browser, server.addr);
+    let tab_b = browser.tab();
     hears(&mut nc, &format!("*** {b} joined"));
     // The welcome names the others (spare connections of Chromium's may be among them).
     browser.wait_for(
@@ -287,6 +294,7 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
     // B to A and nc; nc to both; A to B and nc.
     browser.type_keys(&format!("hello from B{ENTER}"));
     hears(&mut nc, &format!("[{b}] hello from B"));
+    wait_row(&browser, &format!("[{b} (you)] hello from B"));
     nc.write(b"hello from nc\n");
     wait_row(&browser, &format!("[{}] hello from nc", nc.peer()));
     browser.switch_to(&tab_a);
@@ -295,6 +303,9 @@ fn two_pages_and_nc_chat_safely_and_the_page_shows_a_close() {
     browser.type_keys(&format!("hello from A{ENTER}"));
     hears(&mut nc, &format!("[{a}] hello from A"));
     wait_row(&browser, &format!("[{a} (you)] hello from A"));
+    browser.switch_to(&tab_b);
+    wait_row(&browser, &format!("[{a}] hello from A"));
+    browser.switch_to(&tab_a);
 
     // A line typed half-way stays while messages arrive.
     browser.type_keys("half a li");

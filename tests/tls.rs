@@ -1,7 +1,8 @@
 //! Built-in TLS on the room's own port: TLS clients of every kind (a rustls client,
 //! `openssl s_client`, `ncat --ssl`, `socat`) share the room with plain ones under
 //! their real addresses; the handshake is bounded and counted; `--tls-required`
-//! turns plain clients away in plain text; a bad certificate stops the start; a TLS
+//! turns plain clients away in plain text; RSA (PKCS#1), Ed25519 and chained
+//! certificates serve as well as ECDSA ones; a bad certificate stops the start; a TLS
 //! client dropped as too slow still reads its notice, then a close_notify; the chat
 //! page and its WebSocket work over TLS (`https://`, `wss://`).
 
@@ -82,9 +83,14 @@ impl TlsText {
     }
 
     fn over(tcp: TcpStream, dir: &Path) -> Self {
+        Self::trusting(tcp, &dir.join("chat.crt"))
+    }
+
+    /// Over `tcp`, trusting the certificates in `ca` alone.
+    fn trusting(tcp: TcpStream, ca: &Path) -> Self {
         tcp.set_read_timeout(Some(WAIT)).unwrap();
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(dir.join("chat.crt")).unwrap() {
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -282,6 +288,94 @@ fn a_handshake_that_never_finishes_is_closed_and_counted_meanwhile() {
 }
 
 #[test]
+fn handshakes_not_done_count_toward_the_per_address_cap() {
+    use crate::util::connect_from;
+    let dir = certificate("percap");
+    let server = tls_server(
+        &dir,
+        &[
+            "--tls-handshake-timeout-ms",
+            "3000",
+            "--max-per-address",
+            "2",
+            "--cap-loopback",
+        ],
+    );
+    let host = "127.0.0.2".parse().unwrap();
+    // Two connections from 127.0.0.2 that open a handshake and never finish it: one
+    // sends a ClientHello's first 4 bytes, the other the two bytes that mark TLS.
+    let mut stalled = Vec::new();
+    for first in [&[0x16, 0x03, 0x01, 0x00][..], &[0x16, 0x03][..]] {
+        let mut tcp = connect_from(server.addr, host);
+        tcp.write_all(first).unwrap();
+        stalled.push(tcp);
+    }
+    // While they are in their handshakes, 127.0.0.2 holds its two: a third is
+    // refused with the cap's notice, in plain text to a plain client and over TLS to
+    // a TLS one.
+    let mut plain = TextClient::connect_from(server.addr, host);
+    plain.write(b"hello?\n");
+    let line = plain.line();
+    assert!(
+        line.starts_with("*** too many connections from your address"),
+        "{line}"
+    );
+    assert!(line.contains("127.0.0.2 already holds 2"), "{line}");
+    let mut tls = TlsText::over(connect_from(server.addr, host), &dir);
+    tls.write(b"hello?\n");
+    let line = tls.line();
+    assert!(
+        line.contains("too many connections from your address"),
+        "{line}"
+    );
+    server.proc.err.expect("cap refusal logged", |l| {
+        l.contains("127.0.0.2 already holds 2 connections")
+    });
+    // Another address is not held back: the room itself is not full.
+    let mut other = TlsText::over(
+        connect_from(server.addr, "127.0.0.3".parse().unwrap()),
+        &dir,
+    );
+    other.write(b"hi\n");
+    other.expect(|l| l.starts_with("*** welcome"));
+    // At the timeout both are closed, and 127.0.0.2 gets its slots back.
+    for tcp in &mut stalled {
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink);
+    }
+    let mut logged: Vec<String> = (0..2)
+        .map(|_| {
+            let line = server.proc.err.expect("timeout logged", |l| {
+                l.contains("TLS handshake not done within 3.0 s")
+            });
+            first_peer(&line).unwrap()
+        })
+        .collect();
+    let mut peers: Vec<String> = stalled
+        .iter()
+        .map(|t| t.local_addr().unwrap().to_string())
+        .collect();
+    logged.sort();
+    peers.sort();
+    assert_eq!(logged, peers);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut c = TlsText::over(connect_from(server.addr, host), &dir);
+        c.write(b"back\n");
+        if c.line().starts_with("*** welcome") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.2 did not get its slots back"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn tls_required_refuses_plain_clients_in_plain_text() {
     let dir = certificate("required");
     let server = tls_server(&dir, &["--tls-required"]);
@@ -346,11 +440,137 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
         assert!(err.contains(says), "{err}");
         let named = if says == "TLS key" { key } else { cert };
         assert!(err.contains(named.to_str().unwrap()), "{err}");
+        if key == wrong_key.as_path() {
+            // A pair that does not match names both files.
+            assert!(err.contains(key.to_str().unwrap()), "{err}");
+        }
         // It stopped before listening.
         assert!(out.stdout.is_empty());
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
+}
+
+/// The kinds of certificate a server is tried with besides the README's ECDSA P-256.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A self-signed RSA 2048 certificate; its key file is PKCS#1 (`RSA PRIVATE KEY`).
+    Rsa,
+    /// A self-signed Ed25519 certificate; its key file is PKCS#8.
+    Ed25519,
+    /// A leaf signed by an intermediate signed by a root (all ECDSA P-256): the
+    /// certificate file holds the leaf then the intermediate, and clients trust the
+    /// root alone.
+    Chain,
+}
+
+/// A directory with `chat.crt` and `chat.key` of `kind` for `chat.example` and
+/// 127.0.0.1, made with rcgen, and the file a client is to trust.
+fn certificate_of(kind: Kind) -> (PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("chat-tls-{kind:?}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = vec!["chat.example".to_string(), "127.0.0.1".to_string()];
+    let named = |cn: &str, names: Vec<String>| {
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+    };
+    let crt = dir.join("chat.crt");
+    let key = dir.join("chat.key");
+    match kind {
+        Kind::Rsa => {
+            // ring cannot make RSA keys, so openssl makes it and rcgen signs with it.
+            let pkcs8 = dir.join("rsa.pk8");
+            let openssl = |args: &[&str]| {
+                let status = Command::new("openssl")
+                    .args(args)
+                    .current_dir(&dir)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .expect("run openssl");
+                assert!(status.success(), "openssl {args:?}");
+            };
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "rsa.pk8",
+            ]);
+            openssl(&["pkey", "-in", "rsa.pk8", "-traditional", "-out", "chat.key"]);
+            let pem = std::fs::read_to_string(&pkcs8).unwrap();
+            let pair = KeyPair::from_pem(&pem).unwrap();
+            let cert = named("chat.example", names).self_signed(&pair).unwrap();
+            std::fs::write(&crt, cert.pem()).unwrap();
+            let written = std::fs::read_to_string(&key).unwrap();
+            assert!(written.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+            (dir, crt)
+        }
+        Kind::Ed25519 => {
+            let pair = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+            let cert = named("chat.example", names).self_signed(&pair).unwrap();
+            std::fs::write(&crt, cert.pem()).unwrap();
+            std::fs::write(&key, pair.serialize_pem()).unwrap();
+            (dir, crt)
+        }
+        Kind::Chain => {
+            let ca = |cn: &str| {
+                let mut params = named(cn, Vec::new());
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params
+            };
+            let root_key = KeyPair::generate().unwrap();
+            let root = ca("chat test root").self_signed(&root_key).unwrap();
+            let root_issuer = Issuer::new(ca("chat test root"), root_key);
+            let mid_key = KeyPair::generate().unwrap();
+            let mid = ca("chat test intermediate")
+                .signed_by(&mid_key, &root_issuer)
+                .unwrap();
+            let mid_issuer = Issuer::new(ca("chat test intermediate"), mid_key);
+            let leaf_key = KeyPair::generate().unwrap();
+            let leaf = named("chat.example", names)
+                .signed_by(&leaf_key, &mid_issuer)
+                .unwrap();
+            std::fs::write(&crt, format!("{}{}", leaf.pem(), mid.pem())).unwrap();
+            std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+            let root_file = dir.join("root.crt");
+            std::fs::write(&root_file, root.pem()).unwrap();
+            (dir, root_file)
+        }
+    }
+}
+
+#[test]
+fn rsa_ed25519_and_chained_certificates_serve_tls_clients() {
+    for kind in [Kind::Rsa, Kind::Ed25519, Kind::Chain] {
+        println!("certificate: {kind:?}");
+        let (dir, ca) = certificate_of(kind);
+        let server = tls_server(&dir, &[]);
+        let mut rustls = TlsText::trusting(TcpStream::connect(server.addr).unwrap(), &ca);
+        rustls.write(b"hello\n");
+        rustls.expect(|l| l.starts_with("*** welcome"));
+        // The server sent its whole chain: the client could not have built a path
+        // to the root it trusts without the intermediate.
+        let sent = rustls.stream.conn.peer_certificates().unwrap().len();
+        assert_eq!(sent, if let Kind::Chain = kind { 2 } else { 1 }, "{kind:?}");
+
+        let mut client = Client::join_with(server.addr, &["--tls", "--ca", ca.to_str().unwrap()]);
+        let peer = client.peer.clone();
+        client.say(&format!("{kind:?} from host-client"));
+        assert_eq!(
+            rustls.expect(|l| l.starts_with('[')),
+            format!("[{peer}] {kind:?} from host-client"),
+        );
+        rustls.write(format!("{kind:?} back\n").as_bytes());
+        client.expect_chat(&rustls.peer(), &format!("{kind:?} back"));
+        server.proc.err.expect("binary TLS join logged", |l| {
+            l.contains(&format!("{peer} joined (binary over TLS"))
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]

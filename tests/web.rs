@@ -36,6 +36,25 @@ pub fn try_ws(addr: SocketAddr, origin: Option<&str>) -> Result<Ws, String> {
     }
 }
 
+/// Tries a WebSocket upgrade that is to be refused; the status and body of the
+/// refusal.
+fn refused_upgrade(addr: SocketAddr) -> (u16, String) {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    match tungstenite::client::client(request, stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            let body = response.body().clone().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+        Ok(_) => panic!("the upgrade was accepted"),
+        Err(e) => panic!("no HTTP refusal: {e}"),
+    }
+}
+
 impl Ws {
     /// Joins the room: connects and reads the welcome.
     pub fn join(addr: SocketAddr) -> Self {
@@ -293,9 +312,43 @@ fn the_servers_close_gives_a_close_frame() {
 fn a_websocket_counts_against_the_per_address_cap_like_any_client() {
     let server = Server::start(&["--max-per-address", "1", "--cap-loopback"]);
     let _first = Ws::join(server.addr);
-    let refused = try_ws(server.addr, None).map(|_| ());
-    let err = refused.expect_err("a second connection from the address");
-    assert!(err.contains("503"), "{err}");
+    let (status, body) = refused_upgrade(server.addr);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("already holds 1 connection"), "{body}");
+}
+
+#[test]
+fn a_websocket_turned_away_from_a_full_room_gets_503_with_the_notice() {
+    let server = Server::start(&["--max-clients", "2"]);
+    let mut inside = Ws::join(server.addr);
+    let mut nc = TextClient::connect(server.addr);
+    nc.write(b"hi\n");
+    nc.expect(|l| l.starts_with("*** welcome"));
+    // The room is full: an upgrade is answered 503 with the notice a text client
+    // would get, and the log says why.
+    let (status, body) = refused_upgrade(server.addr);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        "server full: the room holds 2 clients; try again later\n"
+    );
+    server
+        .proc
+        .err
+        .expect("refusal logged", |l| l.contains("refused, server full"));
+    // Nobody in the room heard of it: the WebSocket hears nc join, its first line,
+    // then the next one.
+    nc.write(b"after the refusal\n");
+    let heard: Vec<String> = (0..3).map(|_| inside.text()).collect();
+    let nc = nc.peer();
+    assert_eq!(
+        heard,
+        [
+            format!("*** {nc} joined"),
+            format!("[{nc}] hi"),
+            format!("[{nc}] after the refusal")
+        ]
+    );
 }
 
 #[test]
