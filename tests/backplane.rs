@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::relay::{Mode, Relay};
-use crate::util::{free_port, BinClient, Got, Server, TextClient, WAIT};
+use crate::util::{free_port, BinClient, Client, Got, Server, TextClient, WAIT};
 
 /// A `redis-server` of a test's own, on a free loopback port, with its files in a
 /// scratch directory removed when it is dropped.
@@ -946,6 +946,11 @@ fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() 
     let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
     let mut t1 = TextClient::connect(a.addr);
     t1.expect(|l| l.starts_with("*** welcome"));
+    // A person at host-client, which waits this long for the server to close after
+    // its Bye: so it exits sooner only if the server closes.
+    let mut leaver = Client::join_with(a.addr, &["--linger", "10s"]);
+    let joined = format!("*** {} joined", leaver.peer);
+    t1.expect(|l| l == joined);
     let lines = numbered(0, 31);
     a1.say(&lines[0]);
     let mut logs = [Log::default(), Log::default()];
@@ -970,6 +975,16 @@ fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() 
         t_delayed || first.contains("1 message not delivered"),
         "{first}"
     );
+    // `exit` works while Redis sleeps, even with a line of its own still owed the
+    // truth: the server closes at once and logs that the client left.
+    let leaver_peer = leaver.peer.clone();
+    leaver.say("c2 0");
+    leaver.say("exit");
+    let left = thread::spawn(move || {
+        let asked = Instant::now();
+        let status = leaver.proc.wait_exit(WAIT);
+        (status, asked.elapsed())
+    });
     // Its connection is still read while Redis sleeps: a ping is answered, and more
     // lines are taken and answered (each batch in its own time, none waits for
     // another's connection attempt).
@@ -983,6 +998,22 @@ fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() 
     assert!(
         stopped.elapsed() < Duration::from_secs(4),
         "Redis woke too early"
+    );
+    let (status, took) = left.join().unwrap();
+    assert!(status.success(), "host-client after `exit`: {status}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the server closed {took:?} after `exit`"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "Redis woke too early"
+    );
+    let said = format!("{leaver_peer} left");
+    assert!(
+        a.proc.err.all().iter().any(|l| l.contains(&said)),
+        "no `{said}` in the server's log: {:#?}",
+        a.proc.err.all()
     );
     thread::sleep(Duration::from_secs(4).saturating_sub(stopped.elapsed()));
     redis.signal("CONT");
