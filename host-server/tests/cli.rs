@@ -401,6 +401,30 @@ fn bad_values_are_refused_with_what_is_expected() {
     }
 }
 
+/// The long option an option's first line in `--help` names (`  -b, --bind <ADDR>`,
+/// `      --no-web`), if `line` is one.
+fn long_option(line: &str) -> Option<&str> {
+    let line = line.trim_start();
+    let line = match line.split_once(", ") {
+        Some((short, rest)) if short.len() == 2 && short.starts_with('-') => rest,
+        _ => line,
+    };
+    let name = line.split_whitespace().next()?;
+    (name.starts_with("--") && name.len() > 2).then_some(name)
+}
+
+/// The help of the long option `name` in `help` (`--help`'s output), its lines joined.
+fn option_help(help: &str, name: &str) -> String {
+    let mut lines = help.lines().skip_while(|l| long_option(l) != Some(name));
+    assert!(lines.next().is_some(), "no {name} in {help}");
+    lines
+        .take_while(|l| long_option(l).is_none())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("[default"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Issue 21, point 4: the help, the log and the README disagreed with the server.
 #[test]
 fn help_and_log_say_what_the_server_does() {
@@ -409,6 +433,15 @@ fn help_and_log_say_what_the_server_does() {
     // Exactly half is accepted (a_pace_mark_over_half_the_outbox_limit_is_refused).
     assert!(help.contains("at most half of --outbox-limit"), "{help}");
     assert!(!help.contains("less than half"), "{help}");
+    // Issue 17, point 3: a sender is first told its messages are delayed, then the truth.
+    let append = option_help(&help, "--backplane-append-timeout-ms");
+    for said in [
+        "delayed (error code 13)",
+        "later the truth",
+        "not delivered",
+    ] {
+        assert!(append.contains(said), "no {said:?} in {append:?}");
+    }
 
     // An IPv6 network on an IPv4 listener can never match: the log says so.
     let (mut p, addr) = spawn(&["--allow", "::1", "--allow", "127.0.0.1"]);
