@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_host-server");
 
+mod readme;
+
+use readme::long_option;
+
 /// The server process, killed if a test fails before it exits.
 struct Proc {
     child: Child,
@@ -401,18 +405,6 @@ fn bad_values_are_refused_with_what_is_expected() {
     }
 }
 
-/// The long option an option's first line in `--help` names (`  -b, --bind <ADDR>`,
-/// `      --no-web`), if `line` is one.
-fn long_option(line: &str) -> Option<&str> {
-    let line = line.trim_start();
-    let line = match line.split_once(", ") {
-        Some((short, rest)) if short.len() == 2 && short.starts_with('-') => rest,
-        _ => line,
-    };
-    let name = line.split_whitespace().next()?;
-    (name.starts_with("--") && name.len() > 2).then_some(name)
-}
-
 /// The help of the long option `name` in `help` (`--help`'s output), its lines joined.
 fn option_help(help: &str, name: &str) -> String {
     let mut lines = help.lines().skip_while(|l| long_option(l) != Some(name));
@@ -471,4 +463,12 @@ fn help_and_log_say_what_the_server_does() {
         log.contains("shutting down: closing 1 connection\n"),
         "{log}"
     );
+}
+
+/// Issue 21, point 4: every option of `--help` has its row in the README's table.
+#[test]
+fn the_readme_lists_every_option() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    readme::assert_readme_lists_every_option(&help, "## host-server");
 }
