@@ -240,11 +240,21 @@ while True:
 
 /// Issue 21, point 1: `host-server ... &` in an interactive shell used to be stopped
 /// at once (SIGTTIN: its console read the terminal from the background), so no
-/// client got even the preamble.
+/// client got even the preamble. The server says once that its console is off, and
+/// when it is on again, whatever the log filter (`RUST_LOG`) lets through.
 #[test]
 fn a_server_in_the_background_of_an_interactive_shell_serves() {
+    for log in ["", "RUST_LOG=warn ", "RUST_LOG=off "] {
+        serves_in_the_background(log);
+    }
+}
+
+/// Starts the server with `log` (an environment assignment or nothing) before its
+/// command, in the background of an interactive shell, and chats through it.
+fn serves_in_the_background(log: &str) {
     let shell = Command::new("python3")
         .args(["-c", PTY_SHELL])
+        .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -261,24 +271,28 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
             let _ = tx.send(line.trim_end_matches('\r').to_string());
         }
     });
-    let mut seen = Vec::new();
-    let mut wait_for = |what: &str| -> String {
+    // Every line the terminal showed that was not waited for.
+    let seen = std::cell::RefCell::new(Vec::new());
+    let wait_for = |what: &str| -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains(what) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no {what:?} on the terminal; it showed:\n{seen:#?}"),
+                Ok(line) => seen.borrow_mut().push(line),
+                Err(_) => panic!(
+                    "{log}: no {what:?} on the terminal; it showed:\n{:#?}",
+                    seen.borrow()
+                ),
             }
         }
     };
     // `tostop`: a background job that writes to the terminal is stopped too, unless
     // it ignores SIGTTOU; the server's first line and its log must not stop it.
-    writeln!(typing, "stty tostop; {BIN} --bind 127.0.0.1:0 &").unwrap();
+    writeln!(typing, "stty tostop; {log}{BIN} --bind 127.0.0.1:0 &").unwrap();
     let listening = wait_for("listening on ");
     let addr = listening.split("listening on ").nth(1).unwrap().trim();
-    wait_for("console off");
+    wait_for("console off: the server is in the background");
 
     let a = client(addr);
     let mut a_lines = BufReader::new(a.try_clone().unwrap());
@@ -300,6 +314,13 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
     // Brought to the foreground, its console answers; `close` stops it.
     writeln!(typing, "fg").unwrap();
     wait_for("console on");
+    let again: Vec<String> = seen
+        .borrow()
+        .iter()
+        .filter(|l| l.contains("console off"))
+        .cloned()
+        .collect();
+    assert!(again.is_empty(), "{log}: said more than once: {again:?}");
     writeln!(typing, "list").unwrap();
     wait_for("2 connected");
     writeln!(typing, "close").unwrap();
