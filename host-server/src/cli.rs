@@ -220,7 +220,7 @@ its addresses that binds, IPv4 first")]
     pub no_web: bool,
 
     /// An origin, besides the server's own, whose pages may join over a WebSocket,
-    /// as in http://chat.lan:9000 (repeat for more). Pages of other origins get 403.
+    /// as in `http://chat.lan:9000` (repeat for more). Pages of other origins get 403.
     #[arg(long, value_name = "ORIGIN", value_parser = crate::web::parse_origin)]
     pub web_origin: Vec<String>,
 
