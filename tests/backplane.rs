@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::relay::{Mode, Relay};
-use crate::util::{free_port, BinClient, Got, Server, TextClient, WAIT};
+use crate::util::{free_port, BinClient, Client, Got, Server, TextClient, WAIT};
 
 /// A `redis-server` of a test's own, on a free loopback port, with its files in a
 /// scratch directory removed when it is dropped.
@@ -946,6 +946,16 @@ fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() 
     let (mut a1, b1) = (BinClient::join(a.addr), BinClient::join(b.addr));
     let mut t1 = TextClient::connect(a.addr);
     t1.expect(|l| l.starts_with("*** welcome"));
+    // A person at host-client, which waits this long for the server to close after
+    // its Bye: so it exits sooner only if the server closes.
+    let mut leaver = Client::join_with(a.addr, &["--linger", "10s"]);
+    let joined = format!("*** {} joined", leaver.peer);
+    t1.expect(|l| l == joined);
+    // And one as nc is, which leaves by ending its input.
+    let mut t2 = TextClient::connect(a.addr);
+    t2.expect(|l| l.starts_with("*** welcome"));
+    let joined = format!("*** {} joined", t2.peer());
+    t1.expect(|l| l == joined);
     let lines = numbered(0, 31);
     a1.say(&lines[0]);
     let mut logs = [Log::default(), Log::default()];
@@ -970,6 +980,23 @@ fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() 
         t_delayed || first.contains("1 message not delivered"),
         "{first}"
     );
+    // `exit` works while Redis sleeps, even with a line of its own still owed the
+    // truth: the server closes at once and logs that the client left. So does the
+    // end of a text client's input.
+    let leavers = [leaver.peer.clone(), t2.peer()];
+    leaver.say("c2 0");
+    leaver.say("exit");
+    let left = thread::spawn(move || {
+        let asked = Instant::now();
+        let status = leaver.proc.wait_exit(WAIT);
+        (status, asked.elapsed())
+    });
+    t2.write(b"t2 0\n");
+    t2.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let ended = thread::spawn(move || {
+        let asked = Instant::now();
+        (t2.closed(), asked.elapsed())
+    });
     // Its connection is still read while Redis sleeps: a ping is answered, and more
     // lines are taken and answered (each batch in its own time, none waits for
     // another's connection attempt).
@@ -984,6 +1011,30 @@ fn a_frozen_redis_tells_senders_their_messages_are_delayed_and_then_the_truth() 
         stopped.elapsed() < Duration::from_secs(4),
         "Redis woke too early"
     );
+    let (status, took) = left.join().unwrap();
+    assert!(status.success(), "host-client after `exit`: {status}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the server closed {took:?} after `exit`"
+    );
+    let (closed, took) = ended.join().unwrap();
+    assert!(closed, "the text client's connection was not closed");
+    assert!(
+        took < Duration::from_secs(2),
+        "the server closed {took:?} after the text client's end of input"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "Redis woke too early"
+    );
+    for peer in leavers {
+        let said = format!("{peer} left");
+        assert!(
+            a.proc.err.all().iter().any(|l| l.contains(&said)),
+            "no `{said}` in the server's log: {:#?}",
+            a.proc.err.all()
+        );
+    }
     thread::sleep(Duration::from_secs(4).saturating_sub(stopped.elapsed()));
     redis.signal("CONT");
     // The truth: each of a1's messages acked (so delivered) or refused, none both;

@@ -41,8 +41,11 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Server address: HOST:PORT, IP:PORT or [IPV6]:PORT (port 9000 if left out).
-    #[arg(default_value = DEFAULT_ADDR, value_parser = server_addr)]
+    /// Server address: `HOST:PORT`, `IP:PORT` or `[IPV6]:PORT` (port 9000 if left
+    /// out). The help text says it without the backquotes, which rustdoc needs so
+    /// as not to read `[IPV6]` as a link.
+    #[arg(default_value = DEFAULT_ADDR, value_parser = server_addr,
+          help = "Server address: HOST:PORT, IP:PORT or [IPV6]:PORT (port 9000 if left out)")]
     pub addr: String,
 
     /// Whatever follows the address, which [`Args::try_parse_checked`] refuses with

@@ -13,7 +13,7 @@
 //! - [`run`] does both, as the binary does;
 //! - [`terminal`] supplies the line editor used when a person is at a terminal;
 //! - [`tls`] is TLS to a server with built-in TLS (`--tls`);
-//! - [`bench`] is the `host-client bench` load generator.
+//! - [`bench`](mod@bench) is the `host-client bench` load generator.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use proto_core::{Frame, Notice, NoticeKind};
 
 mod common;
+#[path = "../../host-server/tests/readme/mod.rs"]
+mod readme;
 
 use common::{Peer, Refusing, LIMIT};
 
@@ -382,4 +384,15 @@ fn an_ipv6_address_with_a_port_and_no_brackets_suggests_them() {
         err.contains("write [::1]:9000 for port 9000 of ::1"),
         "{err}"
     );
+}
+
+/// Every option of `--help` has its row in the README's table.
+#[test]
+fn the_readme_lists_every_option() {
+    let out = Command::new(env!("CARGO_BIN_EXE_host-client"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    readme::assert_readme_lists_every_option(&help, "## host-client");
 }

@@ -220,7 +220,7 @@ its addresses that binds, IPv4 first")]
     pub no_web: bool,
 
     /// An origin, besides the server's own, whose pages may join over a WebSocket,
-    /// as in http://chat.lan:9000 (repeat for more). Pages of other origins get 403.
+    /// as in `http://chat.lan:9000` (repeat for more). Pages of other origins get 403.
     #[arg(long, value_name = "ORIGIN", value_parser = crate::web::parse_origin)]
     pub web_origin: Vec<String>,
 
@@ -271,8 +271,10 @@ its addresses that binds, IPv4 first")]
           value_parser = seconds(1, 86_400), requires = "backplane")]
     pub backplane_dedupe_secs: u64,
 
-    /// Milliseconds a message may wait while the backplane is unreachable before its
-    /// sender is told it was not delivered.
+    /// Milliseconds a message may wait for the backplane before its sender is answered
+    /// for now: told it is delayed (error code 13) if it reached Redis or may have,
+    /// and later the truth (delivered, or not delivered with code 10); told it was not
+    /// delivered (code 10) if it never left this server.
     #[arg(long, value_name = "MS", default_value_t = millis(bp_defaults().append_timeout),
           value_parser = whole::<u64>(100, 60_000), requires = "backplane")]
     pub backplane_append_timeout_ms: u64,

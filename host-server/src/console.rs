@@ -113,15 +113,24 @@ impl Foreground {
     /// Notes whether the process is in the background, saying so on a change.
     fn note(&mut self, background: bool) {
         if background && !self.off {
-            tracing::info!(
+            say(
                 "console off: the server is in the background of its terminal; \
-                 it serves clients as usual, and `fg` turns the console back on"
+                 it serves clients as usual, and `fg` turns the console back on",
             );
         } else if !background && self.off {
-            tracing::info!("console on: type help for the commands");
+            say("console on: type help for the commands");
         }
         self.off = background;
     }
+}
+
+/// Writes `what` as one line on standard error, as the server's other words to the
+/// person at the terminal (`host-server: error: ...`) are: not a log line, so no
+/// `RUST_LOG` filter hides it. A standard error that cannot be written is no
+/// reason to stop the console.
+fn say(what: &str) {
+    let line = format!("host-server: {what}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
 impl Read for Foreground {

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_host-server");
 
+mod readme;
+
+use readme::long_option;
+
 /// The server process, killed if a test fails before it exits.
 struct Proc {
     child: Child,
@@ -236,11 +240,21 @@ while True:
 
 /// Issue 21, point 1: `host-server ... &` in an interactive shell used to be stopped
 /// at once (SIGTTIN: its console read the terminal from the background), so no
-/// client got even the preamble.
+/// client got even the preamble. The server says once that its console is off, and
+/// when it is on again, whatever the log filter (`RUST_LOG`) lets through.
 #[test]
 fn a_server_in_the_background_of_an_interactive_shell_serves() {
+    for log in ["", "RUST_LOG=warn ", "RUST_LOG=off "] {
+        serves_in_the_background(log);
+    }
+}
+
+/// Starts the server with `log` (an environment assignment or nothing) before its
+/// command, in the background of an interactive shell, and chats through it.
+fn serves_in_the_background(log: &str) {
     let shell = Command::new("python3")
         .args(["-c", PTY_SHELL])
+        .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -257,24 +271,28 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
             let _ = tx.send(line.trim_end_matches('\r').to_string());
         }
     });
-    let mut seen = Vec::new();
-    let mut wait_for = |what: &str| -> String {
+    // Every line the terminal showed that was not waited for.
+    let seen = std::cell::RefCell::new(Vec::new());
+    let wait_for = |what: &str| -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains(what) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no {what:?} on the terminal; it showed:\n{seen:#?}"),
+                Ok(line) => seen.borrow_mut().push(line),
+                Err(_) => panic!(
+                    "{log}: no {what:?} on the terminal; it showed:\n{:#?}",
+                    seen.borrow()
+                ),
             }
         }
     };
     // `tostop`: a background job that writes to the terminal is stopped too, unless
     // it ignores SIGTTOU; the server's first line and its log must not stop it.
-    writeln!(typing, "stty tostop; {BIN} --bind 127.0.0.1:0 &").unwrap();
+    writeln!(typing, "stty tostop; {log}{BIN} --bind 127.0.0.1:0 &").unwrap();
     let listening = wait_for("listening on ");
     let addr = listening.split("listening on ").nth(1).unwrap().trim();
-    wait_for("console off");
+    wait_for("console off: the server is in the background");
 
     let a = client(addr);
     let mut a_lines = BufReader::new(a.try_clone().unwrap());
@@ -296,6 +314,13 @@ fn a_server_in_the_background_of_an_interactive_shell_serves() {
     // Brought to the foreground, its console answers; `close` stops it.
     writeln!(typing, "fg").unwrap();
     wait_for("console on");
+    let again: Vec<String> = seen
+        .borrow()
+        .iter()
+        .filter(|l| l.contains("console off"))
+        .cloned()
+        .collect();
+    assert!(again.is_empty(), "{log}: said more than once: {again:?}");
     writeln!(typing, "list").unwrap();
     wait_for("2 connected");
     writeln!(typing, "close").unwrap();
@@ -401,6 +426,18 @@ fn bad_values_are_refused_with_what_is_expected() {
     }
 }
 
+/// The help of the long option `name` in `help` (`--help`'s output), its lines joined.
+fn option_help(help: &str, name: &str) -> String {
+    let mut lines = help.lines().skip_while(|l| long_option(l) != Some(name));
+    assert!(lines.next().is_some(), "no {name} in {help}");
+    lines
+        .take_while(|l| long_option(l).is_none())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("[default"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Issue 21, point 4: the help, the log and the README disagreed with the server.
 #[test]
 fn help_and_log_say_what_the_server_does() {
@@ -409,6 +446,15 @@ fn help_and_log_say_what_the_server_does() {
     // Exactly half is accepted (a_pace_mark_over_half_the_outbox_limit_is_refused).
     assert!(help.contains("at most half of --outbox-limit"), "{help}");
     assert!(!help.contains("less than half"), "{help}");
+    // Issue 17, point 3: a sender is first told its messages are delayed, then the truth.
+    let append = option_help(&help, "--backplane-append-timeout-ms");
+    for said in [
+        "delayed (error code 13)",
+        "later the truth",
+        "not delivered",
+    ] {
+        assert!(append.contains(said), "no {said:?} in {append:?}");
+    }
 
     // An IPv6 network on an IPv4 listener can never match: the log says so.
     let (mut p, addr) = spawn(&["--allow", "::1", "--allow", "127.0.0.1"]);
@@ -438,4 +484,12 @@ fn help_and_log_say_what_the_server_does() {
         log.contains("shutting down: closing 1 connection\n"),
         "{log}"
     );
+}
+
+/// Issue 21, point 4: every option of `--help` has its row in the README's table.
+#[test]
+fn the_readme_lists_every_option() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    readme::assert_readme_lists_every_option(&help, "## host-server");
 }
