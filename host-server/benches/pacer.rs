@@ -1,8 +1,9 @@
 //! The pacer's bookkeeping with few and with many clients behind: a client going
 //! behind and catching up (hold + release), one draining while behind (its hold
-//! moves), and a sender's check before it reads on (`wait` that gives up at once,
-//! or finds nobody holding: the whole ring scanned). Each should cost the same with
-//! 100 and with 10,000 clients behind.
+//! moves), and a sender's check before it reads on (`wait` that gives up at once:
+//! the latest holder near the top of the ring, or the longest scan of the ring, or
+//! every hold ended). Each should cost the same with 100 and with 10,000 clients
+//! behind.
 //!
 //! `cargo bench -p host-server --bench pacer`
 
@@ -29,16 +30,15 @@ mod sys {
 
 use pacer::Pacer;
 
-/// The server's default `--pace-grace-ms`.
-const GRACE: Duration = Duration::from_millis(250);
+/// The longest `--pace-grace-ms`, so holds made at the start are still on when
+/// each case runs (the ring has at most 130 cells whatever the grace).
+const GRACE: Duration = Duration::from_secs(60);
 
-/// A pacer with `n` clients behind (keys 0..n), their holds spread over the grace.
-fn with_behind(n: u64) -> Pacer {
+/// A pacer with `n` clients behind (keys 0..n), holding until `until(key)`.
+fn with_behind(n: u64, until: impl Fn(u64) -> Instant) -> Pacer {
     let pacer = Pacer::new(GRACE);
-    let now = Instant::now();
     for key in 0..n {
-        let spread = GRACE.mul_f64((key % 128) as f64 / 128.0);
-        pacer.hold(key, now + spread);
+        pacer.hold(key, until(key));
     }
     pacer
 }
@@ -46,7 +46,11 @@ fn with_behind(n: u64) -> Pacer {
 fn bench_pacer(c: &mut Criterion) {
     let mut group = c.benchmark_group("pacer");
     for n in [100u64, 10_000] {
-        let pacer = with_behind(n);
+        // Holds spread over the grace, as clients that went behind at different times.
+        let start = Instant::now();
+        let pacer = with_behind(n, |key| {
+            start + GRACE.mul_f64((key % 128 + 1) as f64 / 128.0)
+        });
         group.bench_with_input(BenchmarkId::new("hold+release", n), &n, |b, &n| {
             b.iter(|| {
                 pacer.hold(black_box(n), Instant::now() + GRACE);
@@ -63,11 +67,19 @@ fn bench_pacer(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("wait, held", n), &n, |b, &n| {
             b.iter(|| pacer.wait(black_box(n), || true));
         });
-        // Every hold made so far ends within the grace: then nobody holds, and the
-        // check looks at every cell of the ring before it says so.
-        std::thread::sleep(GRACE + Duration::from_millis(10));
+        // The longest check: the nearest slot holds (all n clients), and one that
+        // held until the horizon has caught up, so every cell is looked at.
+        let nearest = with_behind(n, |_| Instant::now());
+        nearest.hold(n, Instant::now() + GRACE);
+        nearest.release(n);
+        group.bench_with_input(BenchmarkId::new("wait, whole ring", n), &n, |b, &n| {
+            b.iter(|| nearest.wait(black_box(n), || true));
+        });
+        // Clients still behind whose holds have all ended (before the pacer was made,
+        // as holds are rounded up to the end of a slot): no cell is looked at.
+        let ended = with_behind(n, |_| start);
         group.bench_with_input(BenchmarkId::new("wait, none held", n), &n, |b, &n| {
-            b.iter(|| pacer.wait(black_box(n), || panic!("held")));
+            b.iter(|| ended.wait(black_box(n), || panic!("held")));
         });
     }
     group.finish();

@@ -29,9 +29,10 @@
 //!   horizon), so it is reset; a client whose slot was reset that way is not counted
 //!   in any cell any more, and leaving or moving on leaves the cell alone.
 //! - A waiting sender looks at no client: it scans the ring from the slot one
-//!   horizon ahead back to the present and stops at the first slot counting a client
-//!   other than itself (less one if its own hold is in that slot). That is at most
-//!   `R` cells, a constant set by the grace (at most 130), not by the clients.
+//!   horizon ahead (or the latest slot ever counted, if earlier) back to the present
+//!   and stops at the first slot counting a client other than itself (less one if
+//!   its own hold is in that slot). That is at most `R` cells, a constant set by the
+//!   grace (at most 130), not by the clients; none once every hold has ended.
 //!
 //! `W` is the grace / 128, but at least 1 ms (so `R` stays at most 130). A hold is
 //! rounded *up* to the end of its slot: a sender is never released before the
@@ -82,6 +83,8 @@ struct Ring {
     width: u64,
     /// Cell `k % cells.len()` counts for slot `k`; its length is the horizon in slots.
     cells: Box<[RingCell]>,
+    /// The latest slot ever counted.
+    top: u64,
     /// Cells looked at by `latest_but` so far, to show the bound on its work.
     #[cfg(test)]
     visited: std::cell::Cell<usize>,
@@ -111,6 +114,7 @@ impl Ring {
             origin,
             width,
             cells,
+            top: 0,
             #[cfg(test)]
             visited: std::cell::Cell::new(0),
         }
@@ -153,7 +157,10 @@ impl Ring {
             cell.count += 1;
         } else if cell.slot < slot {
             *cell = RingCell { slot, count: 1 };
+        } else {
+            return;
         }
+        self.top = self.top.max(slot);
     }
 
     /// A client that held until the end of `slot` no longer does. Its cell counts it
@@ -167,18 +174,23 @@ impl Ring {
 
     /// The end of the latest slot after `now` counting a client other than the one
     /// holding until the end of `mine` (if any): at most one look per cell.
+    /// No slot after `top` has ever been counted: the scan starts there, so when
+    /// every hold has ended it looks at no cell at all.
     fn latest_but(&self, mine: Option<u64>, now: Instant) -> Option<Instant> {
         let present = self.slot_at(now);
-        let horizon = self.horizon();
-        (present + 1..=present.saturating_add(horizon))
-            .rev()
-            .find(|&slot| {
-                #[cfg(test)]
-                self.visited.set(self.visited.get() + 1);
-                let cell = self.cells[(slot % horizon) as usize];
-                cell.slot == slot && cell.count > usize::from(mine == Some(slot))
-            })
-            .map(|slot| self.end(slot))
+        let last = present.saturating_add(self.horizon()).min(self.top);
+        // The cell of `last`, then each one before it (the ring's index wraps).
+        let mut at = (last % self.horizon()) as usize;
+        for slot in (present + 1..=last).rev() {
+            #[cfg(test)]
+            self.visited.set(self.visited.get() + 1);
+            let cell = self.cells[at];
+            if cell.slot == slot && cell.count > usize::from(mine == Some(slot)) {
+                return Some(self.end(slot));
+            }
+            at = at.checked_sub(1).unwrap_or(self.cells.len() - 1);
+        }
+        None
     }
 
     /// Clients counted in slots that have not ended at `now`.
@@ -472,12 +484,16 @@ mod tests {
         for n in [10, 10_000] {
             let (mut h, w) = holders(t0);
             let ring = h.ring.cells.len();
-            let now = t0 + 10 * w;
-            // Every client holds until the next slot, the last one looked at.
+            // Inside a slot, so that a hold for the grace reaches the horizon.
+            let now = t0 + 10 * w + w / 2;
+            // Every client holds until the next slot, the last one looked at, and
+            // one that held until the horizon has caught up.
             for key in 0..n {
                 h.hold(key, now + MS / 2, now);
             }
-            // Looking for a holder other than one client (found) or a past the holds
+            h.hold(n, now + GRACE, now);
+            h.release(n);
+            // Looking for a holder other than one client (found) or past the holds
             // (none found): each visits every cell once, at most.
             h.ring.visited.set(0);
             assert!(h.latest_but(0, now).is_some());
@@ -485,6 +501,10 @@ mod tests {
             h.ring.visited.set(0);
             assert!(h.latest_but(0, now + w).is_none());
             assert!(h.ring.visited.get() <= ring, "with {n} behind");
+            // Once every hold has ended, none is looked at.
+            h.ring.visited.set(0);
+            assert!(h.latest_but(0, now + GRACE + w).is_none());
+            assert_eq!(h.ring.visited.get(), 0, "with {n} behind");
         }
     }
 }
