@@ -61,7 +61,7 @@ impl Context {
         let pool = Pool::new().map_err(ServerError::Pool)?;
         let workers = Workers::start(&pool, config.writers(), config.thread_stack)
             .map_err(ServerError::Thread)?;
-        let room = Arc::new(Room::new());
+        let room = Arc::new(Room::new(config.pace_grace));
         control.watch(&room);
         Ok(Self {
             config,

@@ -286,14 +286,15 @@ pub(crate) struct Sequenced<'a> {
 }
 
 impl Room {
-    /// An empty room; the first broadcast has sequence number 1.
-    pub(crate) fn new() -> Self {
+    /// An empty room; the first broadcast has sequence number 1. Its clients hold
+    /// senders for at most `pace_grace` at a time (see `outbox::pacer`).
+    pub(crate) fn new(pace_grace: Duration) -> Self {
         Self {
             state: Mutex::new(State {
                 next_seq: 1,
                 ..State::default()
             }),
-            pacer: Arc::default(),
+            pacer: Arc::new(Pacer::new(pace_grace)),
             notices: Condvar::new(),
             backplane: OnceLock::new(),
         }

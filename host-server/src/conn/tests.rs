@@ -217,8 +217,9 @@ fn the_outbox_sends_on_what_a_tls_write_through_left_pending_then_close_notify()
     let (conn, mut client) = tls_pair(true);
     let pool = Pool::new().unwrap();
     let _workers = Workers::start(&pool, 1, crate::tls::MIN_STACK).unwrap();
-    let pacer = Arc::new(Pacer::default());
-    let outbox = Outbox::new(conn, Mode::Text, outbox_limits(), pacer, pool.clone());
+    let limits = outbox_limits();
+    let pacer = Arc::new(Pacer::new(limits.grace));
+    let outbox = Outbox::new(conn, Mode::Text, limits, pacer, pool.clone());
     // One chunk the connection takes whole (under one record) but the small socket
     // does not: the rest is ciphertext pending inside the Conn, nothing is queued,
     // and nothing more is pushed after it. Only the pool can send it on.
@@ -267,8 +268,9 @@ fn ciphertext_pending_while_the_outbox_is_idle_goes_out_once_the_reader_kicks() 
     assert!(conn.has_pending());
     let pool = Pool::new().unwrap();
     let _workers = Workers::start(&pool, 1, crate::tls::MIN_STACK).unwrap();
-    let pacer = Arc::new(Pacer::default());
-    let outbox = Outbox::new(conn, Mode::Text, outbox_limits(), pacer, pool.clone());
+    let limits = outbox_limits();
+    let pacer = Arc::new(Pacer::new(limits.grace));
+    let outbox = Outbox::new(conn, Mode::Text, limits, pacer, pool.clone());
     assert_eq!(pool.registered(), 0);
     // After each read, the reader kicks the outbox.
     outbox.kick();
