@@ -141,6 +141,27 @@ impl TlsText {
     }
 }
 
+/// A text client over TLS in the room at `addr`, trusting `dir`'s certificate, whose
+/// socket asks for a receive buffer of `recv_buffer` and waits up to `timeout` for a
+/// read: its stream (reading plaintext) and what it read so far, its welcome first.
+pub(crate) fn text_reader(
+    addr: SocketAddr,
+    dir: &Path,
+    recv_buffer: usize,
+    timeout: Duration,
+) -> (StreamOwned<ClientConnection, TcpStream>, Vec<u8>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(recv_buffer).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut client = TlsText::over(socket.into(), dir);
+    let welcome = client.line();
+    assert!(welcome.starts_with("*** welcome"), "{welcome}");
+    client.stream.sock.set_read_timeout(Some(timeout)).unwrap();
+    let mut first = format!("{welcome}\n").into_bytes();
+    first.append(&mut client.buf);
+    (client.stream, first)
+}
+
 fn has_program(name: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
