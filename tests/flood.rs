@@ -113,11 +113,11 @@ impl Received {
     }
 }
 
-/// Reads `stream` at about `rate` bytes a second (reads of up to 16 KiB with sleeps
-/// between), until the end of the stream or until `stop` returns true for the bytes
-/// so far.
+/// Reads `stream` (plain TCP, or plaintext through a TLS session; its read timeout
+/// set) at about `rate` bytes a second (reads of up to 16 KiB with sleeps between),
+/// until the end of the stream or until `stop` returns true for the bytes so far.
 fn paced_reader(
-    mut stream: TcpStream,
+    mut stream: impl Read + Send + 'static,
     first: Vec<u8>,
     rate: usize,
     stop: impl Fn(&[u8]) -> bool + Send + 'static,
@@ -132,7 +132,6 @@ fn paced_reader(
         let mut buf = vec![0u8; (rate / 10).clamp(1, 16 * 1024)];
         let started = Instant::now();
         let mut taken = 0usize;
-        stream.set_read_timeout(Some(WAIT * 3)).unwrap();
         loop {
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => {
@@ -422,6 +421,19 @@ fn has_all_and_quiet(mode: Mode, lines: usize) -> impl Fn(&[u8]) -> bool + Send 
 fn steady_reader_keeps_up(mode: Mode) {
     let server = Server::start(SERVER);
     let (stream, first) = join(server.addr, mode, Some(READER_RECV_BUFFER));
+    stream.set_read_timeout(Some(WAIT * 3)).unwrap();
+    steady_reader_keeps_up_on(&server, mode, &format!("{mode:?}"), (stream, first));
+}
+
+/// As [`steady_reader_keeps_up`], for the reader `stream` already in the room of
+/// `server` (`first`: what it read so far), which speaks `mode`, as the flooder does;
+/// `label` names the pair in the output.
+fn steady_reader_keeps_up_on(
+    server: &Server,
+    mode: Mode,
+    label: &str,
+    (stream, first): (impl Read + Send + 'static, Vec<u8>),
+) {
     let t0 = Instant::now();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let quiet = quiet(server.addr, t0, stop.clone());
@@ -440,7 +452,7 @@ fn steady_reader_keeps_up(mode: Mode) {
     let received_then = received_by(&got, sent_at);
     let total = got.bytes.len();
     println!(
-        "{mode:?}: flood sent in {:?}, received in {:?}; {received_then} of {total} bytes \
+        "{label}: flood sent in {:?}, received in {:?}; {received_then} of {total} bytes \
          had arrived when the flooder finished; its own send buffer holds {own_buffer}",
         sent_at - started,
         got.reads.last().unwrap().0 - started,
@@ -453,7 +465,7 @@ fn steady_reader_keeps_up(mode: Mode) {
     let latencies = check_flood(&got, mode, FLOOD_LINES, quiet_sent, t0);
     let p99 = p99(&latencies);
     println!(
-        "{mode:?}: {} quiet messages, p99 latency {p99:?}, max {:?}",
+        "{label}: {} quiet messages, p99 latency {p99:?}, max {:?}",
         latencies.len(),
         latencies.last().unwrap()
     );
@@ -471,6 +483,20 @@ fn a_steady_text_reader_keeps_up_with_a_text_flood() {
 #[test]
 fn a_steady_binary_reader_keeps_up_with_a_binary_flood() {
     steady_reader_keeps_up(Mode::Binary);
+}
+
+#[test]
+fn a_steady_tls_reader_keeps_up_with_a_text_flood() {
+    // The reader is a text client over TLS (rustls, reading plaintext through its
+    // session); the flooder and the quiet client are plain text clients.
+    let dir = crate::tls::certificate("flood");
+    let server = crate::tls::tls_server(&dir, SERVER);
+    let reader = crate::tls::text_reader(server.addr, &dir, READER_RECV_BUFFER, WAIT * 3);
+    steady_reader_keeps_up_on(&server, Mode::Text, "TLS text", reader);
+    server.proc.err.expect("the TLS reader joined", |l| {
+        l.contains("joined (text over TLS")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Reads everything a client that stopped reading was sent, once the server has

@@ -141,6 +141,27 @@ impl TlsText {
     }
 }
 
+/// A text client over TLS in the room at `addr`, trusting `dir`'s certificate, whose
+/// socket asks for a receive buffer of `recv_buffer` and waits up to `timeout` for a
+/// read: its stream (reading plaintext) and what it read so far, its welcome first.
+pub(crate) fn text_reader(
+    addr: SocketAddr,
+    dir: &Path,
+    recv_buffer: usize,
+    timeout: Duration,
+) -> (StreamOwned<ClientConnection, TcpStream>, Vec<u8>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(recv_buffer).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut client = TlsText::over(socket.into(), dir);
+    let welcome = client.line();
+    assert!(welcome.starts_with("*** welcome"), "{welcome}");
+    client.stream.sock.set_read_timeout(Some(timeout)).unwrap();
+    let mut first = format!("{welcome}\n").into_bytes();
+    first.append(&mut client.buf);
+    (client.stream, first)
+}
+
 fn has_program(name: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
@@ -750,6 +771,53 @@ fn a_tls_client_turned_away_is_told_why_over_tls() {
         l.contains("refused the connection") && l.contains("the room holds 1 clients")
     });
     assert_eq!(client.wait_exit(WAIT).code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_every_refuser_busy_a_tls_client_gets_an_alert_and_a_plain_one_the_notice() {
+    let dir = certificate("overflow");
+    let server = tls_server(&dir, &["--max-clients", "1", "--max-refusers", "0"]);
+    let mut inside = TlsText::connect(server.addr, &dir);
+    inside.write(b"hi\n");
+    inside.expect(|l| l.starts_with("*** welcome"));
+    // No refuser thread to do a handshake: the TLS client's handshake ends on a
+    // fatal internal_error alert, a refusal it can read, not a corrupt record.
+    for _ in 0..3 {
+        let mut refused = TlsText::connect(server.addr, &dir);
+        let mut buf = [0u8; 64];
+        let err = refused
+            .stream
+            .read(&mut buf)
+            .expect_err("a handshake refused");
+        let tls_error = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .unwrap_or_else(|| panic!("not a TLS error: {err:?}"));
+        assert_eq!(
+            *tls_error,
+            rustls::Error::AlertReceived(rustls::AlertDescription::InternalError),
+            "{err}"
+        );
+        let peer = refused.peer();
+        server.proc.err.expect("the alert logged", |l| {
+            l.contains(&peer)
+                && l.contains("internal_error alert")
+                && l.contains("--max-refusers 0")
+        });
+    }
+    // Plain clients still get the text notice: one that says nothing (after the
+    // wait for a TLS hello), and one that speaks first.
+    for first in [&b""[..], b"hello?\n"] {
+        let mut plain = TcpStream::connect(server.addr).unwrap();
+        plain.set_read_timeout(Some(WAIT)).unwrap();
+        plain.write_all(first).unwrap();
+        let mut got = String::new();
+        plain.read_to_string(&mut got).unwrap();
+        assert!(got.contains("the room holds 1 clients"), "{got:?}");
+    }
+    // The room heard of none of them.
+    inside.write(b"still here\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -21,6 +21,7 @@ use crate::control::{Control, Stop};
 use crate::error::ServerError;
 use crate::gate::{self, Entry};
 use crate::outbox::End;
+use crate::overflow::Overflow;
 use crate::proxy;
 use crate::refuse::refuse;
 use crate::session;
@@ -155,6 +156,15 @@ pub fn run_with_fronts(
     let config = &config;
     // The writer pool's threads encrypt too: they start with the raised stack.
     let mut ctx = Context::new(config.clone(), control.clone())?;
+    if tls.is_some() {
+        let held = Overflow::start(
+            config.max_held_refusals,
+            config.sniff_timeout,
+            config.max_refusers,
+            config.thread_stack,
+        );
+        ctx.overflow = Some(held.map_err(ServerError::Thread)?);
+    }
     ctx.tls = tls;
     let ctx = Arc::new(ctx);
     let backplane = match &config.backplane {
@@ -194,6 +204,7 @@ pub fn run_with_fronts(
         Err(e) => {
             ctx.room.close();
             ctx.stop_writers();
+            ctx.stop_overflow();
             let _ = notices.join();
             if let Some(running) = backplane {
                 running.join();
@@ -203,6 +214,7 @@ pub fn run_with_fronts(
     };
     shut_down(&ctx, how);
     ctx.stop_writers();
+    ctx.stop_overflow();
     let _ = notices.join();
     if let Some(running) = backplane {
         running.join();
@@ -500,10 +512,17 @@ fn start_session(admitted: Admitted, stack: usize) {
 
 /// Tells a connection that is not admitted why, with error `code` and `text`, and
 /// closes it: in the client's own form when a refuser thread is free to wait for its
-/// first bytes, in text form at once otherwise. Nobody in the room hears of it.
+/// first bytes; otherwise in text form, except that with TLS a TLS client gets an
+/// alert its handshake can read (see `overflow`). Nobody in the room hears of it.
 fn turn_away(stream: TcpStream, peer: PeerAddr, code: ErrorCode, text: String, ctx: &Arc<Context>) {
     let Some(count) = ctx.count(Counter::Refusers, ctx.config.max_refusers) else {
-        let _ = send_now(&stream, &wire::refusal(Mode::Text, code, &text));
+        let notice = wire::refusal(Mode::Text, code, &text);
+        match &ctx.overflow {
+            Some(overflow) => overflow.refuse(stream, peer, notice),
+            None => {
+                let _ = send_now(&stream, &notice);
+            }
+        }
         return;
     };
     let timeout = ctx.config.sniff_timeout;

@@ -176,6 +176,14 @@ its addresses that binds, IPv4 first")]
           value_parser = whole::<u64>(0, 1024))]
     pub max_refusers: u64,
 
+    /// With --tls-cert: refused connections that, with every refuser busy, one
+    /// thread holds (each up to --sniff-timeout-ms) until their first bytes tell a
+    /// TLS client, sent a TLS alert its handshake reads as a refusal, from a plain
+    /// one, sent the text notice; past this, the choice is made on what has arrived.
+    #[arg(long, value_name = "N", default_value_t = defaults().max_held_refusals as u64,
+          value_parser = whole::<u64>(0, 65_536))]
+    pub max_held_refusals: u64,
+
     /// Also listen here for trusted fronts (haproxy send-proxy/send-proxy-v2, stunnel
     /// protocol = proxy): every connection must open with a PROXY v1 or v2 header,
     /// whose client address is then the connection's address (room, --max-per-address,
@@ -419,6 +427,7 @@ impl Cli {
             send_buffer: self.send_buffer.map(size),
             accept_pause: Duration::from_millis(self.accept_pause_ms),
             max_refusers: size(self.max_refusers),
+            max_held_refusals: size(self.max_held_refusals),
             proxy_listen: self.proxy_listen.clone(),
             proxy_trusted: if self.proxy_trusted.is_empty() {
                 defaults().proxy_trusted
@@ -511,6 +520,8 @@ mod tests {
             "13",
             "--max-refusers",
             "5",
+            "--max-held-refusals",
+            "6",
             "--proxy-listen",
             "127.0.0.1:0",
             "--proxy-trusted",
@@ -562,6 +573,7 @@ mod tests {
             send_buffer: Some(8192),
             accept_pause: Duration::from_millis(13),
             max_refusers: 5,
+            max_held_refusals: 6,
             proxy_listen: vec!["127.0.0.1:0".parse().unwrap()],
             proxy_trusted: vec!["10.1.0.0/16".parse().unwrap()],
             proxy_timeout: Duration::from_millis(1500),
@@ -727,6 +739,7 @@ mod tests {
             ["host-server", "--recv-buffer", "100"],
             ["host-server", "--accept-pause-ms", "0"],
             ["host-server", "--max-refusers", "1025"],
+            ["host-server", "--max-held-refusals", "65537"],
             ["host-server", "--pace-at", "100"],
             ["host-server", "--min-drain-rate", "0"],
             ["host-server", "--pace-grace-ms", "5"],

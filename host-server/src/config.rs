@@ -118,6 +118,12 @@ pub struct Config {
     /// the client is binary. Past this, refusals are sent at once in text form.
     /// Default 64.
     pub max_refusers: usize,
+    /// With TLS (`tls_cert`), refused connections that, with every refuser thread
+    /// busy, one thread holds (each up to `sniff_timeout`) until their first bytes
+    /// tell a TLS client, sent a TLS alert it can read, from a plain one, sent the
+    /// text notice. Past this, the choice is made on what has already arrived.
+    /// Default 1024.
+    pub max_held_refusals: usize,
     /// Extra listeners for trusted fronts (`--proxy-listen`): every connection on
     /// them must open with a PROXY protocol header (v1 or v2) naming the client the
     /// front forwards, and that client's address is used everywhere (the room, the
@@ -205,6 +211,7 @@ impl Default for Config {
             send_buffer: None,
             accept_pause: Duration::from_millis(100),
             max_refusers: 64,
+            max_held_refusals: 1024,
             proxy_listen: Vec::new(),
             proxy_trusted: vec![
                 IpNet::from(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),

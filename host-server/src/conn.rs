@@ -173,9 +173,15 @@ impl Conn {
     /// socket (always false for plain TCP). The write path treats this as backlog:
     /// the socket stays registered for writability until it is false.
     pub(crate) fn has_pending(&self) -> bool {
-        self.tls
-            .as_ref()
-            .is_some_and(|tls| !lock(&tls.pending).is_empty())
+        self.pending_len() > 0
+    }
+
+    /// Bytes of ciphertext inside the Conn not yet in the socket (0 for plain TCP).
+    pub(crate) fn pending_len(&self) -> usize {
+        self.tls.as_ref().map_or(0, |tls| {
+            let pending = lock(&tls.pending);
+            pending.buf.len() - pending.at
+        })
     }
 
     /// Never blocks. Pushes pending bytes into the socket; Ok(true) when none remain.

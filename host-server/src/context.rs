@@ -12,6 +12,7 @@ use crate::control::Control;
 use crate::error::ServerError;
 use crate::gate::Host;
 use crate::outbox::{Pool, Workers};
+use crate::overflow::Overflow;
 use crate::room::Room;
 use crate::sys::{lock, wait_until};
 use crate::visits::Visits;
@@ -27,6 +28,9 @@ pub(crate) struct Context {
     workers: Mutex<Option<Workers>>,
     /// The TLS configuration, when the server has a certificate (see `tls`).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// With TLS: the thread that turns connections away when no refuser is free
+    /// (see `overflow`).
+    pub(crate) overflow: Option<Overflow>,
     /// Connections being served (in the room or about to be).
     sessions: AtomicUsize,
     /// Threads turning away connections over the limit.
@@ -70,6 +74,7 @@ impl Context {
             pool,
             workers: Mutex::new(Some(workers)),
             tls: None,
+            overflow: None,
             sessions: AtomicUsize::new(0),
             refusers: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
@@ -83,6 +88,13 @@ impl Context {
     /// any client it still owed bytes.
     pub(crate) fn stop_writers(&self) {
         drop(lock(&self.workers).take());
+    }
+
+    /// Stops the thread that holds refused connections, once it has answered them.
+    pub(crate) fn stop_overflow(&self) {
+        if let Some(overflow) = &self.overflow {
+            overflow.stop();
+        }
     }
 
     fn counter(&self, which: Counter) -> &AtomicUsize {

@@ -42,6 +42,7 @@ mod gate;
 mod proxy;
 mod sniff;
 
+mod overflow;
 mod refuse;
 
 // A client's life: join, read, leave; its connection.

@@ -296,6 +296,57 @@ fn ciphertext_pending_while_the_outbox_is_idle_goes_out_once_the_reader_kicks() 
 }
 
 #[test]
+fn a_tls_client_whose_socket_takes_no_pending_ciphertext_is_dropped_after_the_stall_timeout() {
+    use crate::outbox::{End, Outbox, Pacer, Pool, Workers};
+    use crate::wire::Mode;
+    let (conn, client) = tls_pair(true);
+    // The client never reads: fill its socket until ciphertext is left pending, and
+    // a while later still is (the socket takes no more).
+    let data = numbered(20_000);
+    let mut at = 0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match conn.send_now(&[IoSlice::new(&data[at..])]) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(100));
+                if !conn.flush_pending().unwrap() {
+                    break;
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "the socket never filled");
+    }
+    let pool = Pool::new().unwrap();
+    let _workers = Workers::start(&pool, 1, crate::tls::MIN_STACK).unwrap();
+    let pacer = Arc::new(Pacer::default());
+    let stall = Duration::from_millis(600);
+    let limits = crate::outbox::Limits {
+        stall,
+        ..outbox_limits()
+    };
+    let outbox = Outbox::new(conn, Mode::Text, limits, pacer, pool.clone());
+    // Idle for longer than the stall timeout first: the clock starts with the
+    // backlog, not before.
+    thread::sleep(stall + Duration::from_millis(200));
+    // The only backlog is that ciphertext: nothing is queued, nothing more is
+    // pushed. The reader's kick hands it to the pool.
+    let started = Instant::now();
+    outbox.kick();
+    assert_eq!(pool.registered(), 1);
+    assert!(
+        outbox.wait_done(Instant::now() + WAIT),
+        "a client that takes nothing was never dropped"
+    );
+    assert!(started.elapsed() >= stall, "{:?}", started.elapsed());
+    assert!(matches!(outbox.ended(), Some(End::Evict(_))));
+    let why = outbox.dropped().unwrap();
+    assert!(why.contains("nothing taken for"), "{why}");
+    drop(client);
+}
+
+#[test]
 fn many_small_chunks_taken_at_once_make_one_record() {
     let (conn, mut client) = tls_pair(false);
     let chunks: Vec<Vec<u8>> = (0..64)

@@ -10,7 +10,8 @@
 //! everything queued with one `writev` whenever the socket takes more. Every write
 //! goes through the client's [`Conn`], and bytes the connection holds pending (TLS
 //! ciphertext the socket did not take, the `close_notify` that ends a TLS stream)
-//! are backlog like queued ones: the outbox stays in the pool until they are out.
+//! are backlog like queued ones: the outbox stays in the pool until they are out, and
+//! they are under the same stall clock.
 //!
 //! A client whose queue passes its pace mark makes senders wait for it (see `pacer`)
 //! while it keeps draining; one that has stopped or trickles (see `progress`) is
@@ -230,7 +231,9 @@ impl Outbox {
             if st.queue.is_empty() {
                 st.head_sent = sent;
             }
-            if st.queued == 0 {
+            // A backlog of pending ciphertext alone (registered, nothing queued)
+            // already runs the clock.
+            if st.queued == 0 && !st.registered {
                 st.progress.restart(Instant::now());
             }
             st.queued += chunk.bytes.len() - sent;
@@ -337,18 +340,20 @@ impl Outbox {
         self.settle(&mut st, true, &mut after);
     }
 
-    /// The pool's sweep: drops a client that has taken nothing for the stall timeout,
+    /// The pool's sweep: drops a client that has taken nothing for the stall timeout
+    /// (whether its backlog is queued or ciphertext pending in a TLS connection),
     /// and cuts a dropped one whose notice did not go out in time.
     pub(super) fn check_deadlines(&self, now: Instant) {
         let mut after = After::default();
         let mut st = lock(&self.state);
+        let pending = self.conn.pending_len();
         match st.end {
-            None if st.queued > 0 => {
+            None if st.queued > 0 || pending > 0 => {
                 let lag = st.progress.lag(now);
                 if lag > self.limits.stall {
                     let why = format!(
                         "{} bytes waiting, nothing taken for {:.1} s",
-                        st.queued,
+                        st.queued + pending,
                         lag.as_secs_f64()
                     );
                     self.evict(&mut st, why);
@@ -368,7 +373,7 @@ impl Outbox {
     fn pump(&self, st: &mut State) {
         loop {
             let result = match self.conn.has_pending() {
-                true => self.conn.flush_pending().map(|all| (usize::from(!all), 0)),
+                true => self.flush_pending(st),
                 false if st.queue.is_empty() => return,
                 false => self.send_queued(st),
             };
@@ -383,6 +388,19 @@ impl Outbox {
                 Err(e) => return self.fail(st, e.kind()),
             }
         }
+    }
+
+    /// Pushes the connection's pending ciphertext into the socket, crediting the
+    /// drain clock with what it took; returns (1 if some is left, 0).
+    fn flush_pending(&self, st: &mut State) -> io::Result<(usize, usize)> {
+        let before = self.conn.pending_len();
+        let all = self.conn.flush_pending()?;
+        // The reader may add replies meanwhile: never credit more than went out.
+        let taken = before.saturating_sub(self.conn.pending_len());
+        if taken > 0 {
+            st.progress.drained(taken, Instant::now());
+        }
+        Ok((usize::from(!all), 0))
     }
 
     /// One `writev` of the front of the queue; returns (bytes offered but not taken,
@@ -461,7 +479,14 @@ impl Outbox {
         }
         if backlog && !close {
             let armed = match (st.registered, self.me.upgrade()) {
-                (false, Some(me)) => self.pool.register(me),
+                (false, Some(me)) => {
+                    // A backlog starts: of pending ciphertext alone, if nothing is
+                    // queued (`push` started the clock for a queue).
+                    if st.queued == 0 {
+                        st.progress.restart(Instant::now());
+                    }
+                    self.pool.register(me)
+                }
                 (true, _) if rearm => self.pool.rearm(self),
                 _ => Ok(()),
             };
