@@ -320,12 +320,12 @@ fn a_tls_client_whose_socket_takes_no_pending_ciphertext_is_dropped_after_the_st
     }
     let pool = Pool::new().unwrap();
     let _workers = Workers::start(&pool, 1, crate::tls::MIN_STACK).unwrap();
-    let pacer = Arc::new(Pacer::default());
     let stall = Duration::from_millis(600);
     let limits = crate::outbox::Limits {
         stall,
         ..outbox_limits()
     };
+    let pacer = Arc::new(Pacer::new(limits.grace));
     let outbox = Outbox::new(conn, Mode::Text, limits, pacer, pool.clone());
     // Idle for longer than the stall timeout first: the clock starts with the
     // backlog, not before.
