@@ -17,17 +17,21 @@ free_port() {
 field() {
     echo "$2" | sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"
 }
+# (sh has no local variables: the names here are the function's own.)
 run() {
-    label=$1; pid=$2; addr=$3; shift 3
-    load=$(cut -d' ' -f1-3 /proc/loadavg)
-    report=$("$client" bench "$@" --json --server-pid "$pid" "$addr")
+    run_label=$1; run_pid=$2; run_addr=$3; shift 3
+    run_load=$(cut -d' ' -f1-3 /proc/loadavg)
+    report=$("$client" bench "$@" --json --server-pid "$run_pid" "$run_addr")
     printf '%s | %s | load %s | %.2f M deliveries/s | %.0f ns server CPU per delivery | bench/server %.0f/%.0f%% | lost %s\n' \
-        "$label" "$*" "$load" "$(echo "$(field deliveries_per_s "$report") / 1000000" | bc -l)" \
+        "$run_label" "$*" "$run_load" "$(echo "$(field deliveries_per_s "$report") / 1000000" | bc -l)" \
         "$(field server_cpu_ns_per_delivery "$report")" \
         "$(echo "100 * $(field bench_busy "$report")" | bc -l)" \
         "$(echo "100 * $(field server_busy "$report")" | bc -l)" \
         "$(field lost "$report")"
 }
+ours=; redis=
+# A failed run stops the script (set -e): the servers of its round go with it.
+trap 'kill $ours $redis 2>/dev/null || true' EXIT
 i=1
 while [ "$i" -le "$rounds" ]; do
     out=$(mktemp)
@@ -49,6 +53,7 @@ while [ "$i" -le "$rounds" ]; do
         run "round $i redis      " "$redis" "127.0.0.1:$port" fanout --redis-pubsub $load
     done
     kill "$ours" "$redis"; wait "$ours" "$redis" 2>/dev/null || true
+    ours=; redis=
     rm -f "$out"
     i=$((i + 1))
 done
