@@ -16,6 +16,7 @@ mod firmware_util;
 mod flood;
 mod proxy;
 mod real_clients;
+mod redis_pubsub;
 mod relay;
 mod reliability;
 mod roster;

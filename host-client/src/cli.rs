@@ -213,6 +213,29 @@ mod tests {
     }
 
     #[test]
+    fn bench_speaks_one_wire_format_at_a_time() {
+        let wire = |extra: &[&str]| {
+            let argv = ["host-client", "bench", "fanout"].iter().chain(extra);
+            match Args::try_parse_from(argv).map(|a| a.command) {
+                Ok(Some(Command::Bench { scenario })) => Ok(scenario.common().wire()),
+                Ok(other) => panic!("not a bench: {other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        use crate::bench::Wire;
+        assert_eq!(wire(&["--redis-pubsub"]), Ok(Wire::RedisPubSub));
+        assert_eq!(wire(&["--ws"]), Ok(Wire::WebSocket));
+        assert_eq!(wire(&[]), Ok(Wire::Binary));
+        for other in ["--text", "--ws"] {
+            assert_eq!(
+                wire(&["--redis-pubsub", other]),
+                Err(clap::error::ErrorKind::ArgumentConflict),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
     fn help_documents_exit_statuses() {
         let e = parse(&["--help"]).unwrap_err();
         let help = e.to_string();

@@ -1,5 +1,6 @@
 //! One bench connection: connected and greeted with blocking calls, then driven
-//! without blocking by the event loop. Bytes are encoded and decoded by proto-core.
+//! without blocking by the event loop. Chat bytes are encoded and decoded by
+//! proto-core, WebSocket frames by `ws`, Redis's replies by `resp`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,7 +14,7 @@ use proto_core::{
 };
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
-use super::ws;
+use super::{resp, ws};
 use crate::tls::{Stream, TlsSetup};
 
 /// How the bench's connections speak.
@@ -25,6 +26,8 @@ pub enum Wire {
     Text,
     /// WebSocket text frames, as a browser.
     WebSocket,
+    /// Redis pub/sub: receivers SUBSCRIBE to one channel, senders PUBLISH to it.
+    RedisPubSub,
 }
 
 impl Wire {
@@ -34,8 +37,19 @@ impl Wire {
             Wire::Binary => "binary",
             Wire::Text => "text",
             Wire::WebSocket => "websocket",
+            Wire::RedisPubSub => "redis-pubsub",
         }
     }
+}
+
+/// What a connection does in a run; only Redis pub/sub tells the two apart when
+/// connecting (a subscribed Redis connection can no longer publish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Receives messages (a stalled connection too: it is meant to receive).
+    Receives,
+    /// Sends messages.
+    Sends,
 }
 
 /// Pending output above which the engine stops queueing messages on a connection,
@@ -54,12 +68,15 @@ pub enum Incoming<'a> {
     },
     /// A frame or line that could not be decoded.
     Bad,
+    /// The server answered a command with an error (Redis pub/sub: a refused PUBLISH).
+    Refused,
 }
 
 enum Decoder {
     Binary(Box<FrameDecoder>),
     Text(Box<LineDecoder>),
     WebSocket(ws::Frames),
+    Resp(resp::Replies),
 }
 
 /// A connection to the server under test.
@@ -77,15 +94,17 @@ pub struct Conn {
 
 impl Conn {
     /// Connects to `addr` (with `tls`, also the TLS handshake); in binary mode also
-    /// exchanges preambles, as a WebSocket upgrades (waiting at most `timeout` for
-    /// the server's answer), then switches the socket to non-blocking.
+    /// exchanges preambles, as a WebSocket upgrades and a Redis receiver subscribes
+    /// (waiting at most `timeout` for the server's answer), then switches the socket
+    /// to non-blocking.
     ///
     /// # Errors
-    /// The connect or handshake error; a server that answers with another preamble
-    /// or refuses the upgrade gives `InvalidData`.
+    /// The connect or handshake error; a server that answers with another preamble,
+    /// refuses the upgrade or does not confirm the subscription gives `InvalidData`.
     pub fn open(
         addr: &SocketAddr,
         wire: Wire,
+        role: Role,
         tls: Option<&TlsSetup>,
         timeout: Duration,
     ) -> io::Result<Self> {
@@ -110,6 +129,14 @@ impl Conn {
                 let mut frames = ws::Frames::default();
                 frames.push(&ws::upgrade(&mut stream, addr)?);
                 Decoder::WebSocket(frames)
+            }
+            Wire::RedisPubSub => {
+                let mut replies = resp::Replies::default();
+                if role == Role::Receives {
+                    stream.tcp().set_read_timeout(Some(timeout))?;
+                    resp::subscribe(&mut stream, &mut replies)?;
+                }
+                Decoder::Resp(replies)
             }
         };
         let (tcp, session) = stream.into_parts()?;
@@ -150,6 +177,9 @@ impl Conn {
                     text.as_bytes(),
                     mask,
                 );
+            }
+            Decoder::Resp(_) => {
+                resp::queue_command(&mut self.out, &[b"PUBLISH", resp::CHANNEL, text.as_bytes()]);
             }
         }
     }
@@ -252,14 +282,7 @@ impl Conn {
                             open = false;
                             break;
                         }
-                        Ok(m) => match &mut self.decoder {
-                            Decoder::Binary(d) => feed_frames(d, &mut self.out, &plain[..m], on),
-                            Decoder::Text(d) => feed_lines(d, &plain[..m], on),
-                            Decoder::WebSocket(frames) => {
-                                frames.push(&plain[..m]);
-                                feed_ws(frames, &mut self.out, self.mask.to_be_bytes(), on);
-                            }
-                        },
+                        Ok(m) => feed(&mut self.decoder, &mut self.out, self.mask, &plain[..m], on),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                             open = false;
@@ -278,13 +301,28 @@ impl Conn {
     }
 
     fn feed(&mut self, input: &[u8], on: &mut dyn FnMut(Incoming<'_>)) {
-        match &mut self.decoder {
-            Decoder::Binary(d) => feed_frames(d, &mut self.out, input, on),
-            Decoder::Text(d) => feed_lines(d, input, on),
-            Decoder::WebSocket(frames) => {
-                frames.push(input);
-                feed_ws(frames, &mut self.out, self.mask.to_be_bytes(), on);
-            }
+        feed(&mut self.decoder, &mut self.out, self.mask, input, on);
+    }
+}
+
+/// Hands what `input` completes to `on`, and queues in `out` what answers it (pongs).
+fn feed(
+    decoder: &mut Decoder,
+    out: &mut Vec<u8>,
+    mask: u32,
+    input: &[u8],
+    on: &mut dyn FnMut(Incoming<'_>),
+) {
+    match decoder {
+        Decoder::Binary(d) => feed_frames(d, out, input, on),
+        Decoder::Text(d) => feed_lines(d, input, on),
+        Decoder::WebSocket(frames) => {
+            frames.push(input);
+            feed_ws(frames, out, mask.to_be_bytes(), on);
+        }
+        Decoder::Resp(replies) => {
+            replies.push(input);
+            feed_resp(replies, on);
         }
     }
 }
@@ -300,6 +338,37 @@ fn write_tls(session: &mut ClientConnection, stream: &mut mio::net::TcpStream) -
         }
     }
     Ok(true)
+}
+
+/// Hands every message on the bench's channel to `on`, and every error reply as
+/// refused. The answers to PUBLISH (how many subscribers it reached) are read and
+/// passed over: lost deliveries show in the receivers' counts.
+fn feed_resp(replies: &mut resp::Replies, on: &mut dyn FnMut(Incoming<'_>)) {
+    let mut lost_track = false;
+    loop {
+        match replies.next() {
+            Ok(Some(reply)) => match reply.message(resp::CHANNEL) {
+                Some(payload) => match std::str::from_utf8(payload) {
+                    Ok(text) => on(Incoming::Message { text, seq: None }),
+                    Err(_) => on(Incoming::Bad),
+                },
+                None if matches!(reply, resp::Reply::Error(_)) => on(Incoming::Refused),
+                None => {}
+            },
+            Ok(None) => break,
+            Err(_) => {
+                on(Incoming::Bad);
+                lost_track = true;
+                break;
+            }
+        }
+    }
+    match lost_track {
+        // Past a bad reply nothing can be found again: its bytes are dropped, and
+        // the messages in them count as lost.
+        true => replies.clear(),
+        false => replies.compact(),
+    }
 }
 
 /// Hands every text frame in `frames` to `on`, and queues a pong for every ping.
@@ -364,5 +433,67 @@ fn feed_lines(decoder: &mut LineDecoder, mut input: &[u8], on: &mut dyn FnMut(In
             None => {}
         }
         input = &input[used..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `feed_resp` hands on for `stream`, fed in pieces of `piece` bytes.
+    fn incoming(stream: &[u8], piece: usize) -> Vec<String> {
+        let mut replies = resp::Replies::default();
+        let mut seen = Vec::new();
+        for chunk in stream.chunks(piece) {
+            replies.push(chunk);
+            feed_resp(&mut replies, &mut |i| {
+                seen.push(match i {
+                    Incoming::Message { text, .. } => text.to_string(),
+                    Incoming::Bad => "bad".into(),
+                    Incoming::Refused => "refused".into(),
+                })
+            });
+        }
+        seen
+    }
+
+    #[test]
+    fn redis_messages_pass_refusals_count_and_publish_counts_are_read() {
+        let mut stream = Vec::new();
+        let message = |out: &mut Vec<u8>, channel: &[u8], text: &[u8]| {
+            resp::queue_command(out, &[b"message", channel, text]);
+        };
+        message(&mut stream, resp::CHANNEL, b"one");
+        stream.extend(b":100\r\n-ERR max memory\r\n");
+        message(&mut stream, b"elsewhere", b"not ours");
+        message(&mut stream, resp::CHANNEL, b"\xff\xfe");
+        message(&mut stream, resp::CHANNEL, b"two");
+        for piece in [1, 7, stream.len()] {
+            assert_eq!(
+                incoming(&stream, piece),
+                ["one", "refused", "bad", "two"],
+                "pieces of {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_bytes_that_are_not_resp_the_next_read_starts_afresh() {
+        let mut stream = b"?garbage\r\n".to_vec();
+        resp::queue_command(&mut stream, &[b"message", resp::CHANNEL, b"lost"]);
+        let mut next = Vec::new();
+        resp::queue_command(&mut next, &[b"message", resp::CHANNEL, b"found"]);
+        let mut replies = resp::Replies::default();
+        let mut seen = Vec::new();
+        for read in [stream, next] {
+            replies.push(&read);
+            feed_resp(&mut replies, &mut |i| {
+                seen.push(match i {
+                    Incoming::Message { text, .. } => text.to_string(),
+                    _ => "bad".into(),
+                })
+            });
+        }
+        assert_eq!(seen, ["bad", "found"]);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::conn::{Conn, Incoming, Wire, OUT_HIGH_WATER};
+use super::conn::{Conn, Incoming, Role, Wire, OUT_HIGH_WATER};
 use super::payload::Stamp;
 use super::stats::Stats;
 use crate::render::SeqTracker;
@@ -152,6 +152,7 @@ impl Engine {
         let total = plan.receivers + plan.senders + plan.stalled;
         let next = AtomicUsize::new(0);
         let (wire, timeout, tls) = (plan.wire, plan.timeout, plan.tls.as_ref());
+        let (receivers, senders) = (plan.receivers, plan.senders);
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<(usize, io::Result<Conn>)>();
             for _ in 0..plan.connectors.clamp(1, total.max(1)) {
@@ -162,8 +163,12 @@ impl Engine {
                         break;
                     }
                     let addr = addrs[index % addrs.len()];
+                    let role = match index >= receivers && index < receivers + senders {
+                        true => Role::Sends,
+                        false => Role::Receives,
+                    };
                     if tx
-                        .send((index, Conn::open(&addr, wire, tls, timeout)))
+                        .send((index, Conn::open(&addr, wire, role, tls, timeout)))
                         .is_err()
                     {
                         break;
@@ -317,9 +322,15 @@ impl Engine {
         let receiver = (index < self.receivers).then_some(index);
         let (seq, ready) = (&mut self.seq, &mut self.ready);
         let mut on = |incoming: Incoming<'_>| {
+            // A refusal answers a sender's command, so it counts from any connection;
+            // what senders receive of others' messages is not measured.
+            if let Incoming::Refused = incoming {
+                stats.refused += 1;
+            }
             let Some(r) = receiver else { return };
             match incoming {
                 Incoming::Bad => stats.decode_errors += 1,
+                Incoming::Refused => {}
                 Incoming::Message { text, seq: s } => {
                     if let Some(s) = s {
                         if seq[r].check(s).is_err() {

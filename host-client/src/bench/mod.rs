@@ -17,12 +17,15 @@
 //! Latency runs from when the bench queues a message to when a receiver decodes it,
 //! on one clock. `--text` speaks the text protocol (plain lines), so servers such as
 //! `ncat -l --chat` can be measured too; `--ws` connects as WebSocket clients, the
-//! way a browser's page joins; `--json` prints one machine-readable line.
+//! way a browser's page joins; `--redis-pubsub` puts the same load on a Redis server
+//! (receivers SUBSCRIBE to one channel, senders PUBLISH to it), to compare fan-out
+//! with Redis pub/sub; `--json` prints one machine-readable line.
 
 mod conn;
 mod engine;
 mod payload;
 mod report;
+mod resp;
 mod stats;
 mod ws;
 
@@ -33,6 +36,7 @@ use clap::{Args, Subcommand};
 
 use crate::values::{positive_duration, server_addr};
 
+pub use conn::Wire;
 pub use engine::BenchError;
 pub use report::Report;
 
@@ -66,6 +70,12 @@ pub struct Common {
     /// with --tls, over TLS (`wss://`).
     #[arg(long, conflicts_with = "text")]
     pub ws: bool,
+    /// Put the load on a Redis server instead (ADDR is `redis-server`'s): each
+    /// receiver SUBSCRIBEs to one channel, each sender PUBLISHes its messages to it.
+    /// Deliveries are counted at the receivers, as in a chat room (senders receive
+    /// nothing from Redis; from a chat server, each other's messages too).
+    #[arg(long, conflicts_with_all = ["text", "ws"])]
+    pub redis_pubsub: bool,
     /// Print one JSON line instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
@@ -162,10 +172,11 @@ pub enum Scenario {
 impl Common {
     /// How the connections speak.
     pub fn wire(&self) -> conn::Wire {
-        match (self.text, self.ws) {
-            (_, true) => conn::Wire::WebSocket,
-            (true, false) => conn::Wire::Text,
-            (false, false) => conn::Wire::Binary,
+        match (self.text, self.ws, self.redis_pubsub) {
+            (_, _, true) => conn::Wire::RedisPubSub,
+            (_, true, false) => conn::Wire::WebSocket,
+            (true, false, false) => conn::Wire::Text,
+            (false, false, false) => conn::Wire::Binary,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Report {
     pub seq_gaps: u64,
     /// Frames or lines the receivers could not decode.
     pub decode_errors: u64,
+    /// Commands the server answered with an error (Redis pub/sub: PUBLISH refused).
+    pub refused: u64,
     /// Connections lost during the run.
     pub disconnects: u64,
     /// From the first send to the last delivery (idle: from the one send).
@@ -91,6 +93,7 @@ impl Report {
         self.order_violations = engine.stats.order_violations;
         self.seq_gaps = engine.stats.seq_gaps;
         self.decode_errors = engine.stats.decode_errors;
+        self.refused = engine.stats.refused;
         self.disconnects = engine.disconnects;
         self.connect = engine.connected;
         self.latency = engine.stats.latency();
@@ -117,6 +120,7 @@ impl Report {
         let server_cpu = self.server_cpu.map(|cpu| CpuJson {
             server_cpu_s: cpu.as_secs_f64(),
             server_busy: self.share_of_core(cpu),
+            server_cpu_ns_per_delivery: self.server_ns_per_delivery(),
         });
         let json = Json {
             scenario: self.scenario,
@@ -131,6 +135,7 @@ impl Report {
             order_violations: self.order_violations,
             seq_gaps: self.seq_gaps,
             decode_errors: self.decode_errors,
+            refused: self.refused,
             disconnects: self.disconnects,
             connect_s: self.connect.as_secs_f64(),
             setup_s: self.setup.as_secs_f64(),
@@ -155,8 +160,12 @@ impl Report {
         let mut lines = vec![self.headline(), self.setup_line()];
         lines.extend(self.held_line());
         lines.push(self.deliveries_line());
+        let refused = match self.refused {
+            0 => String::new(),
+            n => format!(", {n} commands refused"),
+        };
         lines.push(format!(
-            "  order       {} violations, {} sequence gaps, {} decode errors, {} disconnects",
+            "  order       {} violations, {} sequence gaps, {} decode errors{refused}, {} disconnects",
             self.order_violations, self.seq_gaps, self.decode_errors, self.disconnects
         ));
         let ms = |us: u64| us as f64 / 1000.0;
@@ -243,11 +252,15 @@ impl Report {
     fn server_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(cpu) = self.server_cpu {
-            lines.push(format!(
+            let mut line = format!(
                 "  server cpu  {:.3} s while measuring, {:.0}% of one core",
                 cpu.as_secs_f64(),
                 100.0 * self.share_of_core(cpu)
-            ));
+            );
+            if let Some(ns) = self.server_ns_per_delivery() {
+                line.push_str(&format!(", {ns:.0} ns per delivery"));
+            }
+            lines.push(line);
         }
         if let Some((before, held)) = self.server_rss {
             lines.push(format!(
@@ -269,6 +282,14 @@ impl Report {
     fn per_connection(&self, rss_before: u64, rss_held: u64) -> f64 {
         let conns = (self.receivers + self.senders + self.stalled).max(1);
         rss_held.saturating_sub(rss_before) as f64 / conns as f64
+    }
+
+    /// The server's CPU time while measuring per delivery received, in
+    /// nanoseconds: what a delivery cost it, comparable across servers and runs
+    /// of different speeds.
+    pub fn server_ns_per_delivery(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.delivered > 0).then(|| cpu.as_nanos() as f64 / self.delivered as f64)
     }
 
     /// The share of one core the server used while measuring, if known.
@@ -296,6 +317,7 @@ struct Json<'a> {
     order_violations: u64,
     seq_gaps: u64,
     decode_errors: u64,
+    refused: u64,
     disconnects: u64,
     connect_s: f64,
     setup_s: f64,
@@ -330,6 +352,8 @@ struct RssJson {
 struct CpuJson {
     server_cpu_s: f64,
     server_busy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu_ns_per_delivery: Option<f64>,
 }
 
 /// The CPU time (user and system) process `pid` has used so far, from
@@ -404,6 +428,10 @@ mod tests {
         assert_eq!(v["latency_us"]["p99"], 2500);
         assert_eq!(v["held_s"], 2.0);
         assert_eq!(v["server_busy"], 0.5);
+        assert_eq!(
+            v["server_cpu_ns_per_delivery"].as_f64().map(f64::round),
+            Some(5102041.0)
+        );
         assert_eq!(v["server_rss_held_kib"], 1124);
         assert_eq!(v["server_rss_per_conn_kib"], 1.0);
         assert_eq!(v["deliveries_per_s"], 392.0);
@@ -443,7 +471,7 @@ mod tests {
         );
         assert_eq!(
             lines[7],
-            "  server cpu  0.500 s while measuring, 50% of one core"
+            "  server cpu  0.500 s while measuring, 50% of one core, 5102041 ns per delivery"
         );
         assert!(lines[8].ends_with("1.00 KiB per connection"), "{text}");
         assert_eq!(lines.len(), 9, "{text}");

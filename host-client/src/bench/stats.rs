@@ -28,6 +28,8 @@ pub struct Stats {
     pub seq_gaps: u64,
     /// Frames or lines the receivers could not decode.
     pub decode_errors: u64,
+    /// Commands the server answered with an error (Redis pub/sub: PUBLISH refused).
+    pub refused: u64,
     /// Deliveries per sender, summed over receivers: what flow control releases.
     pub per_sender: Vec<u64>,
     senders: usize,
@@ -58,6 +60,7 @@ impl Stats {
             order_violations: 0,
             seq_gaps: 0,
             decode_errors: 0,
+            refused: 0,
             per_sender: vec![0; senders],
             senders,
             next: vec![0; receivers * senders],
