@@ -820,9 +820,9 @@ fn human_scale_traffic_is_untouched() {
     );
 }
 
-/// Two servers of one room on a Redis backplane, with the settings of these tests and
-/// outboxes of `outbox_limit` bytes.
-fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) {
+/// Two servers of one room on a Redis backplane, with the settings of these tests,
+/// outboxes of `outbox_limit` bytes, and `extra` settings.
+fn two_servers(outbox_limit: &str, extra: &[&str]) -> (crate::backplane::Redis, Server, Server) {
     let redis = crate::backplane::Redis::start();
     let url = redis.url();
     // Small socket buffers and outboxes, so a flood has to wait somewhere else than
@@ -837,6 +837,7 @@ fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) 
         "--outbox-limit",
         outbox_limit,
     ];
+    let args: Vec<&str> = args.iter().chain(extra).copied().collect();
     let (a, b) = (Server::start(&args), Server::start(&args));
     (redis, a, b)
 }
@@ -848,7 +849,7 @@ fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) 
 fn a_steady_reader_on_another_server_gets_a_flood_whole() {
     // A quarter of the default: a server that pushed what it reads from the stream
     // straight into the outbox (0.5 MB a read) would drop this reader.
-    let (_redis, a, b) = two_servers("262144");
+    let (_redis, a, b) = two_servers("262144", &[]);
     let (stream, first) = join(b.addr, Mode::Text, Some(64 * 1024));
     let pid = b.proc.child.id();
     let before = crate::util::proc_kib(pid, "VmRSS");
@@ -887,7 +888,7 @@ fn a_steady_reader_on_another_server_gets_a_flood_whole() {
 /// (README, failure table).
 #[test]
 fn a_stalled_reader_on_another_server_is_dropped_with_the_reason() {
-    let (_redis, a, b) = two_servers("524288");
+    let (_redis, a, b) = two_servers("524288", &[]);
     let (reader, first) = join(b.addr, Mode::Text, Some(64 * 1024));
     let (stalled, stalled_first) = join(b.addr, Mode::Binary, Some(4096));
     let (far, far_first) = join(a.addr, Mode::Text, None);
@@ -927,4 +928,85 @@ fn a_stalled_reader_on_another_server_is_dropped_with_the_reason() {
         "the steady reader waited {waited:?} for its next bytes"
     );
     dropped_with_its_notice(stalled, stalled_first);
+}
+
+/// Across servers: a flood that outruns a slow reader on another server by more than
+/// `--backplane-retain` makes that server fall behind what the stream keeps. Each of
+/// its clients reads whole messages, numbered without a gap, then the `room history
+/// lost` notice (code 11; a line for a text client), and is disconnected. The flood
+/// is sent at about 1 MB/s, which the flooder's own server delivers as fast as it
+/// is appended: nobody there notices. (A flood much faster than that outruns the
+/// flooder's own server too at so small a `--backplane-retain`: README.)
+#[test]
+fn a_flood_past_what_the_stream_keeps_tells_a_slow_reader_s_server_its_history_is_lost() {
+    const LINES: usize = 4_000;
+    let small = ["--backplane-retain", "1024", "--backplane-batch", "16"];
+    let (_redis, a, b) = two_servers("1048576", &small);
+    let (slow, slow_first) = join(b.addr, Mode::Text, Some(64 * 1024));
+    let fast = BinClient::join(b.addr);
+    let (near, near_first) = join(a.addr, Mode::Text, None);
+    // About 430 KB/s, in bites the server sees (on loopback the kernel sends in
+    // 64 KiB segments): B's reader waits for it, far behind the flood.
+    let bite = Duration::from_millis(150);
+    let slow = bite_reader(slow, slow_first, 64 * 1024, bite, |_| false);
+    let near = paced_reader(near, near_first, usize::MAX / 4, has_all(Mode::Text, LINES));
+    let mut flooder = listening_text_client(a.addr);
+    let t0 = Instant::now();
+    for k in (0..LINES).step_by(10) {
+        send_flood(&mut flooder, k, 10);
+        thread::sleep(Duration::from_millis(5));
+    }
+    let sent = t0.elapsed();
+    let got = slow.join().unwrap();
+    println!(
+        "flood sent in {sent:?}; the slow reader was disconnected after {:?}, {} bytes",
+        got.reads.last().unwrap().0 - t0,
+        got.bytes.len()
+    );
+    assert!(got.ended, "the slow reader was not disconnected");
+    let (chats, notices) = messages(Mode::Text, &got.bytes);
+    for (k, (text, _)) in chats.iter().enumerate() {
+        assert!(
+            *text == flood_line(k),
+            "line {k} of the slow reader: {text:.20}"
+        );
+    }
+    assert!(chats.len() < LINES, "the slow reader got the whole flood");
+    let last = notices.last().map(|(_, n)| n.as_str()).unwrap_or_default();
+    assert!(
+        last.starts_with("room history lost: this server fell"),
+        "{notices:?}"
+    );
+    // The binary client next to it: numbers without a gap, then code 11, then the end.
+    let (mut seqs, mut rest) = (Vec::new(), Vec::new());
+    loop {
+        match fast.next() {
+            Got::Chat { seq, .. } => seqs.push(seq),
+            Got::End(_) => break,
+            other => rest.push(other),
+        }
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "a gap in {seqs:?}"
+    );
+    let lost = |g: &Got| matches!(g, Got::Notice { code: Some(11), text } if text.starts_with("room history lost"));
+    assert!(rest.last().is_some_and(lost), "{rest:?}");
+    // The flooder's server: its reader got the whole flood, with no notice, and the
+    // flooder is still in the room.
+    let near = near.join().unwrap();
+    assert!(
+        !near.ended,
+        "the reader on the flooder's server was disconnected"
+    );
+    let (chats, notices) = messages(Mode::Text, &near.bytes);
+    assert_eq!(chats.len(), LINES);
+    assert!(notices.iter().all(|(c, _)| c.is_none()), "{notices:?}");
+    let behind = a.proc.err.all();
+    let behind: Vec<&String> = behind
+        .iter()
+        .filter(|l| l.contains("gone from the"))
+        .collect();
+    assert!(behind.is_empty(), "{behind:?}");
+    flooder.write_all(b"still here\n").unwrap();
 }

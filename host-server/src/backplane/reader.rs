@@ -460,16 +460,17 @@ impl Reader<'_> {
     /// behind what it retains, or entries were deleted). Every client here would
     /// miss them, so each is told and disconnected.
     fn behind(&mut self, missed: u64) {
+        let missed = super::writer::messages(missed as usize);
         let text = format!(
-            "room history lost: this server fell {missed} messages behind what the room \
-             keeps; reconnect"
+            "room history lost: this server fell {missed} behind what the room keeps; \
+             reconnect"
         );
         let n = self
             .common
             .room
             .disconnect_all(ErrorCode::ROOM_RESET, &text);
         tracing::warn!(
-            "backplane: {missed} messages after {} are gone from the stream; {n} clients disconnected",
+            "backplane: {missed} after {} are gone from the stream; {n} clients disconnected",
             self.last
         );
     }

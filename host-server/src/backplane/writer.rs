@@ -384,7 +384,7 @@ fn senders(common: &Common, call: &Call) -> Vec<(u64, usize)> {
 }
 
 /// "1 message" or "N messages".
-fn messages(n: usize) -> String {
+pub(crate) fn messages(n: usize) -> String {
     if n == 1 {
         "1 message".into()
     } else {
