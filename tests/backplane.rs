@@ -1177,3 +1177,192 @@ fn a_retain_below_a_few_batches_is_a_usage_error_that_says_the_minimum() {
     );
     assert!(out.stdout.is_empty(), "it started: {out:?}");
 }
+
+/// How the sender of [`fate_lost`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    Binary,
+    Text,
+}
+
+/// A client of either kind.
+enum Sender {
+    Binary(BinClient),
+    Text(TextClient),
+}
+
+impl Sender {
+    fn join(addr: SocketAddr, speaks: Speaks) -> Self {
+        match speaks {
+            Speaks::Binary => Sender::Binary(BinClient::join(addr)),
+            Speaks::Text => {
+                let mut t = TextClient::connect(addr);
+                t.expect(|l| l.starts_with("*** welcome"));
+                Sender::Text(t)
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        match self {
+            Sender::Binary(c) => c.say(line),
+            Sender::Text(t) => t.write(format!("{line}\n").as_bytes()),
+        }
+    }
+
+    /// Reads on until something that `told` records.
+    fn read(&mut self, told: &mut Told) {
+        match self {
+            Sender::Binary(c) => match c.next() {
+                Got::Ack { .. } => told.acked = true,
+                Got::Notice {
+                    code: Some(code),
+                    text,
+                } => told.notices.push((Some(code), text)),
+                Got::End(_) => told.ended = true,
+                _ => {}
+            },
+            Sender::Text(t) => {
+                let line = t.next_line();
+                match line.as_deref().map(|l| l.strip_prefix("*** error: ")) {
+                    None => told.ended = true,
+                    Some(Some(error)) => told.notices.push((None, format!("error: {error}"))),
+                    Some(None) => {}
+                }
+            }
+        }
+    }
+}
+
+/// What a sender read about its line in [`fate_lost`]: each error notice (a text
+/// client's `*** error` lines, without a code), whether its line was acked, and
+/// whether its connection ended.
+#[derive(Debug, Default)]
+struct Told {
+    notices: Vec<(Option<u8>, String)>,
+    acked: bool,
+    ended: bool,
+}
+
+impl Told {
+    /// The notices with `code` (any, for a text client) saying `words`.
+    fn saying(&self, code: u8, words: &str) -> usize {
+        let codes = |c: &Option<u8>| c.is_none_or(|c| c == code);
+        let n = self.notices.iter();
+        n.filter(|(c, t)| codes(c) && t.contains(words)).count()
+    }
+}
+
+/// Server b reaches Redis through a relay. Its client's first line goes through;
+/// then replies are held, and its second line is appended by Redis (a's client
+/// receives it) while b never hears so: b's writer gives up on the reply, and its
+/// reader on its connection (with the entry in its held reply). Then `lose` makes
+/// Redis lose what would tell (the dedupe key and more), and the relay passes again.
+/// Returns what b's client read after its first line, until `done`.
+fn fate_lost(speaks: Speaks, lose: impl FnOnce(&Redis), done: impl Fn(&Told) -> bool) -> Told {
+    let redis = Redis::start();
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], redis.port)));
+    let a = server(&redis.url(), &QUICK);
+    let b = server(&relay.url(), &QUICK);
+    let a1 = BinClient::join(a.addr);
+    let mut b1 = Sender::join(b.addr, speaks);
+    let mut a_log = Log::default();
+    b1.say("c1 0");
+    read_until(&a1, &mut a_log, WAIT, |l| l.chats() == 1);
+    let mut told = Told::default();
+    if speaks == Speaks::Binary {
+        while !told.acked {
+            b1.read(&mut told);
+        }
+        told.acked = false;
+    }
+    // b's writer and reader have their replies too.
+    thread::sleep(Duration::from_millis(300));
+    relay.set(Mode::HoldReplies);
+    let held = Instant::now();
+    b1.say("c1 1");
+    read_until(&a1, &mut a_log, WAIT, |l| l.chats() == 2);
+    assert_eq!(a_log.seqs[1].2, "c1 1", "{:?}", a_log.seqs);
+    // Past the append timeout and the Redis timeout of b's writer and reader (so
+    // the held reply with the entry goes nowhere), with a margin.
+    thread::sleep(Duration::from_millis(2000).saturating_sub(held.elapsed()));
+    let dedupe = redis.cli(&["KEYS", "{room:lobby}:m:*"]);
+    for key in dedupe.lines() {
+        assert_eq!(redis.cli(&["DEL", key]), "1");
+    }
+    lose(&redis);
+    relay.set(Mode::Pass);
+    let deadline = Instant::now() + WAIT;
+    while !done(&told) && !told.ended {
+        assert!(Instant::now() < deadline, "no last word: {told:?}");
+        b1.read(&mut told);
+    }
+    told
+}
+
+/// True once `told` has a last word about a line: a notice not about its delay, or
+/// an Ack.
+fn last_word(told: &Told) -> bool {
+    told.acked
+        || told
+            .notices
+            .iter()
+            .any(|(_, n)| !n.contains("not answering"))
+}
+
+/// The sender's last word in [`fate_lost`] is that the fate of its line cannot be
+/// known (code 13), after it was told the line was delayed; never that it was not
+/// delivered (a's client got it), nor an Ack.
+fn told_unknown(told: &Told) {
+    let delayed = told.saying(13, "1 message delayed: the room backplane is not answering");
+    let unknown = "error: 1 message delayed: the room backplane cannot tell whether \
+                   they were delivered";
+    assert_eq!((delayed, told.saying(13, unknown)), (1, 1), "{told:?}");
+    assert_eq!(told.saying(10, "not delivered"), 0, "{told:?}");
+    assert!(!told.acked, "{told:?}");
+}
+
+/// Trims every entry of the room's stream away (as a flood past
+/// `--backplane-retain` would, with no entry after it yet).
+fn trim(redis: &Redis) {
+    let stream = "{room:lobby}:stream";
+    redis.cli(&["XTRIM", stream, "MAXLEN", "0"]);
+    assert_eq!(stream_len(redis), 0);
+}
+
+#[test]
+fn a_sender_whose_unanswered_append_was_trimmed_away_is_told_its_fate_is_unknown() {
+    let told = fate_lost(Speaks::Binary, trim, last_word);
+    told_unknown(&told);
+    assert!(!told.ended, "{told:?}");
+}
+
+#[test]
+fn a_text_sender_whose_unanswered_line_was_trimmed_away_reads_that_its_fate_is_unknown() {
+    let told = fate_lost(Speaks::Text, trim, last_word);
+    told_unknown(&told);
+}
+
+#[test]
+fn a_sender_whose_unanswered_append_went_with_a_reset_room_is_told_its_fate_is_unknown() {
+    // Redis loses the room (as one restarted without its data would): b's reader
+    // resets the room and disconnects its clients, and its writer finds a new
+    // epoch. Whichever comes first, the sender reads that its line's fate is
+    // unknown before the reset notice.
+    let lose = |redis: &Redis| {
+        let keys = ["DEL", "{room:lobby}:stream", "{room:lobby}:epoch"];
+        assert_eq!(redis.cli(&keys), "2");
+    };
+    let told = fate_lost(Speaks::Binary, lose, |_| false);
+    assert!(told.ended, "{told:?}");
+    let reset = told
+        .notices
+        .iter()
+        .position(|(c, n)| *c == Some(11) && n.starts_with("room was reset"));
+    let unknown = told
+        .notices
+        .iter()
+        .position(|(_, n)| n.contains("cannot tell"));
+    assert!(unknown < reset && unknown.is_some(), "{told:?}");
+    told_unknown(&told);
+}

@@ -416,6 +416,30 @@ fn has_all_and_quiet(mode: Mode, lines: usize) -> impl Fn(&[u8]) -> bool + Send 
     }
 }
 
+/// True once `bytes` hold the whole flood of `lines` and the quiet client's last line,
+/// wherever it is: across servers the flood is not paced to the reader, so the quiet
+/// client may end long before the flood reaches the reader.
+fn has_all_and_quiet_anywhere(mode: Mode, lines: usize) -> impl Fn(&[u8]) -> bool + Send + 'static {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let flood_done = has_all(mode, lines);
+    let end = format!("{QUIET_END} ");
+    // Where the search for the end stopped (usize::MAX once found): each read is
+    // looked through once.
+    let scanned = AtomicUsize::new(0);
+    move |bytes: &[u8]| {
+        let from = scanned.load(Ordering::Relaxed);
+        if from != usize::MAX {
+            let tail = &bytes[from.saturating_sub(end.len())..];
+            let found = tail.windows(end.len()).any(|w| w == end.as_bytes());
+            scanned.store(
+                if found { usize::MAX } else { bytes.len() },
+                Ordering::Relaxed,
+            );
+        }
+        scanned.load(Ordering::Relaxed) == usize::MAX && flood_done(bytes)
+    }
+}
+
 /// Behaviours 1 and 2: a reader at 2 MB/s gets the whole flood, in order, and is not
 /// dropped; the flooder is paced to it; a quiet client is not queued behind it.
 fn steady_reader_keeps_up(mode: Mode) {
@@ -822,9 +846,9 @@ fn human_scale_traffic_is_untouched() {
     );
 }
 
-/// Two servers of one room on a Redis backplane, with the settings of these tests and
-/// outboxes of `outbox_limit` bytes.
-fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) {
+/// Two servers of one room on a Redis backplane, with the settings of these tests,
+/// outboxes of `outbox_limit` bytes, and `extra` settings.
+fn two_servers(outbox_limit: &str, extra: &[&str]) -> (crate::backplane::Redis, Server, Server) {
     let redis = crate::backplane::Redis::start();
     let url = redis.url();
     // Small socket buffers and outboxes, so a flood has to wait somewhere else than
@@ -839,6 +863,7 @@ fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) 
         "--outbox-limit",
         outbox_limit,
     ];
+    let args: Vec<&str> = args.iter().chain(extra).copied().collect();
     let (a, b) = (Server::start(&args), Server::start(&args));
     (redis, a, b)
 }
@@ -850,7 +875,7 @@ fn two_servers(outbox_limit: &str) -> (crate::backplane::Redis, Server, Server) 
 fn a_steady_reader_on_another_server_gets_a_flood_whole() {
     // A quarter of the default: a server that pushed what it reads from the stream
     // straight into the outbox (0.5 MB a read) would drop this reader.
-    let (_redis, a, b) = two_servers("262144");
+    let (_redis, a, b) = two_servers("262144", &[]);
     let (stream, first) = join(b.addr, Mode::Text, Some(64 * 1024));
     let pid = b.proc.child.id();
     let before = crate::util::proc_kib(pid, "VmRSS");
@@ -878,21 +903,136 @@ fn a_steady_reader_on_another_server_gets_a_flood_whole() {
 }
 
 /// Across servers: a reader that stopped is dropped with Error(7), and the steady
-/// reader next to it still gets the whole flood.
+/// reader next to it still gets the whole flood, never waiting long for its next
+/// bytes: the stopped reader held its server for less than 2 s.
+///
+/// A quiet client on the stopped reader's server says a line every 20 ms during the
+/// flood: every line reaches the steady reader and a reader on the flooder's server,
+/// in order. Its latencies are printed, not bounded: a line is behind the flood lines
+/// appended before it, and the flooder, whose lines go to the stream, is not paced
+/// to readers, so it waits as long as each server takes to deliver that backlog
+/// (README, failure table).
 #[test]
 fn a_stalled_reader_on_another_server_is_dropped_with_the_reason() {
-    let (_redis, a, b) = two_servers("524288");
+    let (_redis, a, b) = two_servers("524288", &[]);
     let (reader, first) = join(b.addr, Mode::Text, Some(64 * 1024));
     let (stalled, stalled_first) = join(b.addr, Mode::Binary, Some(4096));
+    let (far, far_first) = join(a.addr, Mode::Text, None);
     let stalled_peer = stalled.local_addr().unwrap().to_string();
     let t0 = Instant::now();
-    let reader = paced_reader(reader, first, READER_RATE, has_all(Mode::Text, FLOOD_LINES));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let quiet = quiet(b.addr, t0, stop.clone());
+    let all = has_all_and_quiet_anywhere(Mode::Text, FLOOD_LINES);
+    let reader = paced_reader(reader, first, READER_RATE, all);
+    let all = has_all_and_quiet_anywhere(Mode::Text, FLOOD_LINES);
+    let far = paced_reader(far, far_first, usize::MAX / 4, all);
     let flood = flooder(a.addr, Mode::Text, FLOOD_LINES);
     let why = dropped(&b, &stalled_peer);
     println!("dropped after {:?}: {why}", t0.elapsed());
-    let (_, _, _flooder) = flood.join().unwrap();
-    let got = reader.join().unwrap();
+    let (sent_at, _, _flooder) = flood.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let quiet_sent = quiet.join().unwrap();
+    let (got, far) = (reader.join().unwrap(), far.join().unwrap());
     assert!(!got.ended, "the steady reader was disconnected");
-    check_flood(&got, Mode::Text, FLOOD_LINES, 0, t0);
+    assert!(
+        !far.ended,
+        "the reader on the flooder's server was disconnected"
+    );
+    let here = p99(&check_flood(&got, Mode::Text, FLOOD_LINES, quiet_sent, t0));
+    let there = p99(&check_flood(&far, Mode::Text, FLOOD_LINES, quiet_sent, t0));
+    let waited = got.reads.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+    println!(
+        "flood sent in {:?}, received in {:?} (steady reader), {:?} (flooder's server); \
+         the steady reader waited {waited:?} at most; {quiet_sent} quiet messages, p99 \
+         {here:?} at the steady reader, {there:?} on the flooder's server",
+        sent_at - t0,
+        got.reads.last().unwrap().0 - t0,
+        far.reads.last().unwrap().0 - t0,
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the steady reader waited {waited:?} for its next bytes"
+    );
     dropped_with_its_notice(stalled, stalled_first);
+}
+
+/// Across servers: a flood that outruns a slow reader on another server by more than
+/// `--backplane-retain` makes that server fall behind what the stream keeps. Each of
+/// its clients reads whole messages, numbered without a gap, then the `room history
+/// lost` notice (code 11; a line for a text client), and is disconnected. The flood
+/// is sent at about 1 MB/s, which the flooder's own server delivers as fast as it
+/// is appended: nobody there notices. (A flood much faster than that outruns the
+/// flooder's own server too at so small a `--backplane-retain`: README.)
+#[test]
+fn a_flood_past_what_the_stream_keeps_tells_a_slow_reader_s_server_its_history_is_lost() {
+    const LINES: usize = 4_000;
+    let small = ["--backplane-retain", "1024", "--backplane-batch", "16"];
+    let (_redis, a, b) = two_servers("1048576", &small);
+    let (slow, slow_first) = join(b.addr, Mode::Text, Some(64 * 1024));
+    let fast = BinClient::join(b.addr);
+    let (near, near_first) = join(a.addr, Mode::Text, None);
+    // About 430 KB/s, in bites the server sees (on loopback the kernel sends in
+    // 64 KiB segments): B's reader waits for it, far behind the flood.
+    let bite = Duration::from_millis(150);
+    let slow = bite_reader(slow, slow_first, 64 * 1024, bite, |_| false);
+    let near = paced_reader(near, near_first, usize::MAX / 4, has_all(Mode::Text, LINES));
+    let mut flooder = listening_text_client(a.addr);
+    let t0 = Instant::now();
+    for k in (0..LINES).step_by(10) {
+        send_flood(&mut flooder, k, 10);
+        thread::sleep(Duration::from_millis(5));
+    }
+    let sent = t0.elapsed();
+    let got = slow.join().unwrap();
+    println!(
+        "flood sent in {sent:?}; the slow reader was disconnected after {:?}, {} bytes",
+        got.reads.last().unwrap().0 - t0,
+        got.bytes.len()
+    );
+    assert!(got.ended, "the slow reader was not disconnected");
+    let (chats, notices) = messages(Mode::Text, &got.bytes);
+    for (k, (text, _)) in chats.iter().enumerate() {
+        assert!(
+            *text == flood_line(k),
+            "line {k} of the slow reader: {text:.20}"
+        );
+    }
+    assert!(chats.len() < LINES, "the slow reader got the whole flood");
+    let last = notices.last().map(|(_, n)| n.as_str()).unwrap_or_default();
+    assert!(
+        last.starts_with("room history lost: this server fell"),
+        "{notices:?}"
+    );
+    // The binary client next to it: numbers without a gap, then code 11, then the end.
+    let (mut seqs, mut rest) = (Vec::new(), Vec::new());
+    loop {
+        match fast.next() {
+            Got::Chat { seq, .. } => seqs.push(seq),
+            Got::End(_) => break,
+            other => rest.push(other),
+        }
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "a gap in {seqs:?}"
+    );
+    let lost = |g: &Got| matches!(g, Got::Notice { code: Some(11), text } if text.starts_with("room history lost"));
+    assert!(rest.last().is_some_and(lost), "{rest:?}");
+    // The flooder's server: its reader got the whole flood, with no notice, and the
+    // flooder is still in the room.
+    let near = near.join().unwrap();
+    assert!(
+        !near.ended,
+        "the reader on the flooder's server was disconnected"
+    );
+    let (chats, notices) = messages(Mode::Text, &near.bytes);
+    assert_eq!(chats.len(), LINES);
+    assert!(notices.iter().all(|(c, _)| c.is_none()), "{notices:?}");
+    let behind = a.proc.err.all();
+    let behind: Vec<&String> = behind
+        .iter()
+        .filter(|l| l.contains("gone from the"))
+        .collect();
+    assert!(behind.is_empty(), "{behind:?}");
+    flooder.write_all(b"still here\n").unwrap();
 }

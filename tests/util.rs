@@ -338,10 +338,17 @@ impl TextClient {
 
     /// Reads one line (with its LF stripped), failing the test after [`WAIT`].
     pub fn line(&mut self) -> String {
+        self.next_line()
+            .unwrap_or_else(|| panic!("text client: connection closed"))
+    }
+
+    /// Reads one line (with its LF stripped), or `None` if the server closed the
+    /// connection; fails the test after [`WAIT`].
+    pub fn next_line(&mut self) -> Option<String> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => panic!("text client: connection closed"),
-            Ok(_) => line.trim_end_matches('\n').to_string(),
+            Ok(0) => None,
+            Ok(_) => Some(line.trim_end_matches('\n').to_string()),
             Err(e) => panic!("text client: no line: {e}"),
         }
     }

@@ -196,6 +196,10 @@ impl Reader<'_> {
         // reconnects at once is welcomed into the new room, not the old one.
         self.resync_roster();
         self.forget_roster(&old);
+        // Senders of messages that left for the old room hear their fate is unknown
+        // before they are disconnected.
+        let owed = self.common.tracker.reset(opened.tail);
+        super::writer::send_owed(self.common, owed);
         let text = "room was reset: the room's backplane lost its history; reconnect";
         let n = self.common.room.disconnect_all(ErrorCode::ROOM_RESET, text);
         tracing::warn!(
@@ -209,8 +213,6 @@ impl Reader<'_> {
         let delivered = &self.common.delivered;
         delivered.fetch_max(opened.tail, Ordering::AcqRel);
         self.own_call = None;
-        let owed = self.common.tracker.reset(opened.tail);
-        super::writer::send_owed(self.common, owed);
     }
 
     /// Lets the roster keys of epoch `epoch`, which nobody reads any more, expire
@@ -458,16 +460,17 @@ impl Reader<'_> {
     /// behind what it retains, or entries were deleted). Every client here would
     /// miss them, so each is told and disconnected.
     fn behind(&mut self, missed: u64) {
+        let missed = super::writer::messages(missed as usize);
         let text = format!(
-            "room history lost: this server fell {missed} messages behind what the room \
-             keeps; reconnect"
+            "room history lost: this server fell {missed} behind what the room keeps; \
+             reconnect"
         );
         let n = self
             .common
             .room
             .disconnect_all(ErrorCode::ROOM_RESET, &text);
         tracing::warn!(
-            "backplane: {missed} messages after {} are gone from the stream; {n} clients disconnected",
+            "backplane: {missed} after {} are gone from the stream; {n} clients disconnected",
             self.last
         );
     }

@@ -189,23 +189,34 @@ redis.call('SET', KEYS[3], first, 'EX', ARGV[5])
 return {'OK', first}
 "#;
 
-/// KEYS dedupe, stream, voided; ARGV server id, call number, floor (the highest
-/// sequence number delivered when the call was first sent: its entries come after),
-/// most entries to look through.
+/// KEYS stream, epoch, dedupe, voided; ARGV server id, call number, floor (the
+/// highest sequence number delivered when the call was first sent: its entries come
+/// after), most entries to look through, the epoch it was sent in.
 /// Settles a call whose answer never came: {'AT', first id} if it was appended,
-/// {'VOID', ''} if not (and then no try of it can append any more: calls up to this
-/// number from this server are refused from now on), {'UNKNOWN', ''} if Redis no
-/// longer holds what would tell (its dedupe key expired and the entries after the
-/// floor were trimmed).
+/// {'VOID', ''} if not, {'UNKNOWN', ''} if Redis no longer holds what would tell (its
+/// dedupe key expired and the entries after the floor were trimmed, or the room it
+/// was sent to is gone: a new epoch, or no stream). Unless appended, no try of it can
+/// append any more: calls up to this number from this server are refused from now on.
 const VOID: &str = r#"
-local d = redis.call('GET', KEYS[1])
+local d = redis.call('GET', KEYS[3])
 if d == 'void' then return {'VOID', ''} end
 if d then return {'AT', d} end
-local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local function bar(fate)
+  local v = redis.call('HGET', KEYS[4], ARGV[1])
+  if not v or tonumber(v) < tonumber(ARGV[2]) then
+    redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+  end
+  return {fate, ''}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[2]) ~= ARGV[5] then
+  return bar('UNKNOWN')
+end
+local floor = tonumber(ARGV[3])
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local from = '(0-' .. ARGV[3]
 local seen = 0
 while seen < tonumber(ARGV[4]) do
-  local batch = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 256)
+  local batch = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 256)
   if #batch == 0 then break end
   for _, entry in ipairs(batch) do
     local f = entry[2]
@@ -218,15 +229,12 @@ while seen < tonumber(ARGV[4]) do
   seen = seen + #batch
   from = '(' .. batch[#batch][1]
 end
-if seen >= tonumber(ARGV[4]) then return {'UNKNOWN', ''} end
-if #head > 0 and seq(head[1][1]) > tonumber(ARGV[3]) + 1 then
-  return {'UNKNOWN', ''}
-end
-local v = redis.call('HGET', KEYS[3], ARGV[1])
-if not v or tonumber(v) < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-end
-return {'VOID', ''}
+if seen >= tonumber(ARGV[4]) then return bar('UNKNOWN') end
+-- Entries were appended after the floor and the first of them is gone (trimmed:
+-- the stream may even be empty now).
+local trimmed = #head == 0 or seq(head[1][1]) > floor + 1
+if seq(info()['last-generated-id']) > floor and trimmed then return bar('UNKNOWN') end
+return bar('VOID')
 "#;
 
 /// What opening the room found.
@@ -373,6 +381,19 @@ pub(crate) enum Fate {
     Unknown,
 }
 
+/// An append call whose answer never came, as the void script looks for it.
+pub(crate) struct Unsettled<'a> {
+    /// Its dedupe key.
+    pub(crate) dedupe: &'a str,
+    /// The server that sent it, and its number among that server's calls.
+    pub(crate) server: &'a str,
+    pub(crate) number: u64,
+    /// The highest sequence number delivered when it was first sent.
+    pub(crate) floor: u64,
+    /// The room's epoch when it was first sent.
+    pub(crate) epoch: &'a str,
+}
+
 /// The void script, built once per writer.
 pub(crate) struct Settle {
     script: Script,
@@ -385,27 +406,26 @@ impl Settle {
         }
     }
 
-    /// Finds out what became of call number `call` of server `server` (dedupe key
-    /// `dedupe`, first sent when `floor` was delivered), making sure that a call not
-    /// appended never will be; looks through at most `limit` entries.
+    /// Finds out what became of `call`, making sure that a call not appended never
+    /// will be; looks through at most `limit` entries.
     pub(crate) fn call(
         &self,
         con: &mut Connection,
         keys: &Keys,
-        dedupe: &str,
-        (server, call): (&str, u64),
-        floor: u64,
+        call: &Unsettled<'_>,
         limit: u64,
     ) -> RedisResult<Fate> {
         let (what, value): (String, String) = self
             .script
-            .key(dedupe)
             .key(&keys.stream)
+            .key(&keys.epoch)
+            .key(call.dedupe)
             .key(&keys.voided)
-            .arg(server)
-            .arg(call)
-            .arg(floor)
+            .arg(call.server)
+            .arg(call.number)
+            .arg(call.floor)
             .arg(limit)
+            .arg(call.epoch)
             .invoke(con)?;
         match (what.as_str(), parse_seq(value.as_bytes())) {
             ("VOID", _) => Ok(Fate::Void),

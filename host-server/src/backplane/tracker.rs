@@ -80,6 +80,8 @@ pub(crate) struct Owed {
     pub(crate) delayed: Vec<(u64, usize)>,
     /// (client, messages) told delayed and now delivered.
     pub(crate) late: Vec<(u64, usize)>,
+    /// (client, messages) sent whose fate cannot be known any more.
+    pub(crate) unknown: Vec<(u64, usize)>,
     /// (client, bytes) of Pongs now free to go.
     pub(crate) pongs: Vec<(u64, Vec<u8>)>,
 }
@@ -249,15 +251,23 @@ impl Tracker {
         inner.owed()
     }
 
-    /// The room was reset, numbering on after `tail`: batches appended before it
-    /// will not be delivered here (their clients are being disconnected), so nothing
-    /// waits for them any more.
+    /// The room was reset, numbering on after `tail`: batches that left for the old
+    /// room will not be delivered here, and their clients are being disconnected, so
+    /// nothing waits for them any more. Whether anyone received them cannot be known
+    /// (other servers may have before the reset): their senders are owed that, before
+    /// the reset notice. Batches still queued stay.
     pub(crate) fn reset(&self, tail: u64) -> Owed {
         let mut inner = lock(&self.inner);
+        let inner = &mut *inner;
         inner.delivered = inner.delivered.max(tail);
-        inner
-            .batches
-            .retain(|b| !matches!(b.state, State::Appended(_)));
+        let unknown = &mut inner.owed.unknown;
+        inner.batches.retain(|b| {
+            let queued = b.state == State::Queued;
+            if !queued {
+                add(unknown, b.client, b.count);
+            }
+            queued
+        });
         inner.owed()
     }
 
@@ -379,17 +389,24 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_forgets_appends_that_will_not_be_delivered() {
+    fn a_reset_answers_what_left_for_the_old_room_as_of_unknown_fate() {
         let t = Tracker::default();
         let now = Instant::now();
         let a = t.register(1, 1, now);
-        let b = t.register(1, 1, now);
-        assert!(t.claim(a, 1, 0) && t.claim(b, 2, 0));
+        let b = t.register(1, 2, now);
+        let c = t.register(2, 1, now);
+        let queued = t.register(2, 1, now + T);
+        assert!(t.claim(a, 1, 0) && t.claim(b, 2, 0) && t.claim(c, 2, 2));
         t.settle(a, Some(40));
+        assert_eq!(t.expire(now + T, T).delayed, [(1, 2), (2, 1)]);
         assert_eq!(t.pong(1, vec![1]), None);
-        assert_eq!(t.reset(30).pongs, [], "b is still on its way");
-        assert_eq!(t.len(), 1);
-        assert_eq!(t.settle(b, None).pongs, [(1, vec![1])]);
+        let owed = t.reset(30);
+        // Appended (a) or sent (b, c), delayed or not: the same.
+        assert_eq!(owed.unknown, [(1, 3), (2, 1)]);
+        assert_eq!(owed.pongs, [(1, vec![1])]);
+        assert!(!t.is_waiting(b), "the writer would tell b's sender again");
+        assert!(t.is_waiting(queued), "not sent yet: the writer sends it");
+        assert_eq!(t.settle(b, None), Owed::default());
     }
 
     #[test]

@@ -14,8 +14,11 @@
 //! void script): found appended, it is delivered like any other message (a text
 //! sender is told its delayed messages were delivered, a binary one gets its Acks);
 //! not appended, the script makes sure no try still on its way can append it, and its
-//! senders are told it was not delivered. So a sender never hears "not delivered" of
-//! a message anyone receives, and always hears the truth once Redis answers.
+//! senders are told it was not delivered; if Redis no longer holds what would tell
+//! (its dedupe key expired and the entries after where it was sent were trimmed, or
+//! the room it was sent to is gone), they are told its fate cannot be known. So a
+//! sender never hears "not delivered" of a message anyone receives, and always hears
+//! the truth, or that it cannot be known, once Redis answers.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -27,7 +30,7 @@ use redis::{Connection, RedisError, RetryMethod};
 
 use super::link::{self, random_token};
 use super::roster::{self, Op, Wrote};
-use super::script::{Append, AppendArgs, Appended, Fate, Message, Settle};
+use super::script::{Append, AppendArgs, Appended, Fate, Message, Settle, Unsettled};
 use super::tracker::Owed;
 use super::{Common, Item, Outgoing};
 use crate::wire::{self, Mode};
@@ -49,6 +52,8 @@ struct Call {
     /// The highest sequence number delivered when it was first sent: its entries, if
     /// appended, come after.
     floor: u64,
+    /// The room's epoch when it was first sent: the room it may be in.
+    epoch: String,
 }
 
 struct Writer<'c> {
@@ -143,6 +148,7 @@ impl Writer<'_> {
                 dedupe,
                 batches,
                 floor: 0,
+                epoch: String::new(),
             });
         }
     }
@@ -172,6 +178,7 @@ impl Writer<'_> {
                 }
                 if !sent {
                     call.floor = self.common.delivered.load(Ordering::Acquire);
+                    call.epoch = self.common.epoch();
                 }
                 sent = true;
                 match self.append(&call) {
@@ -323,12 +330,14 @@ impl Writer<'_> {
                 return false;
             };
             let limit = self.common.config.retain.min(MAX_SCAN);
-            let id = (self.common.server_id.as_str(), call.number);
-            let keys = &self.common.keys;
-            match self
-                .settle
-                .call(con, keys, &call.dedupe, id, call.floor, limit)
-            {
+            let unsettled = Unsettled {
+                dedupe: &call.dedupe,
+                server: &self.common.server_id,
+                number: call.number,
+                floor: call.floor,
+                epoch: &call.epoch,
+            };
+            match self.settle.call(con, &self.common.keys, &unsettled, limit) {
                 Ok(Fate::At(first)) => appended(self.common, call, first),
                 Ok(Fate::Void) => refuse(
                     self.common,
@@ -356,10 +365,16 @@ fn transient(e: &RedisError) -> bool {
     !matches!(e.retry_method(), RetryMethod::NoRetry) || e.is_timeout() || e.is_io_error()
 }
 
-/// The (client, messages) of `call`, one pair per sender.
-fn senders(call: &Call) -> Vec<(u64, usize)> {
+/// The (client, messages) of `call`, one pair per sender, of the batches not
+/// answered for good yet (the reader may have delivered some, or a reset told their
+/// senders their fate is unknown).
+fn senders(common: &Common, call: &Call) -> Vec<(u64, usize)> {
     let mut senders: Vec<(u64, usize)> = Vec::new();
-    for b in &call.batches {
+    let waiting = call
+        .batches
+        .iter()
+        .filter(|b| common.tracker.is_waiting(b.ticket));
+    for b in waiting {
         match senders.iter_mut().find(|(c, _)| *c == b.client) {
             Some((_, n)) => *n += b.ends.len(),
             None => senders.push((b.client, b.ends.len())),
@@ -369,7 +384,7 @@ fn senders(call: &Call) -> Vec<(u64, usize)> {
 }
 
 /// "1 message" or "N messages".
-fn messages(n: usize) -> String {
+pub(crate) fn messages(n: usize) -> String {
     if n == 1 {
         "1 message".into()
     } else {
@@ -391,6 +406,7 @@ pub(crate) fn send_owed(common: &Common, owed: Owed) {
         refused,
         delayed,
         late,
+        unknown,
         pongs,
     } = owed;
     for (client, n) in &refused {
@@ -401,6 +417,9 @@ pub(crate) fn send_owed(common: &Common, owed: Owed) {
         let why = "delayed: the room backplane is not answering; \
                    you will be told whether they were delivered";
         tell(common, *client, *n, ErrorCode::DELAYED, why);
+    }
+    for (client, n) in &unknown {
+        tell(common, *client, *n, ErrorCode::DELAYED, UNKNOWN);
     }
     for (client, n) in late {
         let text = format!("{} delayed, delivered now", messages(n));
@@ -415,6 +434,10 @@ pub(crate) fn send_owed(common: &Common, owed: Owed) {
         common.room.tell(client, |_| bytes.clone());
     }
     let count = |told: &[(u64, usize)]| told.iter().map(|(_, n)| n).sum::<usize>();
+    if !unknown.is_empty() {
+        let n = messages(count(&unknown));
+        tracing::warn!("backplane: the fate of {n} sent to the old room is unknown");
+    }
     for (n, fate) in [
         (count(&refused), "not delivered"),
         (count(&delayed), "delayed"),
@@ -427,7 +450,7 @@ pub(crate) fn send_owed(common: &Common, owed: Owed) {
 
 /// Tells each sender of `call` how many of its messages were not delivered, and why.
 fn refuse(common: &Common, call: &Call, why: &str) {
-    let senders = senders(call);
+    let senders = senders(common, call);
     for (client, n) in &senders {
         tell(common, *client, *n, ErrorCode::NOT_DELIVERED, why);
     }
@@ -455,12 +478,14 @@ fn appended(common: &Common, call: &Call, first: u64) {
     }
 }
 
+/// Why the senders of messages whose fate cannot be known are told so (code 13).
+const UNKNOWN: &str = "delayed: the room backplane cannot tell whether they were delivered";
+
 /// What became of `call` cannot be known any more: its senders, told it was
 /// delayed, are told so.
 fn unknown(common: &Common, call: &Call) {
-    let why = "delayed: the room backplane cannot tell whether they were delivered";
-    for (client, n) in senders(call) {
-        tell(common, client, n, ErrorCode::DELAYED, why);
+    for (client, n) in senders(common, call) {
+        tell(common, client, n, ErrorCode::DELAYED, UNKNOWN);
     }
     settle_void(common, call);
     tracing::warn!(
