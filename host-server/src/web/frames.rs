@@ -197,7 +197,10 @@ impl WsDecoder {
             }
         }
         if matches!(header.opcode, OpCode::Data(_)) && self.open == Some(Ok(())) {
-            let total = self.message.len() as u64 + len;
+            // A header may claim a length up to u64::MAX: saturate, so such a frame is
+            // too long rather than an overflow (a panic, or a wrapped total that lets
+            // the message grow past the limit).
+            let total = (self.message.len() as u64).saturating_add(len);
             if total > MAX_MESSAGE as u64 {
                 self.open = Some(Err(Discard::TooLong));
                 self.message = Vec::new();
@@ -389,6 +392,27 @@ mod tests {
             seen,
             ["Discarded(Binary)", "Discarded(TooLong)", "Text(\"ok\")"]
         );
+    }
+
+    /// Found by the `ws_decoder` fuzz target: a continuation whose header claims
+    /// u64::MAX bytes, after a fragment, overflowed the message's running total.
+    #[test]
+    fn a_length_of_u64_max_after_a_fragment_is_too_long() {
+        let mut input = frame(0x01, b"abcd");
+        input.extend([0x00, 0x80 | 127]);
+        input.extend(u64::MAX.to_be_bytes());
+        input.extend(MASK);
+        input.extend([b'x'; 3000]);
+        let mut decoder = WsDecoder::new();
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let (used, event) = decoder.feed(rest);
+            assert_eq!(event, Ok(None));
+            assert!(used > 0);
+            rest = &rest[used..];
+        }
+        assert_eq!(decoder.open, Some(Err(Discard::TooLong)));
+        assert!(decoder.message.capacity() <= MAX_MESSAGE, "held the frame");
     }
 
     #[test]
