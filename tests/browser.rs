@@ -4,7 +4,8 @@
 //!
 //! One browser serves the whole scenario (two tabs, then a page of another
 //! origin), because starting Chromium is most of the cost; one more loads the page
-//! over TLS. `.ci/run` installs
+//! over TLS, and one more walks the page by keyboard alone and scrolls it (a fresh
+//! page, so that the focus starts where a user's does). `.ci/run` installs
 //! `chromium` and `chromium-driver`.
 //!
 //! `UPDATE_SCREENSHOT=1` saves the screenshot of the chat to `docs/browser.png`
@@ -27,6 +28,9 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// The Enter key in WebDriver's key codes.
 const ENTER: &str = "\u{E007}";
+
+/// The Tab key in WebDriver's key codes.
+const TAB: &str = "\u{E004}";
 
 /// How long the browser may take to start or to show something.
 const BROWSER_WAIT: Duration = Duration::from_secs(30);
@@ -159,6 +163,25 @@ impl Browser {
         );
         let id = found[ELEMENT].as_str().expect("the input").to_string();
         self.post(&format!("/element/{id}/value"), json!({ "text": text }));
+    }
+
+    /// Presses and releases each key of `keys` in turn, as a keyboard does, into
+    /// whatever has the focus (WebDriver's actions, not an element's value).
+    fn press(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|key| {
+                let key = key.to_string();
+                [
+                    json!({"type": "keyDown", "value": key}),
+                    json!({"type": "keyUp", "value": key}),
+                ]
+            })
+            .collect();
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        );
     }
 
     /// A new tab, switched to; returns the handle of the one before.
@@ -453,4 +476,88 @@ fn the_page_over_https_joins_the_room_over_wss() {
         l.contains(&format!("{me} joined (websocket over TLS"))
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The focused element, as its id (its text, for a button without one; `BODY` when
+/// no control has the focus), and whether its focus can be seen (an outline or a shadow).
+const FOCUS: &str = "const e = document.activeElement; \
+     const s = getComputedStyle(e); \
+     const ring = (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) \
+                  || s.boxShadow !== 'none'; \
+     return [e === document.body ? 'BODY' : e.id || e.textContent.trim(), ring];";
+
+/// Whether the message list is scrolled to its end, and where it is.
+const LOG_END: &str = "const l = document.getElementById('log'); \
+     return [l.scrollTop + l.clientHeight >= l.scrollHeight - 2, l.scrollTop];";
+
+/// The page's promises of issue 20: usable with the keyboard alone, and it follows
+/// new messages unless one scrolled up, offering a way back down.
+#[test]
+fn the_page_works_by_keyboard_and_follows_new_messages_unless_scrolled_up() {
+    let server = Server::start(&[]);
+    let mut nc = TextClient::connect(server.addr);
+    nc.expect(|l| l.starts_with("*** welcome"));
+    let browser = Browser::start(&[]);
+    let me = join(&browser, server.addr);
+    hears(&mut nc, &format!("*** {me} joined"));
+
+    // A fresh page has the focus in the input, so one can type at once; Tab walks
+    // Send, the message list (to scroll it by keys) and back to the input, each
+    // with its focus in view. Tabbing past Send may leave the page for a step
+    // (the body has the focus then): that step is not a control and is skipped.
+    assert_eq!(browser.js(FOCUS), json!(["line", true]));
+    let mut walk = Vec::new();
+    for _ in 0..4 {
+        browser.press(TAB);
+        let focus = browser.js(FOCUS);
+        if focus[0] != json!("BODY") {
+            walk.push(focus);
+        }
+    }
+    assert_eq!(
+        walk[..3],
+        [
+            json!(["Send", true]),
+            json!(["log", true]),
+            json!(["line", true])
+        ],
+        "{walk:?}"
+    );
+    // Typing and Enter send; so do typing, Tab to Send and Enter.
+    browser.press(&format!("by keys alone{ENTER}"));
+    hears(&mut nc, &format!("[{me}] by keys alone"));
+    browser.press(&format!("by the Send button{TAB}{ENTER}"));
+    hears(&mut nc, &format!("[{me}] by the Send button"));
+    assert_eq!(browser.js(FOCUS), json!(["Send", true]));
+
+    // More lines than the list shows: it follows them to the end.
+    let lines: String = (0..60).map(|i| format!("filler {i}\n")).collect();
+    nc.write(lines.as_bytes());
+    wait_row(&browser, &format!("[{}] filler 59", nc.peer()));
+    let end = browser.js(LOG_END);
+    assert_eq!(end[0], json!(true), "not at the end after 60 lines: {end}");
+    assert!(
+        end[1].as_f64() > Some(0.0),
+        "the list did not overflow: {end}"
+    );
+
+    // Scrolled up, new lines leave the list where it is and offer "New messages".
+    browser.js("document.getElementById('log').scrollTop = 0;");
+    let jump = "return !document.getElementById('jump').hidden;";
+    assert_eq!(browser.js(jump), json!(false));
+    nc.write(b"while reading old ones\n");
+    wait_row(&browser, &format!("[{}] while reading old ones", nc.peer()));
+    assert_eq!(browser.js(LOG_END), json!([false, 0]));
+    assert_eq!(browser.js(jump), json!(true), "no 'New messages' control");
+
+    // By keys: from the list, Tab reaches the control, and Enter on it goes to
+    // the end and back to the input.
+    browser.js("document.getElementById('log').focus();");
+    browser.press(TAB);
+    let focus = browser.js(FOCUS);
+    assert_eq!(focus, json!(["jump", true]));
+    browser.press(ENTER);
+    assert_eq!(browser.js(LOG_END)[0], json!(true), "Enter did not go down");
+    assert_eq!(browser.js(jump), json!(false));
+    assert_eq!(browser.js(FOCUS)[0], json!("line"));
 }
